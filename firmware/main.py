@@ -1,0 +1,102 @@
+# main.py: the board's composition root (MicroPython runs it after boot.py).
+#
+# It is the only firmware file that chooses a HAL: the real board (BoardHal) or,
+# when bmsfw/board_config.py says HAL_KIND = "link", the HIL link HAL that talks
+# to the twin on a PC. It then runs Controller(hal, ...).tick() every TICK_MS,
+# paced with time.ticks_diff (the clock wraps), and prints telemetry frames and
+# events as JSON lines on the USB serial port (docs/board.md).
+#
+# An exception from the controller is not caught: it prints its traceback and
+# stops feeding the watchdog, which resets the board into a known state.
+
+import json
+import time
+
+from bmsfw import board_config
+
+
+class BoardConfigError(ValueError):
+    """A bad value in bmsfw/board_config.py: `field` names it."""
+
+    def __init__(self, field, value, why):
+        super().__init__("board_config.%s=%r: %s" % (field, value, why))
+        self.field = field
+        self.value = value
+
+
+def device_id(config):
+    if config.DEVICE_ID is not None:
+        return config.DEVICE_ID
+    import binascii
+    import machine
+
+    return "bms-" + binascii.hexlify(machine.unique_id()).decode()
+
+
+def build_hal(config):
+    """The HAL board_config.HAL_KIND names. Each import is lazy so a board only
+    needs the files of the HAL it uses (see firmware/manifest.py)."""
+    kind = config.HAL_KIND
+    if kind == "board":
+        from bmsfw.board_hal import BoardHal
+
+        return BoardHal(config)
+    if kind == "link":
+        import machine
+        from bmsfw.link_hal import LinkHal
+
+        uart = machine.UART(
+            config.LINK_UART_ID,
+            baudrate=config.LINK_BAUD,
+            tx=machine.Pin(config.LINK_TX_PIN),
+            rx=machine.Pin(config.LINK_RX_PIN),
+        )
+        return LinkHal(uart)
+    raise BoardConfigError("HAL_KIND", kind, 'must be "board" or "link"')
+
+
+def emit_json(kind, payload):
+    # One JSON object per line: {"kind": "telemetry"|"event", "data": ...}.
+    print(json.dumps({"kind": kind, "data": payload}))
+
+
+def run(controller, tick_ms, max_ticks=None, telemetry_every=0, emit=emit_json, clock=None):
+    """Tick `controller` every `tick_ms` ms of wall time, `max_ticks` times (None: forever).
+
+    Pacing uses the board's own clock (`clock`, default the time module), not the
+    HAL's: under the link HAL the twin owns the controller's clock and may run
+    faster or slower than real time. A late tick moves the schedule on instead
+    of bursting to catch up. Returns the number of ticks run.
+    """
+    if not isinstance(tick_ms, int) or tick_ms <= 0:
+        raise BoardConfigError("TICK_MS", tick_ms, "must be a positive int")
+    if clock is None:
+        clock = time
+    n_ticks = 0
+    deadline_ms = clock.ticks_ms()
+    while max_ticks is None or n_ticks < max_ticks:
+        controller.tick()
+        n_ticks += 1
+        if telemetry_every and n_ticks % telemetry_every == 0:
+            emit("telemetry", controller.telemetry())
+        for event in controller.pop_events():
+            emit("event", event)
+        deadline_ms = clock.ticks_add(deadline_ms, tick_ms)
+        wait_ms = clock.ticks_diff(deadline_ms, clock.ticks_ms())
+        if wait_ms > 0:
+            clock.sleep_ms(wait_ms)
+        elif wait_ms < -tick_ms:
+            deadline_ms = clock.ticks_ms()  # fell more than a tick behind: resynchronise
+    return n_ticks
+
+
+def main(config=board_config):
+    from bmsfw.controller import Controller
+
+    hal = build_hal(config)
+    controller = Controller(hal, config=None, device_id=device_id(config))
+    run(controller, config.TICK_MS, telemetry_every=config.TELEMETRY_EVERY_TICKS)
+
+
+if __name__ == "__main__":
+    main()
