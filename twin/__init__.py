@@ -1,0 +1,1 @@
+"""bms-twin: the hardware twin of the seed cell (parameters, protocols, C-core wrapper)."""
