@@ -143,6 +143,13 @@ typedef struct {
     double overpotential_V;             /* voltage_V - ocv_V */
     double short_current_A;             /* discharging through the short */
 
+    /* Arrhenius factors cached at cache_T_K (refreshed when T moves > 1 mK) */
+    double cache_T_K;
+    double electrolyte_factor;          /* resistance multiplier vs reference T */
+    double layer_factor;
+    double transfer_factor;
+    double critical_factor;             /* critical current multiplier */
+
     /* counters since init */
     double charge_in_C;                 /* terminal charge put in */
     double charge_out_C;                /* terminal charge taken out */
@@ -214,11 +221,12 @@ int cell_fleet_step(const cell_params_t *p, cell_state_t *states, const double *
                     int64_t n, double dt_s, int32_t *status);
 
 /* Total lithium, mol: catholyte + alloy + metal + dead + precipitated. */
-double cell_lithium_total_mol(const cell_state_t *s);
+int cell_lithium_total_mol(const cell_state_t *s, double *total_mol);
 
-/* Layer critical plating current density at temperature_K (mean over the area,
-   patchiness included), A/cm2. */
-double cell_critical_current_A_cm2(const cell_params_t *p, double temperature_K);
+/* Mean plating current density at which the layer starts to take damage at
+   temperature_K (patchiness included), A/cm2. */
+int cell_critical_current_A_cm2(const cell_params_t *p, double temperature_K,
+                                double *critical_A_cm2);
 
 /* Short-form name of a CELL_ERR_* code. */
 const char *cell_strerror(int code);

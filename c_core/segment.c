@@ -1,0 +1,225 @@
+/*
+ * segment.c - a whole cycler step (constant current, voltage hold, rest) run
+ * inside C until its first stop condition, so Python never loops per step.
+ *
+ * A voltage stop is located by bisection on the last step's length, so the
+ * stop lands within CORE_MIN_DT_S of the crossing whatever the step size was.
+ */
+#include <math.h>
+#include "cell.h"
+#include "submodels.h"
+#include "core_internal.h"
+
+#define BISECT_ITERATIONS 40
+
+/* Hold mode: the current at which the terminal voltage equals target now.
+   Voltage rises monotonically with current, so bracket then bisect. */
+static int current_for_voltage(const cell_params_t *p, const cell_state_t *s,
+                               double target_V, double guess_A, double *current_A)
+{
+    double limit = 1.0 * p->area_cm2; /* 1 A/cm2: far past anything physical */
+    double step = fabs(guess_A) > 1e-7 * p->area_cm2 ? fabs(guess_A) : 1e-6 * p->area_cm2;
+    double lo = guess_A, hi = guess_A;
+    double v;
+    v = core_voltage(p, s, guess_A, NULL);
+    if (!isfinite(v))
+        return CELL_ERR_DIVERGED;
+    if (v < target_V) {
+        do {
+            lo = hi;
+            hi = hi + step;
+            step *= 2.0;
+            if (hi > limit) { hi = limit; break; }
+            v = core_voltage(p, s, hi, NULL);
+        } while (v < target_V);
+    } else {
+        do {
+            hi = lo;
+            lo = lo - step;
+            step *= 2.0;
+            if (lo < -limit) { lo = -limit; break; }
+            v = core_voltage(p, s, lo, NULL);
+        } while (v > target_V);
+    }
+    for (int k = 0; k < 80 && hi - lo > 1e-15 + 1e-12 * fabs(hi); k++) {
+        double mid = 0.5 * (lo + hi);
+        if (core_voltage(p, s, mid, NULL) < target_V) lo = mid; else hi = mid;
+    }
+    *current_A = 0.5 * (lo + hi);
+    return isfinite(*current_A) ? CELL_OK : CELL_ERR_DIVERGED;
+}
+
+static int segment_ok(const cell_segment_t *g, int32_t max_samples, const cell_sample_t *samples)
+{
+    if (g->mode != CELL_MODE_CURRENT && g->mode != CELL_MODE_VOLTAGE && g->mode != CELL_MODE_REST)
+        return CELL_ERR_SEGMENT;
+    if (!isfinite(g->current_A) || !isfinite(g->voltage_V) || !isfinite(g->duration_s) ||
+        !isfinite(g->stop_voltage_V) || !isfinite(g->stop_current_A) ||
+        !isfinite(g->stop_charge_C) || !isfinite(g->sample_interval_s))
+        return CELL_ERR_NOT_FINITE;
+    if (g->duration_s <= 0.0)
+        return CELL_ERR_SEGMENT;
+    if (g->mode == CELL_MODE_VOLTAGE && (g->voltage_V <= 0.0 || g->voltage_V > 10.0))
+        return CELL_ERR_SEGMENT;
+    if (g->use_stop_voltage && (g->stop_voltage_V <= 0.0 || g->stop_voltage_V > 10.0))
+        return CELL_ERR_SEGMENT;
+    if (g->use_stop_current && g->stop_current_A < 0.0)
+        return CELL_ERR_SEGMENT;
+    if (g->use_stop_charge && g->stop_charge_C <= 0.0)
+        return CELL_ERR_SEGMENT;
+    if (g->sample_interval_s < 0.0 || max_samples < 0)
+        return CELL_ERR_LENGTH;
+    if (g->sample_interval_s > 0.0 && (max_samples < 2 || !samples))
+        return CELL_ERR_LENGTH;
+    return CELL_OK;
+}
+
+static void write_sample(const cell_state_t *s, cell_sample_t *out)
+{
+    out->t_s = s->t_s;
+    out->voltage_V = s->voltage_V;
+    out->current_A = s->current_A;
+    out->temperature_K = s->temperature_K;
+    out->li_metal_mol = s->li_metal_mol;
+    out->li_alloy_mol = s->li_alloy_mol;
+    out->li_catholyte_mol = s->li_catholyte_mol;
+    out->li_lost_mol = s->li_dead_mol + s->li_precipitated_mol;
+    out->layer_damage = s->layer_damage;
+}
+
+/* Direction of a voltage stop: +1 stops when V rises to it, -1 when it falls. */
+static int stop_direction(const cell_segment_t *g, double current_A, double v_now)
+{
+    if (current_A > 0.0)
+        return 1;
+    if (current_A < 0.0)
+        return -1;
+    return v_now < g->stop_voltage_V ? 1 : -1;
+}
+
+static int crossed(int direction, double v, double stop_V)
+{
+    return direction > 0 ? v >= stop_V : v <= stop_V;
+}
+
+int cell_run_segment(const cell_params_t *p, cell_state_t *s, const cell_segment_t *g,
+                     cell_sample_t *samples, int32_t max_samples,
+                     cell_segment_result_t *result)
+{
+    if (!p || !s || !g || !result)
+        return CELL_ERR_NULL;
+    int rc = cell_params_check(p, NULL);
+    if (rc)
+        return rc;
+    rc = segment_ok(g, max_samples, samples);
+    if (rc)
+        return rc;
+    if (!core_state_ok(s))
+        return CELL_ERR_STATE;
+
+    cell_segment_result_t r = {0};
+    double elapsed = 0.0, charge = 0.0;
+    double interval = g->sample_interval_s;
+    double next_sample = interval;
+    double current = g->mode == CELL_MODE_CURRENT ? g->current_A : 0.0;
+    double hold_guess = s->current_A;
+    int direction = 0;
+
+    if (g->use_stop_voltage) {
+        double v_now;
+        if (g->mode == CELL_MODE_VOLTAGE) {
+            v_now = g->voltage_V;
+        } else {
+            refresh_arrhenius(p, s);
+            v_now = core_voltage(p, s, core_electrochemical_current(p, s, current), NULL);
+        }
+        direction = stop_direction(g, current, v_now);
+        if (g->mode != CELL_MODE_VOLTAGE && crossed(direction, v_now, g->stop_voltage_V)) {
+            r.stop_reason = CELL_STOP_VOLTAGE;
+            *result = r;
+            return CELL_OK;
+        }
+    }
+
+    for (;;) {
+        double left = g->duration_s - elapsed;
+        if (g->mode == CELL_MODE_VOLTAGE) {
+            refresh_arrhenius(p, s);
+            rc = current_for_voltage(p, s, g->voltage_V, hold_guess, &current);
+            if (rc)
+                break;
+            hold_guess = current;
+        }
+        double dt = core_choose_dt(p, s, current, left);
+        if (g->mode == CELL_MODE_VOLTAGE && dt > 0.25 * p->rc_time_constant_s)
+            dt = 0.25 * p->rc_time_constant_s;
+        if (interval > 0.0 && dt > next_sample - elapsed)
+            dt = next_sample - elapsed;
+        if (g->use_stop_charge && current != 0.0) {
+            double to_go = (g->stop_charge_C - fabs(charge)) / fabs(current);
+            if (to_go < dt)
+                dt = to_go > 0.0 ? to_go : 0.0;
+        }
+        if (dt > left)
+            dt = left;
+        if (dt <= 0.0)
+            dt = left > 0.0 ? left : CORE_MIN_DT_S;
+
+        cell_state_t before = *s;
+        rc = core_substep(p, s, current, dt);
+        if (rc)
+            break;
+
+        int stop = 0;
+        if (g->use_stop_voltage && g->mode != CELL_MODE_VOLTAGE &&
+            crossed(direction, s->voltage_V, g->stop_voltage_V)) {
+            /* Bisect the step length to land on the crossing. */
+            double lo = 0.0, hi = dt;
+            for (int k = 0; k < BISECT_ITERATIONS && hi - lo > CORE_MIN_DT_S * 1e-2; k++) {
+                double mid = 0.5 * (lo + hi);
+                cell_state_t trial = before;
+                if (core_substep(p, &trial, current, mid) == CELL_OK &&
+                    crossed(direction, trial.voltage_V, g->stop_voltage_V))
+                    hi = mid;
+                else
+                    lo = mid;
+            }
+            *s = before;
+            rc = core_substep(p, s, current, hi);
+            if (rc)
+                break;
+            dt = hi;
+            stop = CELL_STOP_VOLTAGE;
+        }
+        r.n_steps++;
+        elapsed += dt;
+        charge += current * dt;
+
+        if (!stop && g->use_stop_current && fabs(current) <= g->stop_current_A)
+            stop = CELL_STOP_CURRENT;
+        if (!stop && g->use_stop_charge && fabs(charge) >= g->stop_charge_C * (1.0 - 1e-12))
+            stop = CELL_STOP_CHARGE;
+        if (!stop && elapsed >= g->duration_s * (1.0 - 1e-12))
+            stop = CELL_STOP_TIME;
+
+        if (interval > 0.0) {
+            if (stop) {
+                write_sample(s, &samples[r.n_samples++]);
+            } else if (elapsed >= next_sample - 1e-9 * interval) {
+                write_sample(s, &samples[r.n_samples++]);
+                next_sample += interval;
+                /* keep one slot for the end sample of a later call */
+                if (r.n_samples >= max_samples - 1)
+                    stop = CELL_STOP_BUFFER_FULL;
+            }
+        }
+        if (stop) {
+            r.stop_reason = stop;
+            break;
+        }
+    }
+    r.elapsed_s = elapsed;
+    r.charge_C = charge;
+    *result = r;
+    return rc;
+}
