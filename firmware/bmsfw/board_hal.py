@@ -20,38 +20,39 @@
 import os
 import time
 
+from bmsfw.compat import const
 from bmsfw.hal import Hal, ISHUNT, TCELL, VCELL
 
 # --- ADS1115 (TI SBAS444D) ---------------------------------------------------
-_ADS_REG_CONV = 0x00  # conversion register, 16-bit two's complement
-_ADS_REG_CONFIG = 0x01  # config register (section 9.6.3)
-_ADS_OS_START = 0x8000  # write: start a single conversion; read: 1 = idle
-_ADS_MUX_AIN0_GND = 0b100  # MUX[2:0] for AINx vs GND is 0b100 + x
-_ADS_PGA_4V096 = 0b001 << 9  # FSR +-4.096 V: LSB 125 uV, the reference board's Vref
-_ADS_MODE_SINGLE = 1 << 8  # single-shot: one conversion per read, no stale samples
-_ADS_COMP_OFF = 0b11  # COMP_QUE = 11: comparator disabled, ALERT pin high-Z
-_ADS_FULL_SCALE = 0x7FFF  # input at or above +4.096 V (open cell pulled up)
+_ADS_REG_CONV = const(0x00)  # conversion register, 16-bit two's complement
+_ADS_REG_CONFIG = const(0x01)  # config register (section 9.6.3)
+_ADS_OS_START = const(0x8000)  # write: start a single conversion; read: 1 = idle
+_ADS_MUX_AIN0_GND = const(0b100)  # MUX[2:0] for AINx vs GND is 0b100 + x
+_ADS_PGA_4V096 = const(0b001 << 9)  # FSR +-4.096 V: LSB 125 uV, the reference board's Vref
+_ADS_MODE_SINGLE = const(1 << 8)  # single-shot: one conversion per read, no stale samples
+_ADS_COMP_OFF = const(0b11)  # COMP_QUE = 11: comparator disabled, ALERT pin high-Z
+_ADS_FULL_SCALE = const(0x7FFF)  # input at or above +4.096 V (open cell pulled up)
 
 # --- INA226 (TI SBOS547A) ----------------------------------------------------
-_INA_REG_CONFIG = 0x00  # configuration register (7.6.1)
-_INA_REG_SHUNT = 0x01  # shunt voltage, signed 16 bit, LSB 2.5 uV (7.6.2)
-_INA_REG_MFR_ID = 0xFE  # manufacturer ID, reads 0x5449 ("TI")
-_INA_REG_DIE_ID = 0xFF  # die ID, reads 0x2260
-_INA_MFR_ID = 0x5449
-_INA_DIE_ID = 0x2260
+_INA_REG_CONFIG = const(0x00)  # configuration register (7.6.1)
+_INA_REG_SHUNT = const(0x01)  # shunt voltage, signed 16 bit, LSB 2.5 uV (7.6.2)
+_INA_REG_MFR_ID = const(0xFE)  # manufacturer ID, reads 0x5449 ("TI")
+_INA_REG_DIE_ID = const(0xFF)  # die ID, reads 0x2260
+_INA_MFR_ID = const(0x5449)
+_INA_DIE_ID = const(0x2260)
 
 # --- docs/hal.md raw-count convention ----------------------------------------
-_ADC_BITS = 16
-_ADC_VREF_MV = 4096
-_COUNTS_MAX = 65535
-_ISHUNT_ZERO = 32768  # mid-scale = 2048 mV at the pin = 0 uA
-_COUNTS_PER_UA = 16  # 1.0 mV/uA at the pin, 0.0625 mV per count
-_INA_LSB_NV = 2500  # INA226 shunt LSB: 2.5 uV = 2500 nV
-_SMALL_INT_MAX = (1 << 30) - 1  # MicroPython small int on 32-bit ports: beyond it ints allocate
+_ADC_BITS = const(16)
+_ADC_VREF_MV = const(4096)
+_COUNTS_MAX = const(65535)
+_ISHUNT_ZERO = const(32768)  # mid-scale = 2048 mV at the pin = 0 uA
+_COUNTS_PER_UA = const(16)  # 1.0 mV/uA at the pin, 0.0625 mV per count
+_INA_LSB_NV = const(2500)  # INA226 shunt LSB: 2.5 uV = 2500 nV
+_SMALL_INT_MAX = const((1 << 30) - 1)  # MicroPython small int on 32-bit ports: beyond it ints allocate
 
 # --- record files ------------------------------------------------------------
 _RECORD_MAGIC = b"BMR1"  # header: magic + u32 little-endian length, then the record bytes
-_HEADER_N_BYTES = 8
+_HEADER_N_BYTES = const(8)
 
 
 class BoardError(Exception):

