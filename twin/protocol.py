@@ -32,7 +32,7 @@ import numbers
 import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence, Union
+from typing import Iterable, Iterator, NoReturn, Sequence, Union
 
 __all__ = [
     "MODE_CURRENT",
@@ -220,7 +220,7 @@ class Step:
         if self.kind == "rest":
             return "Rest for %s" % duration
         if self.kind == "hold":
-            head = "Hold at %s" % _pretty(self.voltage_V, _VOLTAGE_DISPLAY)
+            head = "Hold at %s" % _pretty(float(self.voltage_V or 0.0), _VOLTAGE_DISPLAY)
             until = None
             if self.stop_current_A is not None:
                 until = _pretty(self.stop_current_A, _CURRENT_DISPLAY)
@@ -277,28 +277,34 @@ def _expand(items: Iterable, path: tuple) -> Iterator[Step]:
 
 def _check_positive(value, what: str, hint: str, line=None, fragment=None) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ProtocolError("%s must be a number, got %r" % (what, value), hint, *_loc(line), fragment)
+        raise _error("%s must be a number, got %r" % (what, value), hint, line, fragment)
     number = float(value)
     if not math.isfinite(number):
-        raise ProtocolError("%s must be a finite number, got %r" % (what, value), hint, *_loc(line), fragment)
+        raise _error("%s must be a finite number, got %r" % (what, value), hint, line, fragment)
     if number <= 0:
-        raise ProtocolError("%s must be > 0, got %r" % (what, value), hint, *_loc(line), fragment)
+        raise _error("%s must be > 0, got %r" % (what, value), hint, line, fragment)
     return number
 
 
 def _check_voltage(value, what: str, line=None, fragment=None) -> float:
     volts = _check_positive(value, what, "a voltage above 0 and at most %g V" % MAX_VOLTAGE_V, line, fragment)
     if volts > MAX_VOLTAGE_V:
-        raise ProtocolError("%s of %r V is above %g V" % (what, volts, MAX_VOLTAGE_V),
-                            "a voltage above 0 and at most %g V (mV written as V?)" % MAX_VOLTAGE_V,
-                            *_loc(line), fragment)
+        raise _error("%s of %r V is above %g V" % (what, volts, MAX_VOLTAGE_V),
+                     "a voltage above 0 and at most %g V (mV written as V?)" % MAX_VOLTAGE_V,
+                     line, fragment)
     return volts
 
 
-def _loc(line):
+def _loc(line) -> tuple:
+    """(line_no, text) of a parsed line, (None, None) for a constructor call."""
     if line is None:
         return (None, None)
     return line
+
+
+def _error(problem, expected, line, fragment) -> ProtocolError:
+    line_no, text = _loc(line)
+    return ProtocolError(problem, expected, line_no, text, fragment)
 
 
 def _current_step(kind, current_A, duration_s, until_V, line=None, fragments=(None, None, None)):
@@ -306,8 +312,8 @@ def _current_step(kind, current_A, duration_s, until_V, line=None, fragments=(No
     magnitude = _check_positive(current_A, "%s current" % kind,
                                 "a current magnitude > 0; the verb gives the direction", line, fragments[0])
     if duration_s is None and until_V is None:
-        raise ProtocolError("%s has neither a duration nor a stop voltage" % kind,
-                            "'for <duration>', 'until <voltage>' or both", *_loc(line), fragments[1])
+        raise _error("%s has neither a duration nor a stop voltage" % kind,
+                     "'for <duration>', 'until <voltage>' or both", line, fragments[1])
     stop_V = None
     if until_V is not None:
         stop_V = _check_voltage(until_V, "stop voltage", line, fragments[2])
@@ -346,8 +352,8 @@ def hold(voltage_V, until_A=None, duration_s=None) -> Step:
 def _hold_step(voltage_V, until_A, duration_s, line=None, fragments=(None, None, None)):
     volts = _check_voltage(voltage_V, "hold voltage", line, fragments[0])
     if until_A is None and duration_s is None:
-        raise ProtocolError("hold has neither a stop current nor a duration",
-                            "'until <current>', 'for <duration>' or both", *_loc(line), fragments[1])
+        raise _error("hold has neither a stop current nor a duration",
+                     "'until <current>', 'for <duration>' or both", line, fragments[1])
     stop_A = None
     if until_A is not None:
         stop_A = _check_positive(until_A, "hold stop current", "a current > 0", line, fragments[2])
@@ -397,7 +403,7 @@ def _tokenize(text: str) -> list:
         match = _TOKEN_RE.match(text, pos)
         if match is None or match.end() == pos:
             break
-        kind = match.lastgroup
+        kind = match.lastgroup or "other"
         tokens.append(_Token(kind, match.group(kind), match.start(kind)))
         pos = match.end()
     return tokens
@@ -429,10 +435,10 @@ class _Line:
             return ""
         return self.text[token.start:].strip()
 
-    def fail(self, problem, expected, fragment=None):
+    def fail(self, problem, expected, fragment=None) -> NoReturn:
         raise ProtocolError(problem, expected, self.line_no, self.text, fragment)
 
-    def fail_at(self, token, expected):
+    def fail_at(self, token, expected) -> NoReturn:
         if token is None:
             self.fail("line ends early", expected, "")
         fragment = self.rest_from(token)
@@ -445,7 +451,7 @@ class _Line:
         self.pos += 1
 
     def quantity(self, units: dict, what: str, hint: str):
-        """Read '<number> <unit>'; return (number_text, scale, fragment)."""
+        """Read '<number> <unit>'; return (value in SI, the fragment as written)."""
         number = self.peek()
         if number is None or number.kind != "num":
             self.fail_at(number, hint)
@@ -458,8 +464,8 @@ class _Line:
         self.pos += 1
         fragment = self.text[number.start:unit.start + len(unit.text)]
         scale = units.get(unit.text)
-        if scale is None:
-            scale = units.get(unit.text.lower()) if units is _TIME_UNITS else None
+        if scale is None and units is _TIME_UNITS:
+            scale = units.get(unit.text.lower())
         if scale is None:
             self.fail("unknown %s unit %r" % (what, unit.text), hint, fragment)
         if number.text.startswith(("-", "+")) and what == "current":
@@ -614,7 +620,7 @@ def _parse_text(text: str) -> tuple:
     def block(indent: int) -> list:
         """Lines at exactly `indent` until a shallower one; deeper ones belong to Repeats."""
         nonlocal position
-        items = []
+        items: list = []
         while position < len(lines):
             line_no, line_indent, content, raw = lines[position]
             if line_indent < indent:
