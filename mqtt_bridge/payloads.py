@@ -1,0 +1,108 @@
+"""Controller frames (docs/frames.md) -> MQTT payload dicts.
+
+Pure functions: no I/O, so they are cheap to test and to call at high rates.
+Names keep the firmware's unit suffixes (_mv, _ua, _uas = uA*ms, _dc = 0.1 degC,
+_pm = per mille, _ppm); every payload carries a ``schema`` version string.
+Payload shapes are pinned by mqtt_bridge/schemas/<kind>.json.
+"""
+
+from .errors import FrameError
+
+SCHEMA_STATE = "bms-state/1"
+SCHEMA_LIMITS = "bms-limits/1"
+SCHEMA_TELEMETRY = "bms-telemetry/1"
+SCHEMA_EVENT = "bms-event/1"
+SCHEMA_REPLY = "bms-reply/1"
+
+STATE_INT_FIELDS = ("formation_pm", "inventory_uas", "target_uas", "plated_uas", "soc_pm", "ce_ppm", "event_seq")
+LIMIT_FIELDS = ("cvl_mv", "dvl_mv", "ccl_ua", "dcl_ua")
+TELEMETRY_INT_FIELDS = ("cell_mv", "current_ua", "temp_dc", "setpoint_ua", "inventory_uas", "soc_pm")
+EVENT_STR_FIELDS = ("event",)
+
+
+def get_int(frame: dict, key: str) -> int:
+    try:
+        value = frame[key]
+    except KeyError:
+        raise FrameError(key, None, "missing") from None
+    if type(value) is not int:  # bool is not a measurement; floats would lose the integer ledger
+        raise FrameError(key, value, "must be an int")
+    return value
+
+
+def get_str(frame: dict, key: str) -> str:
+    try:
+        value = frame[key]
+    except KeyError:
+        raise FrameError(key, None, "missing") from None
+    if not isinstance(value, str):
+        raise FrameError(key, value, "must be a str")
+    return value
+
+
+def get_faults(frame: dict) -> list:
+    faults = frame.get("faults", [])
+    if not isinstance(faults, (list, tuple)) or not all(isinstance(f, str) for f in faults):
+        raise FrameError("faults", faults, "must be a list of str")
+    return list(faults)
+
+
+def state_payload(frame: dict, device_id: str) -> dict:
+    payload = {"schema": SCHEMA_STATE, "device": device_id, "t_ms": get_int(frame, "t_ms"),
+               "state": get_str(frame, "state"), "substate": get_str(frame, "substate"),
+               "faults": get_faults(frame)}
+    for key in STATE_INT_FIELDS:
+        payload[key] = get_int(frame, key)
+    return payload
+
+
+def state_key(frame: dict) -> tuple:
+    """What makes a state change worth a retained update at once (not just inventory drift)."""
+    return (frame.get("state"), frame.get("substate"), tuple(frame.get("faults", ())),
+            frame.get("formation_pm"), frame.get("soc_pm"), frame.get("event_seq"))
+
+
+def limits_key(frame: dict) -> tuple:
+    return tuple(get_int(frame, key) for key in LIMIT_FIELDS)
+
+
+def limits_payload(frame: dict, device_id: str) -> dict:
+    payload = {"schema": SCHEMA_LIMITS, "device": device_id, "t_ms": get_int(frame, "t_ms")}
+    for key in LIMIT_FIELDS:
+        payload[key] = get_int(frame, key)
+    return payload
+
+
+def telemetry_payload(frame: dict, device_id: str, dropped: int = 0) -> dict:
+    payload = {"schema": SCHEMA_TELEMETRY, "device": device_id, "t_ms": get_int(frame, "t_ms"),
+               "state": get_str(frame, "state"), "substate": get_str(frame, "substate")}
+    for key in TELEMETRY_INT_FIELDS:
+        payload[key] = get_int(frame, key)
+    payload["dropped"] = dropped
+    return payload
+
+
+def event_payload(frame: dict, device_id: str) -> dict:
+    """The event frame as-is (its extra unit-suffixed figures included), plus schema."""
+    seq = get_int(frame, "seq")
+    if seq < 1:
+        raise FrameError("seq", seq, "event sequence numbers start at 1")
+    get_int(frame, "t_ms")
+    get_str(frame, "event")
+    payload = {"schema": SCHEMA_EVENT, "device": device_id}
+    for key, value in frame.items():
+        if key in ("kind", "device", "schema"):
+            continue
+        if not isinstance(value, (int, str)) or isinstance(value, bool):
+            raise FrameError(key, value, "event fields are int or str")
+        payload[key] = value
+    return payload
+
+
+def reply_payload(device_id: str, command: str, ok: bool, code: str, message: str = "",
+                  request_id: object = None) -> dict:
+    payload = {"schema": SCHEMA_REPLY, "device": device_id, "command": command,
+               "ok": bool(ok), "code": code, "message": message}
+    if request_id is not None:
+        payload["request_id"] = request_id
+    return payload

@@ -1,0 +1,60 @@
+"""Fixtures for tests/mqtt_bridge. Real brokers only: the shared mosquitto on
+127.0.0.1:1883, and private mosquitto processes (free port, persistence off)
+for restarts, TLS and ACL. Run: .venv/bin/python -m pytest tests/mqtt_bridge -q
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from mqtt_helpers import SHARED_BROKER, Mosquitto, unique_device, wait_port  # noqa: E402
+
+
+@pytest.fixture
+def device_id() -> str:
+    return unique_device()
+
+
+@pytest.fixture
+def shared_broker():
+    """The broker every test may use; tests keep to their own device ids."""
+    if not wait_port(*SHARED_BROKER, timeout=2.0):
+        pytest.fail("the shared mosquitto on 127.0.0.1:1883 is not running")
+    return SHARED_BROKER
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_path):
+    started = []
+
+    def make(**kwargs) -> Mosquitto:
+        broker = Mosquitto(str(tmp_path), **kwargs)
+        started.append(broker)
+        return broker
+
+    yield make
+    for broker in started:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_material(tmp_path_factory):
+    """A throw-away CA and a server certificate for localhost/127.0.0.1 (openssl CLI)."""
+    d = tmp_path_factory.mktemp("tls")
+
+    def run(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=60)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=bms-twin test CA",
+        "-keyout", "ca.key", "-out", "ca.crt")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr")
+    with open(d / "san.ext", "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-days", "2", "-extfile", "san.ext", "-out", "server.crt")
+    os.chmod(d / "server.key", 0o644)  # mosquitto may drop privileges before reading it
+    return {"ca": str(d / "ca.crt"), "cert": str(d / "server.crt"), "key": str(d / "server.key")}

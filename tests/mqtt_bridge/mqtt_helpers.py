@@ -1,0 +1,241 @@
+"""Shared helpers for the MQTT bridge tests: a real Mosquitto process per test
+that needs restarts/TLS/ACL, a collecting subscriber, synthetic frames
+(docs/frames.md) and a fake controller that records what reached it.
+
+Imported by the tests and by mqtt_fake_device.py (run as a separate process).
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+SHARED_BROKER = ("127.0.0.1", 1883)
+WAIT_S = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def unique_device(prefix: str = "t") -> str:
+    return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
+
+
+def wait_port(host: str, port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.02)
+    return False
+
+
+class Mosquitto:
+    """A private mosquitto on a free port; config text is ours, persistence off."""
+
+    def __init__(self, workdir: str, extra_conf: str = "", port: int | None = None, listener_conf: str = "") -> None:
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.conf_path = os.path.join(workdir, "mosquitto-%d.conf" % self.port)
+        self.log_path = os.path.join(workdir, "mosquitto-%d.log" % self.port)
+        base = listener_conf or "listener %d 127.0.0.1\nallow_anonymous true\n" % self.port
+        with open(self.conf_path, "w") as f:
+            f.write(base)
+            f.write("persistence false\n")
+            # Above the 1000 default so a briefly slow QoS 1 subscriber loses nothing.
+            f.write("max_queued_messages 100000\n")
+            f.write("log_dest file %s\nlog_type all\n" % self.log_path)
+            f.write(extra_conf)
+        self.proc = None
+
+    def start(self) -> "Mosquitto":
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", self.conf_path], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        if not wait_port("127.0.0.1", self.port, WAIT_S):
+            self.stop()
+            raise RuntimeError("mosquitto did not listen on %d; log: %s" % (self.port, self.log()))
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, like a crash or a pulled plug."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(WAIT_S)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(WAIT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(WAIT_S)
+
+    def log(self) -> str:
+        try:
+            with open(self.log_path) as f:
+                return f.read()[-4000:]
+        except OSError:
+            return ""
+
+    @property
+    def url(self) -> str:
+        return "mqtt://127.0.0.1:%d" % self.port
+
+
+class Collector:
+    """A subscriber that records every message and can wait for a condition.
+
+    Resubscribes on every (re)connect, so it survives a broker restart even
+    without broker persistence; reconnects quickly (0.05 s polling).
+    """
+
+    def __init__(self, host: str, port: int, topics: list, protocol: int = 5, username=None, password=None,
+                 tls_ca=None, client_id=None, clean=True, qos=1) -> None:
+        self.messages = []
+        self.cond = threading.Condition()
+        self.subscribed = threading.Event()
+        self.topics = topics
+        self.qos = qos
+        v5 = protocol == 5
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or "col-" + uuid.uuid4().hex[:8],
+                                  protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+                                  clean_session=None if v5 else clean)
+        self.client.suppress_exceptions = True
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        if tls_ca is not None:
+            self.client.tls_set(ca_certs=tls_ca)
+        self.client.reconnect_delay_set(1, 1)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+        self.client.on_disconnect = lambda *a: self.subscribed.clear()
+        self.host, self.port, self.v5, self.clean = host, port, v5, clean
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if not reason_code.is_failure:
+            client.subscribe([(t, self.qos) for t in self.topics])
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        self.subscribed.set()
+
+    def _on_message(self, client, userdata, msg):
+        with self.cond:
+            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain), getattr(msg, "properties", None)))
+            self.cond.notify_all()
+
+    def start(self, timeout: float = WAIT_S) -> "Collector":
+        kwargs = {"clean_start": self.clean} if self.v5 else {}
+        if self.v5 and not self.clean:
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 600
+            kwargs["properties"] = props
+        self.client.connect_async(self.host, self.port, 30, **kwargs)
+        self.client.loop_start()
+        if not self.subscribed.wait(timeout):
+            self.stop()
+            raise TimeoutError("subscriber did not get SUBACK")
+        return self
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def wait_for(self, predicate, timeout: float = WAIT_S) -> bool:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not predicate(self.messages):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(left)
+            return True
+
+    def on(self, topic: str) -> list:
+        with self.cond:
+            return [m for m in self.messages if m[0] == topic]
+
+    def json_on(self, topic: str) -> list:
+        return [json.loads(m[1]) for m in self.on(topic)]
+
+
+def connect_client(host: str, port: int, protocol: int = 5, username=None, password=None, tls_ca=None,
+                   timeout: float = WAIT_S) -> mqtt.Client:
+    """A connected publishing client with its loop running; raises on refusal."""
+    v5 = protocol == 5
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="pub-" + uuid.uuid4().hex[:8],
+                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311)
+    if username is not None:
+        client.username_pw_set(username, password)
+    if tls_ca is not None:
+        client.tls_set(ca_certs=tls_ca)
+    result = {}
+    done = threading.Event()
+
+    def on_connect(c, u, flags, reason_code, properties):
+        result["rc"] = reason_code
+        done.set()
+
+    client.on_connect = on_connect
+    client.connect(host, port, 30)
+    client.loop_start()
+    if not done.wait(timeout):
+        client.loop_stop()
+        raise TimeoutError("no CONNACK")
+    if result["rc"].is_failure:
+        client.loop_stop()
+        raise ConnectionRefusedError(str(result["rc"]))
+    return client
+
+
+def telemetry_frame(device: str, t_ms: int, **over) -> dict:
+    frame = {"kind": "telemetry", "device": device, "t_ms": t_ms, "state": "FORMING", "substate": "PLATE",
+             "cell_mv": 2105, "current_ua": 100, "temp_dc": 251, "setpoint_ua": 100,
+             "cvl_mv": 2800, "dvl_mv": 1800, "ccl_ua": 500, "dcl_ua": 400,
+             "plated_uas": 100 * t_ms, "inventory_uas": 100 * t_ms, "target_uas": 720_000_000,
+             "soc_pm": min(1000, t_ms // 7200), "formation_pm": min(1000, t_ms // 7200), "ce_ppm": 0,
+             "faults": [], "event_seq": 0}
+    frame.update(over)
+    return frame
+
+
+def event_frame(device: str, seq: int, t_ms: int, **over) -> dict:
+    states = ("SHIPPED", "FORMING", "READY")
+    frame = {"kind": "event", "device": device, "seq": seq, "t_ms": t_ms, "event": "STATE",
+             "from": states[seq % 3], "to": states[(seq + 1) % 3], "detail": "synthetic"}
+    frame.update(over)
+    return frame
+
+
+class FakeController:
+    """Records every command that reaches it, with the calling thread's id.
+
+    Validates like the controller contract says (returns (ok, code)) so the bridge's
+    own checks and the controller's can be told apart.
+    """
+
+    def __init__(self) -> None:
+        self.calls = []
+        self.limits = {"cvl_mv": 2800, "dvl_mv": 1800, "ccl_ua": 500, "dcl_ua": 400}
+
+    def command(self, name: str, args: dict):
+        self.calls.append((name, dict(args), threading.get_ident()))
+        if name == "set_limits":
+            self.limits.update(args)
+        return True, "OK"
