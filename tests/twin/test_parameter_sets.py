@@ -40,9 +40,8 @@ D111_VALUES = {
     "catholyte_volume_uL": 30.0,
     "sulfur_mol_L": 3.0,
     "lithium_mol_L": 0.75,
-    "n_ocv_points": 12,
-    "ocv_x": (0.0, 0.05, 0.125, 0.20, 0.25, 0.30, 0.40, 0.70, 1.00, 1.15, 1.40, 2.00),
-    "ocv_V": (2.50, 2.45, 2.40, 2.37, 2.33, 2.22, 2.13, 2.10, 2.05, 1.90, 1.72, 1.50),
+    "ocv_x": [0.0, 0.05, 0.125, 0.20, 0.25, 0.30, 0.40, 0.70, 1.00, 1.15, 1.40, 2.00],
+    "ocv_V": [2.50, 2.45, 2.40, 2.37, 2.33, 2.22, 2.13, 2.10, 2.05, 1.90, 1.72, 1.50],
     "supply_knee_x": 0.002,
     "supply_rise_V": 1.5,
     "li2s_saturation_x": 1.0,
@@ -226,12 +225,13 @@ def test_dimensionless_fields_are_unit_1():
 
 def test_d111_every_value_pinned():
     params = load_parameter_set("d111")
-    assert set(params.values) == set(CELL_PARAM_FIELDS)
-    assert set(D111_VALUES) == set(CELL_PARAM_FIELDS)
+    # values holds exactly the cell_params_t fields except the derived n_ocv_points
+    assert set(params.values) == set(CELL_PARAM_FIELDS) - {"n_ocv_points"}
+    assert set(D111_VALUES) == set(params.values)
     for field, expected in D111_VALUES.items():
         assert params.values[field] == expected, field
+    assert all(type(v) is float for f, v in params.values.items() if f not in ("ocv_x", "ocv_V"))
     assert params.values["damage_rate_per_s"] == 0.0016666666666666668
-    assert isinstance(params.values["n_ocv_points"], int)
     assert params.n_ocv_points == 12 and params["area_cm2"] == 1.0
 
 
@@ -457,7 +457,7 @@ def test_unknown_and_missing_fields_are_refused(tmp_path):
     refused(tmp_path, data, r"heat_capacity_J_K: missing field\(s\) heat_capacity_J_K")
     data = raw("d111")
     del data["ocv"]
-    refused(tmp_path, data, r"n_ocv_points: missing field\(s\) n_ocv_points, ocv_x, ocv_V")
+    refused(tmp_path, data, r"ocv: missing field\(s\) ocv")
 
 
 @pytest.mark.parametrize("field, value, pattern", [
@@ -511,7 +511,7 @@ def test_ocv_table_of_24_points_is_accepted(tmp_path):
     x = [i * 2.0 / 23 for i in range(24)]
     V = [2.5 - 0.04 * i for i in range(24)]
     params = load_parameter_set(write_set(tmp_path, with_ocv(x=x, V=V)))
-    assert params.n_ocv_points == 24 and params["ocv_x"] == tuple(x)
+    assert params.n_ocv_points == 24 and params["ocv_x"] == x
 
 
 # ---------------------------------------------------------------- design table errors
@@ -587,7 +587,7 @@ def test_with_overrides_returns_a_new_checked_set():
 def test_with_overrides_ocv():
     base = load_parameter_set("d111")
     params = base.with_overrides(ocv_x=[0.0, 0.25, 2.0], ocv_V=[2.5, 2.3, 1.5])
-    assert params.n_ocv_points == 3 and params["ocv_V"] == (2.5, 2.3, 1.5)
+    assert params.n_ocv_points == 3 and params["ocv_V"] == [2.5, 2.3, 1.5]
     with pytest.raises(ParameterError, match=r"ocv: x has 3 points but V has 12"):
         base.with_overrides(ocv_x=[0.0, 0.25, 2.0])
 
@@ -607,12 +607,21 @@ def test_with_overrides_errors(fields, pattern):
     assert base["area_cm2"] == 1.0 and base["sulfur_mol_L"] == 3.0
 
 
-def test_parameter_set_mappings_are_read_only():
+def test_parameter_set_hands_out_copies():
     params = load_parameter_set("d111")
-    with pytest.raises(TypeError):
-        params.values["area_cm2"] = 2.0
-    with pytest.raises(TypeError):
-        params.design["target_inventory_uAh"] = 1.0
+    values = params.values
+    values["area_cm2"] = 2.0
+    values["ocv_x"][0] = 9.0
+    params.design["target_inventory_uAh"] = 1.0
+    params.sources["area_cm2"] = "edited"
+    assert params["area_cm2"] == 1.0 and params["ocv_x"][0] == 0.0
+    assert params.design["target_inventory_uAh"] == 200.0
+    assert params.sources["area_cm2"].startswith("seed")
+    # plain dicts and lists: the CLI json-dumps them as they are
+    assert json.loads(json.dumps(params.values)) == D111_VALUES
+    board = load_board("bench_ua")
+    board.values["shunt_ohm"] = 1.0
+    assert board["shunt_ohm"] == 100.0
 
 
 # ---------------------------------------------------------------- board

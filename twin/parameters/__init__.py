@@ -14,8 +14,10 @@ say `based_on = "<other set>"` and list only what differs. Sources cite keys of
 citations.bib or say "assumed, ...", "derived: ..." or "fit: ...".
 
 The OCV table is one entry `[ocv]` with lists `x` (Li:S atom ratio, strictly rising) and
-`V` (positive potential vs Li/Li+); values gets "ocv_x", "ocv_V" (tuples) and the derived
-"n_ocv_points" (int). Boards (the analog front end) load with load_board().
+`V` (positive potential vs Li/Li+); values gets them as lists "ocv_x" and "ocv_V", and
+cell_params_t's n_ocv_points is derived from their length (ParameterSet.n_ocv_points), so
+values holds exactly what twin.core.make_params takes. Boards (the analog front end) load
+with load_board().
 """
 
 from __future__ import annotations
@@ -131,14 +133,13 @@ _DESIGN_RANGES = {name: rule for name, _, rule in _DESIGN}
 _OCV_KEY = "ocv"
 _OCV_UNIT = "V"
 _TOP_LEVEL_KEYS = frozenset(FIELD_UNITS) | {_OCV_KEY, "design", "based_on"}
-_OCV_SOURCE_DERIVED = "derived: number of points in the [ocv] table"
 
 
 class ParameterSet:
     """A validated cell parameter set. Read-only; with_overrides() makes a new one.
 
-    values: field -> float for every scalar cell_params_t field, plus "ocv_x", "ocv_V"
-        (tuples) and "n_ocv_points" (int).
+    values: field -> float for every scalar cell_params_t field, plus "ocv_x" and "ocv_V"
+        (lists); n_ocv_points is the property of that name.
     units, sources: same keys as values.
     design, design_units, design_sources: the [design] table.
     citations: sorted keys of citations.bib named by any source.
@@ -150,25 +151,53 @@ class ParameterSet:
                  based_on=(), overrides=()):
         self.name = name
         self.path = path
-        self.values = types.MappingProxyType(dict(values))
-        self.units = types.MappingProxyType(dict(units))
-        self.sources = types.MappingProxyType(dict(sources))
-        self.design = types.MappingProxyType(dict(design))
-        self.design_units = types.MappingProxyType(dict(design_units))
-        self.design_sources = types.MappingProxyType(dict(design_sources))
+        # Kept private and handed out as copies: a caller editing what it got (or
+        # json-dumping it) never changes the set. with_overrides() makes a new one.
+        self._values = {k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in values.items()}
+        self._units = dict(units)
+        self._sources = dict(sources)
+        self._design = dict(design)
+        self._design_units = dict(design_units)
+        self._design_sources = dict(design_sources)
         self.based_on = tuple(based_on)
         self.overrides = tuple(overrides)
         keys = set()
-        for source in list(self.sources.values()) + list(self.design_sources.values()):
+        for source in list(self._sources.values()) + list(self._design_sources.values()):
             keys |= cited_keys(source)
         self.citations = tuple(sorted(keys))
 
     @property
+    def values(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self._values.items()}
+
+    @property
+    def units(self) -> dict:
+        return dict(self._units)
+
+    @property
+    def sources(self) -> dict:
+        return dict(self._sources)
+
+    @property
+    def design(self) -> dict:
+        return dict(self._design)
+
+    @property
+    def design_units(self) -> dict:
+        return dict(self._design_units)
+
+    @property
+    def design_sources(self) -> dict:
+        return dict(self._design_sources)
+
+    @property
     def n_ocv_points(self) -> int:
-        return self.values["n_ocv_points"]
+        """cell_params_t.n_ocv_points: derived from the OCV table."""
+        return len(self._values["ocv_x"])
 
     def __getitem__(self, field):
-        return self.values[field]
+        value = self._values[field]
+        return list(value) if isinstance(value, tuple) else value
 
     def __repr__(self):
         extra = " + overrides %s" % ", ".join(self.overrides) if self.overrides else ""
@@ -181,8 +210,8 @@ class ParameterSet:
         "n_ocv_points" follows from them. The result passes the same checks as a file.
         """
         origin = "with_overrides(%s)" % ", ".join(fields)
-        values = dict(self.values)
-        sources = dict(self.sources)
+        values = dict(self._values)
+        sources = dict(self._sources)
         for field, value in fields.items():
             if field == "n_ocv_points":
                 raise ParameterError("is derived from ocv_x/ocv_V and cannot be overridden", field, origin)
@@ -196,10 +225,9 @@ class ParameterSet:
             sources[field] = "override (with_overrides)"
         if "ocv_x" in fields or "ocv_V" in fields:
             values["ocv_x"], values["ocv_V"] = _check_ocv(values["ocv_x"], values["ocv_V"], origin)
-            values["n_ocv_points"] = len(values["ocv_x"])
         _check_physics(values, origin)
-        return ParameterSet(self.name, self.path, values, self.units, sources, self.design,
-                            self.design_units, self.design_sources, self.based_on,
+        return ParameterSet(self.name, self.path, values, self._units, sources, self._design,
+                            self._design_units, self._design_sources, self.based_on,
                             self.overrides + tuple(f for f in fields if f not in self.overrides))
 
 
@@ -297,22 +325,22 @@ def _load(path: Path, chain: tuple) -> ParameterSet:
             raise ParameterError(str(error), "based_on", path) from None
         parent = _load(parent_path, chain + (path,))
 
-    values = dict(parent.values) if parent else {}
-    units = dict(parent.units) if parent else {}
-    sources = dict(parent.sources) if parent else {}
+    values = parent.values if parent else {}
+    units = parent.units if parent else {}
+    sources = parent.sources if parent else {}
     for field, unit in FIELD_UNITS.items():
         if field in data:
             values[field], sources[field] = read_entry(field, data[field], unit, path)
             units[field] = unit
     if _OCV_KEY in data:
         _read_ocv(data[_OCV_KEY], path, values, units, sources)
-    missing = [f for f in CELL_PARAM_FIELDS if f not in values]
+    missing = [f for f in FIELD_UNITS if f not in values] + ([] if "ocv_x" in values else [_OCV_KEY])
     if missing:
         raise ParameterError("missing field(s) %s" % ", ".join(missing), missing[0], path)
 
-    design = dict(parent.design) if parent else {}
-    design_units = dict(parent.design_units) if parent else {}
-    design_sources = dict(parent.design_sources) if parent else {}
+    design = parent.design if parent else {}
+    design_units = parent.design_units if parent else {}
+    design_sources = parent.design_sources if parent else {}
     table = data.get("design", {})
     if not isinstance(table, dict):
         raise ParameterError("must be a table of entries", "design", path)
@@ -341,6 +369,6 @@ def _read_ocv(entry, path, values, units, sources):
         raise ParameterError("unit %r found, %r expected" % (entry["unit"], _OCV_UNIT), _OCV_KEY, path)
     source = check_source(_OCV_KEY, entry["source"], path)
     x, voltages = _check_ocv(entry["x"], entry["V"], path)
-    values.update(ocv_x=x, ocv_V=voltages, n_ocv_points=len(x))
-    units.update(ocv_x="1", ocv_V="V", n_ocv_points="1")
-    sources.update(ocv_x=source, ocv_V=source, n_ocv_points=_OCV_SOURCE_DERIVED)
+    values.update(ocv_x=x, ocv_V=voltages)
+    units.update(ocv_x="1", ocv_V="V")
+    sources.update(ocv_x=source, ocv_V=source)

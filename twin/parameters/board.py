@@ -59,16 +59,28 @@ class Board:
     def __init__(self, name, path, values, sources):
         self.name = name
         self.path = path
-        self.values = types.MappingProxyType(dict(values))
-        self.units = BOARD_UNITS
-        self.sources = types.MappingProxyType(dict(sources))
+        # handed out as copies, so a caller's edits never change the board
+        self._values = dict(values)
+        self._sources = dict(sources)
         keys = set()
-        for source in self.sources.values():
+        for source in self._sources.values():
             keys |= cited_keys(source)
         self.citations = tuple(sorted(keys))
 
+    @property
+    def values(self) -> dict:
+        return dict(self._values)
+
+    @property
+    def units(self) -> dict:
+        return dict(BOARD_UNITS)
+
+    @property
+    def sources(self) -> dict:
+        return dict(self._sources)
+
     def __getitem__(self, field):
-        return self.values[field]
+        return self._values[field]
 
     def __repr__(self):
         return "Board(%r)" % self.name
