@@ -174,6 +174,29 @@ class Step:
     text: Union[str, None] = dataclasses.field(default=None, compare=False)
     repeat_path: tuple = dataclasses.field(default=(), compare=False)
 
+    def __post_init__(self):
+        # The constructors and the parser check their inputs with precise messages; this
+        # catches a Step built by hand that the C core would misread.
+        sign_ok = {"charge": self.current_A > 0, "discharge": self.current_A < 0,
+                   "rest": self.current_A == 0, "hold": self.current_A == 0}
+        if self.kind not in sign_ok:
+            raise ProtocolError("unknown step kind %r" % (self.kind,), "charge, discharge, rest or hold")
+        if not (isinstance(self.current_A, (int, float)) and math.isfinite(self.current_A)) \
+                or not sign_ok[self.kind]:
+            raise ProtocolError("%s step with current_A %r" % (self.kind, self.current_A),
+                                "> 0 for charge, < 0 for discharge, 0 for rest and hold")
+        if not (isinstance(self.duration_s, (int, float)) and math.isfinite(self.duration_s)
+                and self.duration_s > 0):
+            raise ProtocolError("duration_s %r" % (self.duration_s,), "a finite duration > 0")
+        if (self.kind == "hold") != (self.voltage_V is not None):
+            raise ProtocolError("%s step with voltage_V %r" % (self.kind, self.voltage_V),
+                                "a voltage on hold steps only")
+        if self.stop_current_A is not None and self.kind != "hold":
+            raise ProtocolError("%s step with a stop current" % self.kind, "stop currents on hold steps only")
+        if self.stop_voltage_V is not None and self.mode != MODE_CURRENT:
+            raise ProtocolError("%s step with a stop voltage" % self.kind,
+                                "stop voltages on charge and discharge steps only")
+
     @property
     def mode(self) -> int:
         if self.kind == "hold":

@@ -427,3 +427,21 @@ def test_describe_picks_readable_units():
     assert rest(5400).describe() == "Rest for 90 minutes"
     assert str(Protocol.parse("Rest for 2 h  # x").steps()[0]) == "Rest for 2 h"
     assert isinstance(charge(1e-3, 1), Step)
+
+
+@pytest.mark.parametrize("fields, pattern", [
+    ({"kind": "pulse", "current_A": 1e-4}, r"unknown step kind 'pulse'"),
+    ({"kind": "charge", "current_A": -1e-4}, r"charge step with current_A -0.0001"),
+    ({"kind": "discharge", "current_A": 1e-4}, r"discharge step with current_A 0.0001"),
+    ({"kind": "rest", "current_A": 1e-4}, r"rest step with current_A"),
+    ({"kind": "charge", "current_A": float("nan")}, r"charge step with current_A nan"),
+    ({"kind": "charge", "current_A": 1e-4, "duration_s": 0.0}, r"duration_s 0.0"),
+    ({"kind": "rest", "current_A": 0.0, "voltage_V": 2.0}, r"rest step with voltage_V 2.0"),
+    ({"kind": "hold", "current_A": 0.0}, r"hold step with voltage_V None"),
+    ({"kind": "charge", "current_A": 1e-4, "stop_current_A": 1e-6}, r"charge step with a stop current"),
+    ({"kind": "hold", "current_A": 0.0, "voltage_V": 2.6, "stop_voltage_V": 2.0},
+     r"hold step with a stop voltage"),
+])
+def test_hand_built_steps_are_checked(fields, pattern):
+    with pytest.raises(ProtocolError, match=pattern):
+        Step(**fields)
