@@ -19,58 +19,106 @@
    potential is ~0.4 V above Li. This fraction of its capacity blurs the switch. */
 #define ALLOY_SWITCH_FRACTION 0.01
 
-static inline int finite_nonneg(double v) { return isfinite(v) && v >= 0.0; }
+void core_derive(const cell_params_t *p, core_derived_t *d)
+{
+    d->inv_area = 1.0 / p->area_cm2;
+    d->n_cover_mol = uah_cm2_to_mol(p, p->metal_coverage_uAh_cm2);
+    d->n_alloy_cap_mol = uah_cm2_to_mol(p, p->wetting_capacity_uAh_cm2);
+    d->n_nucleation_mol = uah_cm2_to_mol(p, p->nucleation_charge_uAh_cm2);
+    d->i_nucleation_ref_A = 1e-7 * p->area_cm2;
+    d->dendrite_C = p->dendrite_charge_uAh_cm2 * p->area_cm2 * COULOMB_PER_UAH;
+    d->layer_bulk_asr = p->layer_thickness_A > 0.0
+                            ? p->layer_thickness_A * 1e-8 / p->layer_conductivity_S_cm
+                            : 0.0;
+    d->corrosion_mol_s = p->corrosion_current_A_cm2 * p->area_cm2 / FARADAY_C_MOL;
+    d->hA_over_C = p->heat_transfer_W_K / p->heat_capacity_J_K;
+}
+
+static inline double min2(double a, double b) { return a < b ? a : b; }
 
 int core_state_ok(const cell_state_t *s)
 {
-    return finite_nonneg(s->li_catholyte_mol) && isfinite(s->s_catholyte_mol) &&
-           s->s_catholyte_mol > 0.0 && finite_nonneg(s->li_alloy_mol) &&
-           finite_nonneg(s->li_metal_mol) && finite_nonneg(s->li_dead_mol) &&
-           finite_nonneg(s->li_precipitated_mol) && finite_nonneg(s->s_precipitated_mol) &&
-           finite_nonneg(s->layer_damage) && s->layer_damage <= 1.0 &&
-           finite_nonneg(s->short_ohm) && isfinite(s->v_rc_V) && isfinite(s->t_s) &&
-           isfinite(s->temperature_K) && s->temperature_K > 150.0 && s->temperature_K < 500.0 &&
-           isfinite(s->ambient_K) && s->ambient_K > 150.0 && s->ambient_K < 500.0 &&
-           finite_nonneg(s->charge_since_crack_C);
+    /* A NaN or infinity anywhere shows in the sum; then the ranges. Cheap,
+       because the fleet checks every cell on every call. */
+    double sum = s->li_catholyte_mol + s->s_catholyte_mol + s->li_alloy_mol + s->li_metal_mol +
+                 s->li_dead_mol + s->li_precipitated_mol + s->s_precipitated_mol +
+                 s->layer_damage + s->short_ohm + s->v_rc_V + s->t_s + s->temperature_K +
+                 s->ambient_K + s->charge_since_crack_C;
+    if (!isfinite(sum))
+        return 0;
+    double least = min2(min2(min2(s->li_catholyte_mol, s->li_alloy_mol),
+                             min2(s->li_metal_mol, s->li_dead_mol)),
+                        min2(min2(s->li_precipitated_mol, s->s_precipitated_mol),
+                             min2(min2(s->layer_damage, s->short_ohm), s->charge_since_crack_C)));
+    return least >= 0.0 && s->s_catholyte_mol > 0.0 && s->layer_damage <= 1.0 &&
+           s->temperature_K > 150.0 && s->temperature_K < 500.0 && s->ambient_K > 150.0 &&
+           s->ambient_K < 500.0;
 }
 
-/* Terminal voltage for electrochemical current i_ec (A) at the present state. */
-double core_voltage(const cell_params_t *p, const cell_state_t *s, double i_ec,
-                          double *ocv_out)
+static inline cell_view_t view_of(const cell_state_t *s)
 {
-    double n_cover = uah_cm2_to_mol(p, p->metal_coverage_uAh_cm2);
-    double n_cap = uah_cm2_to_mol(p, p->wetting_capacity_uAh_cm2);
-    double n_nuc = uah_cm2_to_mol(p, p->nucleation_charge_uAh_cm2);
+    cell_view_t v = {s->li_catholyte_mol, s->s_catholyte_mol, s->li_alloy_mol, s->li_metal_mol,
+                     s->v_rc_V, s->cache_T_K, s->electrolyte_factor, s->layer_factor,
+                     s->transfer_factor, s->short_ohm, s->ocv_index};
+    return v;
+}
+
+/* Terminal voltage for electrochemical current i_ec (A), given the
+   charge-transfer overpotential eta_ct_V at that current. */
+static inline double view_voltage(const cell_params_t *p, const core_derived_t *d,
+                                  cell_view_t *s, double i_ec, double eta_ct_V, double *ocv_out)
+{
     double x = s->li_catholyte_mol / s->s_catholyte_mol;
-    double ocv = catholyte_potential_V(p, x) - negative_potential_V(p, s, n_cover, n_cap);
+    double ocv = catholyte_potential_V(p, x, &s->ocv_index) -
+                 negative_potential_V(p, s, d->n_cover_mol, d->n_alloy_cap_mol);
     if (ocv_out)
         *ocv_out = ocv;
-    return ocv + i_ec * ohmic_resistance_ohm(p, s) + s->v_rc_V +
-           charge_transfer_V(p, s->temperature_K, i_ec / p->area_cm2) +
-           nucleation_V(p, s, i_ec, n_nuc);
+    return ocv + i_ec * ohmic_resistance_ohm(p, d, s) + s->v_rc_V + eta_ct_V +
+           nucleation_V(p, d, s, i_ec);
+}
+
+static double view_voltage_at(const cell_params_t *p, const core_derived_t *d, cell_view_t *s,
+                              double i_ec, double *ocv_out)
+{
+    return view_voltage(p, d, s, i_ec,
+                        charge_transfer_V(p, s->kinetics_T_K, i_ec * d->inv_area), ocv_out);
 }
 
 /* With an internal short across the terminals, part of the terminal current
    flows through it: i_ec = i - V(i_ec)/R. V rises with i_ec, so Newton from
    the no-short guess converges in a few iterations. */
-double core_electrochemical_current(const cell_params_t *p, const cell_state_t *s,
-                                    double current_A)
+static double view_electrochemical_current(const cell_params_t *p, const core_derived_t *d,
+                                           cell_view_t *s, double current_A)
 {
     if (s->short_ohm <= 0.0)
         return current_A;
     double r = s->short_ohm;
-    double i = current_A - core_voltage(p, s, current_A, NULL) / r;
+    double i = current_A - view_voltage_at(p, d, s, current_A, NULL) / r;
     for (int k = 0; k < 30; k++) {
         double h = 1e-9 + 1e-6 * fabs(i);
-        double v = core_voltage(p, s, i, NULL);
+        double v = view_voltage_at(p, d, s, i, NULL);
         double g = i - current_A + v / r;
-        double dg = 1.0 + (core_voltage(p, s, i + h, NULL) - v) / h / r;
+        double dg = 1.0 + (view_voltage_at(p, d, s, i + h, NULL) - v) / h / r;
         double step = g / dg;
         i -= step;
         if (fabs(step) <= 1e-15 + 1e-12 * fabs(i))
             break;
     }
     return i;
+}
+
+double core_voltage(const cell_params_t *p, const core_derived_t *d, const cell_state_t *s,
+                    double i_ec, double *ocv_out)
+{
+    cell_view_t v = view_of(s);
+    return view_voltage_at(p, d, &v, i_ec, ocv_out);
+}
+
+double core_electrochemical_current(const cell_params_t *p, const core_derived_t *d,
+                                    const cell_state_t *s, double current_A)
+{
+    cell_view_t v = view_of(s);
+    return view_electrochemical_current(p, d, &v, current_A);
 }
 
 int cell_voltage_at(const cell_params_t *p, const cell_state_t *s, double current_A,
@@ -85,9 +133,11 @@ int cell_voltage_at(const cell_params_t *p, const cell_state_t *s, double curren
         return rc;
     if (!core_state_ok(s))
         return CELL_ERR_STATE;
+    core_derived_t d;
+    core_derive(p, &d);
     cell_state_t w = *s;
     refresh_arrhenius(p, &w);
-    double v = core_voltage(p, &w, core_electrochemical_current(p, &w, current_A), NULL);
+    double v = core_voltage(p, &d, &w, core_electrochemical_current(p, &d, &w, current_A), NULL);
     if (!isfinite(v))
         return CELL_ERR_DIVERGED;
     *voltage_V = v;
@@ -105,6 +155,8 @@ int cell_init(const cell_params_t *p, double ambient_K, cell_state_t *s)
         return rc;
     if (ambient_K <= 150.0 || ambient_K >= 500.0)
         return CELL_ERR_PARAM;
+    core_derived_t d;
+    core_derive(p, &d);
     cell_state_t w;
     memset(&w, 0, sizeof w);
     double volume_L = p->catholyte_volume_uL * 1e-6;
@@ -113,33 +165,43 @@ int cell_init(const cell_params_t *p, double ambient_K, cell_state_t *s)
     w.temperature_K = ambient_K;
     w.ambient_K = ambient_K;
     w.cache_T_K = -1.0;
+    w.cache_dt_s = -1.0;
+    w.cache_ct_T_K = -1.0;
     refresh_arrhenius(p, &w);
-    w.voltage_V = core_voltage(p, &w, 0.0, &w.ocv_V);
+    w.voltage_V = core_voltage(p, &d, &w, 0.0, &w.ocv_V);
     *s = w;
     return CELL_OK;
 }
 
-int core_substep(const cell_params_t *p, cell_state_t *s, double current_A, double dt)
+int core_substep(const cell_params_t *p, const core_derived_t *d, cell_state_t *s,
+                 double current_A, double dt)
 {
     refresh_arrhenius(p, s);
     const double F = FARADAY_C_MOL;
-    double A = p->area_cm2;
-    double n_cover = uah_cm2_to_mol(p, p->metal_coverage_uAh_cm2);
-    double n_cap = uah_cm2_to_mol(p, p->wetting_capacity_uAh_cm2);
+    const double n_cover = d->n_cover_mol;
+    const double n_cap = d->n_alloy_cap_mol;
 
-    cell_state_t w = *s;
-    double i_ec = core_electrochemical_current(p, s, current_A);
-    double q = i_ec * dt / F; /* mol of Li moved, + towards the negative */
+    /* The step works on locals and stores them only once every result is
+       finite: a failing step changes nothing, without copying the struct. */
+    double cath = s->li_catholyte_mol, sulfur = s->s_catholyte_mol;
+    double alloy = s->li_alloy_mol, metal = s->li_metal_mol, dead = s->li_dead_mol;
+    double li_prec = s->li_precipitated_mol, s_prec = s->s_precipitated_mol;
+    double damage = s->layer_damage, since_crack = s->charge_since_crack_C;
+    double short_ohm = s->short_ohm;
+    int32_t cracked = s->layer_cracked;
+    double plated_C = s->li_plated_C, corroded_C = s->li_corroded_C;
+
+    double i_ec = short_ohm > 0.0 ? core_electrochemical_current(p, d, s, current_A) : current_A;
+    double q = i_ec * dt * (1.0 / F); /* mol of Li moved, + towards the negative */
 
     if (q > 0.0) {
         /* Charge: Li+ leaves the polysulfide; as the dissolved Li runs out the
            current goes to side reactions instead (finite supply). */
-        double knee = p->supply_knee_x * w.s_catholyte_mol;
-        double cath = implicit_drain(w.li_catholyte_mol, q, knee);
-        double moved = w.li_catholyte_mol - cath;
+        double left = implicit_drain(cath, q, p->supply_knee_x * sulfur);
+        double moved = cath - left;
         double to_alloy = 0.0;
         if (n_cap > 0.0) {
-            double room = n_cap - w.li_alloy_mol;
+            double room = n_cap - alloy;
             if (room < 0.0)
                 room = 0.0;
             to_alloy = moved * room / (room + ALLOY_SWITCH_FRACTION * n_cap);
@@ -148,151 +210,183 @@ int core_substep(const cell_params_t *p, cell_state_t *s, double current_A, doub
         }
         double plated = moved - to_alloy;
         double lost = plated * p->plating_loss_fraction;
-        w.li_catholyte_mol = cath;
-        w.li_alloy_mol += to_alloy;
-        w.li_metal_mol += plated - lost;
-        w.li_dead_mol += lost;
-        w.li_plated_C += moved * F;
+        cath = left;
+        alloy += to_alloy;
+        metal += plated - lost;
+        dead += lost;
+        plated_C += moved * F;
 
         /* Layer damage: the local plating density (concentrated where Li
            plates in patches) above the critical density strains the glass. */
-        if (p->layer_thickness_A > 0.0 && !w.layer_cracked) {
-            double j_local = p->patchy_concentration * plated * F / dt / A;
+        if (d->layer_bulk_asr > 0.0 && !cracked) {
+            double j_local = p->patchy_concentration * plated * F / dt * d->inv_area;
             double j_crit = p->critical_current_A_cm2 * s->critical_factor;
-            double over = j_local / j_crit - 1.0;
-            if (over > 0.0) {
-                w.layer_damage += p->damage_rate_per_s * over * dt;
-                if (w.layer_damage >= 1.0) {
-                    w.layer_damage = 1.0;
-                    w.layer_cracked = 1;
+            if (j_local > j_crit) {
+                damage += p->damage_rate_per_s * (j_local / j_crit - 1.0) * dt;
+                if (damage >= 1.0) {
+                    damage = 1.0;
+                    cracked = 1;
                 }
             }
         }
-        if (w.layer_cracked) {
-            w.charge_since_crack_C += plated * F;
-            double dendrite_C = p->dendrite_charge_uAh_cm2 * A * COULOMB_PER_UAH;
-            if (w.charge_since_crack_C >= dendrite_C &&
-                (w.short_ohm == 0.0 || w.short_ohm > p->dendrite_short_ohm))
-                w.short_ohm = p->dendrite_short_ohm;
+        if (cracked) {
+            since_crack += plated * F;
+            if (since_crack >= d->dendrite_C &&
+                (short_ohm == 0.0 || short_ohm > p->dendrite_short_ohm))
+                short_ohm = p->dendrite_short_ohm;
         }
     } else if (q < 0.0) {
         /* Discharge: metal strips first, then the alloy; past both the
            current oxidises copper and moves no lithium. */
         double want = -q;
-        double metal = implicit_drain(w.li_metal_mol, want, n_cover);
-        double from_metal = w.li_metal_mol - metal;
+        double metal_left = implicit_drain(metal, want, n_cover);
+        double from_metal = metal - metal_left;
         double from_alloy = 0.0;
         double rest = want - from_metal;
-        if (w.li_alloy_mol > 0.0 && rest > 0.0) {
-            double alloy = implicit_drain(w.li_alloy_mol, rest, n_cover);
-            from_alloy = w.li_alloy_mol - alloy;
-            w.li_alloy_mol = alloy;
+        if (alloy > 0.0 && rest > 0.0) {
+            double alloy_left = implicit_drain(alloy, rest, n_cover);
+            from_alloy = alloy - alloy_left;
+            alloy = alloy_left;
         }
-        w.li_metal_mol = metal;
-        w.li_catholyte_mol += from_metal + from_alloy;
+        metal = metal_left;
+        cath += from_metal + from_alloy;
     }
 
     /* Corrosion: Li metal the catholyte can reach (no layer, or a crack)
        reduces polysulfide at the diffusion-limited rate; most returns to the
        catholyte (self-discharge), the rest is lost as insoluble product. */
-    double exposed = p->layer_thickness_A > 0.0
-                         ? (w.layer_cracked ? p->crack_exposed_fraction : 0.0)
-                         : 1.0;
-    if (exposed > 0.0 && w.li_metal_mol > 0.0) {
-        double r = exposed * p->corrosion_current_A_cm2 * A / F * dt;
-        double metal = implicit_drain(w.li_metal_mol, r, n_cover);
-        double corroded = w.li_metal_mol - metal;
-        double dead = corroded * p->corrosion_dead_fraction;
-        w.li_metal_mol = metal;
-        w.li_dead_mol += dead;
-        w.li_catholyte_mol += corroded - dead;
-        w.li_corroded_C += corroded * F;
+    double exposed = d->layer_bulk_asr > 0.0 ? (cracked ? p->crack_exposed_fraction : 0.0) : 1.0;
+    if (exposed > 0.0 && metal > 0.0) {
+        double metal_left = implicit_drain(metal, exposed * d->corrosion_mol_s * dt, n_cover);
+        double corroded = metal - metal_left;
+        double to_dead = corroded * p->corrosion_dead_fraction;
+        metal = metal_left;
+        dead += to_dead;
+        cath += corroded - to_dead;
+        corroded_C += corroded * F;
     }
 
     /* Below Li2S2, insoluble Li2S precipitates: relax towards saturation. */
     double xsat = p->li2s_saturation_x;
-    if (p->precipitation_rate_per_s > 0.0 && xsat < 2.0 &&
-        w.li_catholyte_mol > xsat * w.s_catholyte_mol) {
-        double r_eq = (w.li_catholyte_mol - xsat * w.s_catholyte_mol) / (2.0 - xsat);
+    if (p->precipitation_rate_per_s > 0.0 && xsat < 2.0 && cath > xsat * sulfur) {
+        double r_eq = (cath - xsat * sulfur) / (2.0 - xsat);
         double r = r_eq * -expm1(-p->precipitation_rate_per_s * dt);
-        w.li_catholyte_mol -= 2.0 * r;
-        w.s_catholyte_mol -= r;
-        w.li_precipitated_mol += 2.0 * r;
-        w.s_precipitated_mol += r;
+        cath -= 2.0 * r;
+        sulfur -= r;
+        li_prec += 2.0 * r;
+        s_prec += r;
+    }
+
+    /* Decay factors depend on dt only: a fleet or a constant-step run reuses them. */
+    double rc_decay = s->rc_decay, thermal_decay = s->thermal_decay;
+    if (dt != s->cache_dt_s) {
+        rc_decay = exp(-dt / p->rc_time_constant_s);
+        thermal_decay = exp(-dt * d->hA_over_C);
     }
 
     /* RC pair: exact for a current held over the step. */
-    double r_rc = p->rc_resistance_ohm_cm2 * s->electrolyte_factor / A;
-    double v_inf = i_ec * r_rc;
-    w.v_rc_V = v_inf + (s->v_rc_V - v_inf) * exp(-dt / p->rc_time_constant_s);
+    double v_inf = i_ec * p->rc_resistance_ohm_cm2 * s->electrolyte_factor * d->inv_area;
+    double v_rc = v_inf + (s->v_rc_V - v_inf) * rc_decay;
 
-    w.t_s += dt;
-    if (current_A > 0.0)
-        w.charge_in_C += current_A * dt;
-    else
-        w.charge_out_C -= current_A * dt;
-
-    /* Outputs at the end of the step (temperature still the old one). */
-    double i_end = core_electrochemical_current(p, &w, current_A);
+    /* Outputs at the end of the step (temperature still the old one),
+       evaluated on a view holding the new inventories. */
+    cell_view_t end = {cath, sulfur, alloy, metal, v_rc, s->cache_T_K, s->electrolyte_factor,
+                       s->layer_factor, s->transfer_factor, short_ohm, s->ocv_index};
+    double i_end = short_ohm > 0.0 ? view_electrochemical_current(p, d, &end, current_A)
+                                   : current_A;
+    double j_end = i_end * d->inv_area;
+    double eta_ct = s->ct_overpotential_V;
+    int ct_fresh = j_end != s->cache_ct_j_A_cm2 || s->cache_T_K != s->cache_ct_T_K;
+    if (ct_fresh)
+        eta_ct = charge_transfer_V(p, s->cache_T_K, j_end);
     double ocv;
-    double v = core_voltage(p, &w, i_end, &ocv);
-    w.current_A = current_A;
-    w.voltage_V = v;
-    w.ocv_V = ocv;
-    w.overpotential_V = v - ocv;
-    w.short_current_A = current_A - i_end;
+    double v = view_voltage(p, d, &end, i_end, eta_ct, &ocv);
 
     /* Lumped thermal: irreversible heat plus the short's, to ambient. */
     double heat = i_end * (v - ocv);
-    if (w.short_ohm > 0.0)
-        heat += v * v / w.short_ohm;
-    double hA = p->heat_transfer_W_K;
-    double T_inf = w.ambient_K + heat / hA;
-    w.temperature_K = T_inf + (s->temperature_K - T_inf) * exp(-dt * hA / p->heat_capacity_J_K);
+    if (short_ohm > 0.0)
+        heat += v * v / short_ohm;
+    double T_inf = s->ambient_K + heat / p->heat_transfer_W_K;
+    double T = T_inf + (s->temperature_K - T_inf) * thermal_decay;
 
-    if (!isfinite(v) || !isfinite(w.temperature_K) || !isfinite(w.v_rc_V) || !core_state_ok(&w))
+    /* Pools cannot go negative by construction; a NaN or infinity anywhere
+       shows in the sum. */
+    double check = v + T + v_rc + cath + metal + alloy + dead + sulfur + damage;
+    if (!isfinite(check) || T <= 150.0 || T >= 500.0)
         return CELL_ERR_DIVERGED;
-    *s = w;
+
+    s->li_catholyte_mol = cath;
+    s->s_catholyte_mol = sulfur;
+    s->li_alloy_mol = alloy;
+    s->li_metal_mol = metal;
+    s->li_dead_mol = dead;
+    s->li_precipitated_mol = li_prec;
+    s->s_precipitated_mol = s_prec;
+    s->layer_damage = damage;
+    s->layer_cracked = cracked;
+    s->charge_since_crack_C = since_crack;
+    s->short_ohm = short_ohm;
+    s->v_rc_V = v_rc;
+    s->temperature_K = T;
+    s->ocv_index = end.ocv_index;
+    s->current_A = current_A;
+    s->voltage_V = v;
+    s->ocv_V = ocv;
+    s->overpotential_V = v - ocv;
+    s->short_current_A = current_A - i_end;
+    s->t_s += dt;
+    if (current_A > 0.0)
+        s->charge_in_C += current_A * dt;
+    else
+        s->charge_out_C -= current_A * dt;
+    s->li_plated_C = plated_C;
+    s->li_corroded_C = corroded_C;
+    if (dt != s->cache_dt_s) {
+        s->cache_dt_s = dt;
+        s->rc_decay = rc_decay;
+        s->thermal_decay = thermal_decay;
+    }
+    if (ct_fresh) {
+        s->cache_ct_j_A_cm2 = j_end;
+        s->cache_ct_T_K = s->cache_T_K;
+        s->ct_overpotential_V = eta_ct;
+    }
     return CELL_OK;
 }
 
 /* Longest step that keeps the fast-changing pools resolved. */
-double core_choose_dt(const cell_params_t *p, const cell_state_t *s, double current_A,
-                      double dt_left)
+double core_choose_dt(const cell_params_t *p, const core_derived_t *d, const cell_state_t *s,
+                      double current_A, double dt_left)
 {
     double dt = p->max_substep_s < dt_left ? p->max_substep_s : dt_left;
     double rate = fabs(current_A);
     if (s->short_ohm > 0.0)
         rate += fabs(s->voltage_V) / s->short_ohm;
-    rate /= FARADAY_C_MOL;
     if (rate > 0.0) {
-        double n_cover = uah_cm2_to_mol(p, p->metal_coverage_uAh_cm2);
-        double pool;
+        double pool = s->li_metal_mol + s->li_alloy_mol + d->n_cover_mol;
         if (current_A > 0.0) {
             double supply = s->li_catholyte_mol + p->supply_knee_x * s->s_catholyte_mol;
-            pool = s->li_metal_mol + s->li_alloy_mol + n_cover;
             if (supply < pool)
                 pool = supply;
-        } else {
-            pool = s->li_metal_mol + s->li_alloy_mol + n_cover;
         }
-        double limit = 0.05 * pool / rate;
-        if (limit < dt)
-            dt = limit;
+        /* at most 5 % of the pool per step */
+        if (0.05 * pool * FARADAY_C_MOL < dt * rate)
+            dt = 0.05 * pool * FARADAY_C_MOL / rate;
     }
     if (dt < CORE_MIN_DT_S && dt_left > CORE_MIN_DT_S)
         dt = CORE_MIN_DT_S;
     return dt;
 }
 
-int core_advance(const cell_params_t *p, cell_state_t *s, double current_A, double dt_s)
+int core_advance(const cell_params_t *p, const core_derived_t *d, cell_state_t *s,
+                 double current_A, double dt_s)
 {
     double left = dt_s;
     while (left > 0.0) {
-        double dt = core_choose_dt(p, s, current_A, left);
+        double dt = core_choose_dt(p, d, s, current_A, left);
         if (dt > left)
             dt = left;
-        int rc = core_substep(p, s, current_A, dt);
+        int rc = core_substep(p, d, s, current_A, dt);
         if (rc)
             return rc;
         left -= dt;
@@ -315,8 +409,10 @@ int cell_step(const cell_params_t *p, cell_state_t *s, double current_A, double 
         return rc;
     if (!core_state_ok(s))
         return CELL_ERR_STATE;
+    core_derived_t d;
+    core_derive(p, &d);
     cell_state_t w = *s;
-    rc = core_advance(p, &w, current_A, dt_s);
+    rc = core_advance(p, &d, &w, current_A, dt_s);
     if (rc)
         return rc;
     *s = w;

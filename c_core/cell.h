@@ -127,7 +127,7 @@ typedef struct {
     /* protective layer */
     double layer_damage;                /* 0 intact .. 1 cracked */
     int32_t layer_cracked;              /* latched once damage reaches 1 */
-    int32_t reserved0;
+    int32_t ocv_index;                  /* cache: OCV table interval last used */
     double charge_since_crack_C;        /* Li plated after the crack */
     double short_ohm;                   /* internal short; 0 = none */
 
@@ -149,6 +149,14 @@ typedef struct {
     double layer_factor;
     double transfer_factor;
     double critical_factor;             /* critical current multiplier */
+
+    /* exact caches of the step path: valid only for the key they were made at */
+    double cache_dt_s;
+    double rc_decay;                    /* exp(-dt/tau) at cache_dt_s */
+    double thermal_decay;               /* exp(-dt hA/C) at cache_dt_s */
+    double cache_ct_j_A_cm2;
+    double cache_ct_T_K;
+    double ct_overpotential_V;          /* charge transfer at that j and T */
 
     /* counters since init */
     double charge_in_C;                 /* terminal charge put in */

@@ -7,14 +7,47 @@
 /* Shortest internal step, except to land exactly on a segment's end. */
 #define CORE_MIN_DT_S 1e-4
 
+/* Parameter-derived constants of the step path, computed once per call so the
+   inner loop multiplies instead of dividing. */
+typedef struct {
+    double inv_area;            /* 1/cm2 */
+    double n_cover_mol;         /* Li that covers the substrate */
+    double n_alloy_cap_mol;     /* wetting-layer capacity */
+    double n_nucleation_mol;    /* Li over which nucleation overpotential fades */
+    double i_nucleation_ref_A;  /* current scale smoothing nucleation through 0 A */
+    double dendrite_C;          /* plated after a crack until a short */
+    double layer_bulk_asr;      /* ohm cm2 at reference T; 0 without a layer */
+    double corrosion_mol_s;     /* Li metal corroded when fully exposed */
+    double hA_over_C;           /* 1/s */
+} core_derived_t;
+
+/* What the terminal voltage depends on: a view of a state, so the step can
+   evaluate its end point on new values without copying the whole state. */
+typedef struct {
+    double li_catholyte_mol;
+    double s_catholyte_mol;
+    double li_alloy_mol;
+    double li_metal_mol;
+    double v_rc_V;
+    double kinetics_T_K;        /* the Arrhenius cache's temperature */
+    double electrolyte_factor;
+    double layer_factor;
+    double transfer_factor;
+    double short_ohm;
+    int32_t ocv_index;
+} cell_view_t;
+
+void core_derive(const cell_params_t *p, core_derived_t *d);
 int core_state_ok(const cell_state_t *s);
-double core_electrochemical_current(const cell_params_t *p, const cell_state_t *s,
-                                    double current_A);
-double core_voltage(const cell_params_t *p, const cell_state_t *s, double i_ec,
-                    double *ocv_out);
-int core_substep(const cell_params_t *p, cell_state_t *s, double current_A, double dt);
-double core_choose_dt(const cell_params_t *p, const cell_state_t *s, double current_A,
-                      double dt_left);
-int core_advance(const cell_params_t *p, cell_state_t *s, double current_A, double dt_s);
+double core_electrochemical_current(const cell_params_t *p, const core_derived_t *d,
+                                    const cell_state_t *s, double current_A);
+double core_voltage(const cell_params_t *p, const core_derived_t *d, const cell_state_t *s,
+                    double i_ec, double *ocv_out);
+int core_substep(const cell_params_t *p, const core_derived_t *d, cell_state_t *s,
+                 double current_A, double dt);
+double core_choose_dt(const cell_params_t *p, const core_derived_t *d, const cell_state_t *s,
+                      double current_A, double dt_left);
+int core_advance(const cell_params_t *p, const core_derived_t *d, cell_state_t *s,
+                 double current_A, double dt_s);
 
 #endif

@@ -19,6 +19,8 @@ int cell_fleet_step(const cell_params_t *p, cell_state_t *states, const double *
     int rc = cell_params_check(p, NULL);
     if (rc)
         return rc;
+    core_derived_t d;
+    core_derive(p, &d);
     int first = CELL_OK;
     for (int64_t i = 0; i < n; i++) {
         int code;
@@ -27,7 +29,7 @@ int cell_fleet_step(const cell_params_t *p, cell_state_t *states, const double *
         else if (!core_state_ok(&states[i]))
             code = CELL_ERR_STATE;
         else
-            code = core_advance(p, &states[i], current_A[i], dt_s);
+            code = core_advance(p, &d, &states[i], current_A[i], dt_s);
         if (status)
             status[i] = code;
         if (code && !first)

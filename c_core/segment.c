@@ -14,14 +14,15 @@
 
 /* Hold mode: the current at which the terminal voltage equals target now.
    Voltage rises monotonically with current, so bracket then bisect. */
-static int current_for_voltage(const cell_params_t *p, const cell_state_t *s,
+static int current_for_voltage(const cell_params_t *p, const core_derived_t *d,
+                               const cell_state_t *s,
                                double target_V, double guess_A, double *current_A)
 {
     double limit = 1.0 * p->area_cm2; /* 1 A/cm2: far past anything physical */
     double step = fabs(guess_A) > 1e-7 * p->area_cm2 ? fabs(guess_A) : 1e-6 * p->area_cm2;
     double lo = guess_A, hi = guess_A;
     double v;
-    v = core_voltage(p, s, guess_A, NULL);
+    v = core_voltage(p, d, s, guess_A, NULL);
     if (!isfinite(v))
         return CELL_ERR_DIVERGED;
     if (v < target_V) {
@@ -30,7 +31,7 @@ static int current_for_voltage(const cell_params_t *p, const cell_state_t *s,
             hi = hi + step;
             step *= 2.0;
             if (hi > limit) { hi = limit; break; }
-            v = core_voltage(p, s, hi, NULL);
+            v = core_voltage(p, d, s, hi, NULL);
         } while (v < target_V);
     } else {
         do {
@@ -38,12 +39,12 @@ static int current_for_voltage(const cell_params_t *p, const cell_state_t *s,
             lo = lo - step;
             step *= 2.0;
             if (lo < -limit) { lo = -limit; break; }
-            v = core_voltage(p, s, lo, NULL);
+            v = core_voltage(p, d, s, lo, NULL);
         } while (v > target_V);
     }
     for (int k = 0; k < 80 && hi - lo > 1e-15 + 1e-12 * fabs(hi); k++) {
         double mid = 0.5 * (lo + hi);
-        if (core_voltage(p, s, mid, NULL) < target_V) lo = mid; else hi = mid;
+        if (core_voltage(p, d, s, mid, NULL) < target_V) lo = mid; else hi = mid;
     }
     *current_A = 0.5 * (lo + hi);
     return isfinite(*current_A) ? CELL_OK : CELL_ERR_DIVERGED;
@@ -116,6 +117,9 @@ int cell_run_segment(const cell_params_t *p, cell_state_t *s, const cell_segment
         return rc;
     if (!core_state_ok(s))
         return CELL_ERR_STATE;
+    core_derived_t derived;
+    core_derive(p, &derived);
+    const core_derived_t *d = &derived;
 
     cell_segment_result_t r = {0};
     double elapsed = 0.0, charge = 0.0;
@@ -131,7 +135,7 @@ int cell_run_segment(const cell_params_t *p, cell_state_t *s, const cell_segment
             v_now = g->voltage_V;
         } else {
             refresh_arrhenius(p, s);
-            v_now = core_voltage(p, s, core_electrochemical_current(p, s, current), NULL);
+            v_now = core_voltage(p, d, s, core_electrochemical_current(p, d, s, current), NULL);
         }
         direction = stop_direction(g, current, v_now);
         if (g->mode != CELL_MODE_VOLTAGE && crossed(direction, v_now, g->stop_voltage_V)) {
@@ -145,12 +149,12 @@ int cell_run_segment(const cell_params_t *p, cell_state_t *s, const cell_segment
         double left = g->duration_s - elapsed;
         if (g->mode == CELL_MODE_VOLTAGE) {
             refresh_arrhenius(p, s);
-            rc = current_for_voltage(p, s, g->voltage_V, hold_guess, &current);
+            rc = current_for_voltage(p, d, s, g->voltage_V, hold_guess, &current);
             if (rc)
                 break;
             hold_guess = current;
         }
-        double dt = core_choose_dt(p, s, current, left);
+        double dt = core_choose_dt(p, d, s, current, left);
         if (g->mode == CELL_MODE_VOLTAGE && dt > 0.25 * p->rc_time_constant_s)
             dt = 0.25 * p->rc_time_constant_s;
         if (interval > 0.0 && dt > next_sample - elapsed)
@@ -166,7 +170,7 @@ int cell_run_segment(const cell_params_t *p, cell_state_t *s, const cell_segment
             dt = left > 0.0 ? left : CORE_MIN_DT_S;
 
         cell_state_t before = *s;
-        rc = core_substep(p, s, current, dt);
+        rc = core_substep(p, d, s, current, dt);
         if (rc)
             break;
 
@@ -178,14 +182,14 @@ int cell_run_segment(const cell_params_t *p, cell_state_t *s, const cell_segment
             for (int k = 0; k < BISECT_ITERATIONS && hi - lo > CORE_MIN_DT_S * 1e-2; k++) {
                 double mid = 0.5 * (lo + hi);
                 cell_state_t trial = before;
-                if (core_substep(p, &trial, current, mid) == CELL_OK &&
+                if (core_substep(p, d, &trial, current, mid) == CELL_OK &&
                     crossed(direction, trial.voltage_V, g->stop_voltage_V))
                     hi = mid;
                 else
                     lo = mid;
             }
             *s = before;
-            rc = core_substep(p, s, current, hi);
+            rc = core_substep(p, d, s, current, hi);
             if (rc)
                 break;
             dt = hi;

@@ -13,6 +13,7 @@
 
 #include <math.h>
 #include "cell.h"
+#include "core_internal.h"
 
 #define FARADAY_C_MOL 96485.33212
 #define GAS_J_MOL_K 8.314462618
@@ -62,7 +63,7 @@ static inline double implicit_drain(double pool, double want, double half)
 
 /* Positive potential vs Li/Li+ at Li:S ratio x: the tabulated Figure 5 shape,
    plus a rise as the dissolved lithium runs out (finite supply). */
-static inline double catholyte_potential_V(const cell_params_t *p, double x)
+static inline double catholyte_potential_V(const cell_params_t *p, double x, int32_t *hint)
 {
     const double *xs = p->ocv_x, *vs = p->ocv_V;
     int n = p->n_ocv_points;
@@ -72,12 +73,18 @@ static inline double catholyte_potential_V(const cell_params_t *p, double x)
     } else if (x >= xs[n - 1]) {
         v = vs[n - 1];
     } else {
-        int lo = 0, hi = n - 1;
-        while (hi - lo > 1) {
-            int mid = (lo + hi) / 2;
-            if (xs[mid] <= x) lo = mid; else hi = mid;
+        /* x moves slowly: the interval used last time almost always holds it */
+        int lo = *hint;
+        if (lo < 0 || lo >= n - 1 || xs[lo] > x || xs[lo + 1] <= x) {
+            int hi = n - 1;
+            lo = 0;
+            while (hi - lo > 1) {
+                int mid = (lo + hi) / 2;
+                if (xs[mid] <= x) lo = mid; else hi = mid;
+            }
+            *hint = lo;
         }
-        v = vs[lo] + (vs[hi] - vs[lo]) * (x - xs[lo]) / (xs[hi] - xs[lo]);
+        v = vs[lo] + (vs[lo + 1] - vs[lo]) * (x - xs[lo]) / (xs[lo + 1] - xs[lo]);
     }
     double xc = x > 0.0 ? x : 0.0;
     return v + p->supply_rise_V * p->supply_knee_x / (xc + p->supply_knee_x);
@@ -88,7 +95,7 @@ static inline double catholyte_potential_V(const cell_params_t *p, double x)
 /* What the electrode potential "sees": Li metal once a sub-monolayer covers
    the substrate; the alloy plateau when only the wetting layer holds Li; bare
    copper (a Cu/CuxS couple in polysulfide) when nothing does. */
-static inline double negative_potential_V(const cell_params_t *p, const cell_state_t *s,
+static inline double negative_potential_V(const cell_params_t *p, const cell_view_t *s,
                                           double n_cover_mol, double n_alloy_cap_mol)
 {
     double cover_metal = s->li_metal_mol / (s->li_metal_mol + n_cover_mol);
@@ -104,14 +111,14 @@ static inline double negative_potential_V(const cell_params_t *p, const cell_sta
 
 /* ---- protective layer and transport -------------------------------------- */
 
-static inline double ohmic_resistance_ohm(const cell_params_t *p, const cell_state_t *s)
+static inline double ohmic_resistance_ohm(const cell_params_t *p, const core_derived_t *d,
+                                          const cell_view_t *s)
 {
     double asr = p->electrolyte_asr_ohm_cm2 * s->electrolyte_factor;
-    if (p->layer_thickness_A > 0.0) {
-        double bulk = p->layer_thickness_A * 1e-8 / p->layer_conductivity_S_cm;
-        asr += bulk * s->layer_factor + p->layer_transfer_asr_ohm_cm2 * s->transfer_factor;
-    }
-    return asr / p->area_cm2;
+    if (d->layer_bulk_asr > 0.0)
+        asr += d->layer_bulk_asr * s->layer_factor +
+               p->layer_transfer_asr_ohm_cm2 * s->transfer_factor;
+    return asr * d->inv_area;
 }
 
 /* ---- kinetics ------------------------------------------------------------ */
@@ -126,14 +133,13 @@ static inline double charge_transfer_V(const cell_params_t *p, double T_K, doubl
 
 /* Extra overpotential to nucleate Li on the bare substrate; fades as plated
    lithium covers it. Only while plating; smooth through zero current. */
-static inline double nucleation_V(const cell_params_t *p, const cell_state_t *s,
-                                  double current_A, double n_nucleation_mol)
+static inline double nucleation_V(const cell_params_t *p, const core_derived_t *d,
+                                  const cell_view_t *s, double current_A)
 {
     if (current_A <= 0.0 || p->nucleation_overpotential_V == 0.0)
         return 0.0;
-    double bare = n_nucleation_mol / (s->li_metal_mol + n_nucleation_mol);
-    double i_ref = 1e-7 * p->area_cm2;
-    return p->nucleation_overpotential_V * bare * current_A / (current_A + i_ref);
+    double bare = d->n_nucleation_mol / (s->li_metal_mol + d->n_nucleation_mol);
+    return p->nucleation_overpotential_V * bare * current_A / (current_A + d->i_nucleation_ref_A);
 }
 
 #endif

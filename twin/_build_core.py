@@ -28,7 +28,7 @@ ffibuilder.set_source(
     '#include "cell.h"',
     sources=[str((CORE / name).relative_to(ROOT)) for name in SOURCES],
     include_dirs=[str(CORE.relative_to(ROOT))],
-    extra_compile_args=["-std=c11", "-O2", "-Wall", "-Wextra"],
+    extra_compile_args=["-std=c11", "-O2", "-fno-math-errno", "-Wall", "-Wextra"],
     libraries=["m"],
 )
 
