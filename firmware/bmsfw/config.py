@@ -1,0 +1,193 @@
+# Controller configuration: the board's analog front end (docs/hal.md, the
+# "bench-ua" reference board) and the cell design (the twin parameter set's
+# [design] table; defaults are the seed's D111 cell, WO 99/43034 "EXAMPLES").
+#
+# One class, one comment per default (pyBMS config.py). Config(**overrides)
+# rejects unknown names and wrong types with ConfigError naming the field.
+#
+# Unit note: the suffix _uas means microampere-MILLIseconds (µA·ms) throughout
+# bmsfw and docs/frames.md. 1 µAh = 3 600 000 µA·ms.
+
+UAS_PER_UAH = 3600000
+
+
+class ConfigError(ValueError):
+    def __init__(self, field, value, why):
+        super().__init__("config %s=%r: %s" % (field, value, why))
+        self.field = field
+        self.value = value
+
+
+class Config:
+    # --- analog front end (docs/hal.md) ---------------------------------------
+    vcell_gain_err_ppm = 0          # VCELL gain error to remove, ppm (+ reads high)
+    vcell_offset_mv = 0             # VCELL offset to remove, mV (+ reads high)
+    ishunt_mid_mv = 2048            # ISHUNT pin voltage at 0 µA (mid-scale)
+    ishunt_uv_per_ua = 1000         # 100 ohm shunt x gain 10 = 1.0 mV/µA at the pin
+    ishunt_gain_err_ppm = 0         # ISHUNT gain error to remove, ppm
+    ishunt_offset_ua = 0            # ISHUNT offset to remove, µA
+    ntc_r25_ohm = 10000             # NTC resistance at 25 °C
+    ntc_beta_k = 3950               # NTC beta, kelvin
+    ntc_pullup_ohm = 10000          # pull-up from Vref to the NTC
+    source_max_ua = 2048            # current-source range, ±µA (16-bit DAC, docs/hal.md)
+
+    # --- cell design (twin [design] table; D111 defaults) ---------------------
+    area_mm2 = 100                  # active area: ≈1 cm² (seed examples)
+    target_inventory_uah = 200      # D111 plated 201.6 µAh in formation (10 µA 10 min + 100 µA 2 h)
+    lithium_supply_uah = 1000       # Li the catholyte can give (0.75 mol/L Li in ~58 µL is far more)
+    lithium_reserve_uah = 5         # never strip below: keeps Cu covered, replating even
+    nucleation_ua_cm2 = 10          # D111: 10 µA on 1 cm² first
+    nucleation_uas = 6000000        # D111: 10 µA x 10 min = 1.67 µAh
+    formation_ua_cm2 = 100          # D042/D049/D111 plated uniform films at 100 µA/cm² (25 °C)
+    # Highest plating current density the glass tolerates without a wetting
+    # layer, (°C, µA/cm²), integer-interpolated. 100 at 25 °C is the seed's
+    # proven rate; LiPON conductivity rises with temperature (seed: 50-100 °C
+    # speeds plating), and the twin's critical density lies in 0.1..1 mA/cm²
+    # (DESIGN.md §2), so 150 at 45 °C keeps a margin.
+    plating_derating = ((0, 30), (10, 55), (25, 100), (45, 150))
+    # Discharge (stripping) current density (°C, µA/cm²): tetraglyme catholyte
+    # is sluggish cold; seed cycling was at 100 µA/cm² at room temperature.
+    discharge_derating = ((-20, 0), (0, 50), (10, 100), (25, 200), (45, 200), (60, 0))
+    charge_min_temp_dc = 0          # refuse formation/charging below 0 °C (plating on cold LiPON)
+    charge_max_temp_dc = 550        # no charging above 55 °C (CCL 0)
+    discharge_cutoff_mv = 2000      # D111 stripped "to 2.0 V": keeps the catholyte above Li2S2
+    charge_cutoff_mv = 2600         # upper Li-S shoulder (elemental sulfur ~2.5 V, seed Fig. 5)
+    has_wetting_layer = False       # D111: LiPON straight on Cu (no alloy plateau expected)
+    wetting_capacity_uah = 30       # Li the wetting layer alloys first (1000 Å Al ≈ 27 µAh/cm²); with one only
+
+    # --- formation ------------------------------------------------------------
+    auto_form = True                # start formation by itself when a precursor is found
+    plateau_mv = 2100               # voltage above which lithium covers the copper (Li-S plateau ~2.3 V)
+    alloy_min_mv = 1700             # wetting-layer alloy plateau ~1.9-2.0 V lies above this
+    no_plating_uas = 18000000       # 5 µAh (3x nucleation) without the plateau: NO_PLATING
+    verify_rest_ms = 600000         # 10 min rest before the OCV check
+    verify_ocv_min_mv = 2200        # formed-cell OCV window (Li-S plateau)
+    verify_ocv_max_mv = 2600
+    verify_cycle_pm = 50            # small cycle: 5 % of target out and back in
+    verify_min_ce_ppm = 900000      # small cycle must give back at least 90 %
+
+    # --- limits ----------------------------------------------------------------
+    charge_margin_pm = 10           # CCL reaches 0 at target + 1 % (counting noise)
+    charge_taper_pm = 30            # CCL ramps down over the last 3 % before that
+    reserve_taper_pm = 50           # DCL ramps to 0 over 5 % of target above the reserve
+    cv_taper_mv = 50                # CCL ramps to 0 over the last 50 mV below CVL
+    dv_taper_mv = 100               # DCL ramps to 0 over the last 100 mV above DVL
+
+    # --- protections (thresholds; debounce = time beyond threshold) ------------
+    ov_margin_mv = 100              # OVERVOLTAGE above charge_cutoff + margin
+    ov_debounce_ms = 1000
+    uv_margin_mv = 100              # UNDERVOLTAGE below discharge_cutoff - margin (formed cell)
+    uv_debounce_ms = 1000
+    oc_margin_ua = 20               # OVERCURRENT: beyond max(limit, setpoint) + margin + 10 %
+    oc_debounce_ms = 1000
+    over_temp_dc = 600              # OVER_TEMPERATURE latch above 60 °C
+    ot_debounce_ms = 5000
+    ut_hysteresis_dc = 20           # UNDER_TEMPERATURE inhibit clears 2 °C above charge_min_temp
+    ut_debounce_ms = 3000
+    sensor_debounce_ms = 1000       # thermistor open/short, current not following
+    short_ocv_mv = 30               # boot: OCV below this is a short (no current is ever applied)
+    short_mv = 1000                 # formed cell collapsing below this: SHORT
+    short_debounce_ms = 500
+    no_cell_mv = 3500               # VCELL above this: open circuit (pulled up to full scale)
+    no_cell_debounce_ms = 1000
+    precursor_min_mv = 50           # boot OCV window of a precursor (Cu vs polysulfide ~0.1-0.2 V)
+    precursor_max_mv = 1500
+    formed_min_mv = 1800            # boot OCV window of a formed cell
+    formed_max_mv = 2700
+    crack_drop_mv = 150             # sudden drop of the plating voltage: CRACK_SUSPECTED
+    crack_debounce_ms = 2000
+    crack_ce_ppm = 900000           # voltage-ended cycle returning less than 90 %: CRACK_SUSPECTED
+    crack_missing_pm = 250          # discharge hit DVL with > 25 % of target still counted
+    rest_ua = 5                     # |current| below this counts as rest (OCV checks)
+
+    # --- timing and persistence ------------------------------------------------
+    tick_ms = 1000                  # nominal tick (the controller measures real dt)
+    boot_settle_ms = 1000           # relay open this long before the boot OCV is read
+    save_interval_uas = 1800000     # save every 0.5 µAh (0.25 % of 200 µAh) of counted charge
+    cycle_deadband_ua = 5           # |current| below this does not change the cycle direction
+    cycle_min_uas = 3600000         # a cycle counts (CE) only if 1 µAh went each way
+
+    def __init__(self, **overrides):
+        for name in overrides:
+            value = overrides[name]
+            if name.startswith("_") or not hasattr(Config, name) or callable(getattr(Config, name)):
+                raise ConfigError(name, value, "unknown field")
+            default = getattr(Config, name)
+            if isinstance(default, bool):
+                if not isinstance(value, bool):
+                    raise ConfigError(name, value, "must be True or False")
+            elif isinstance(default, int):
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise ConfigError(name, value, "must be an int")
+            elif isinstance(default, tuple):
+                value = _table(name, value)
+            setattr(self, name, value)
+        self._check()
+
+    def _check(self):
+        for name in ("area_mm2", "target_inventory_uah", "lithium_supply_uah", "nucleation_ua_cm2",
+                     "nucleation_uas", "formation_ua_cm2", "tick_ms", "save_interval_uas",
+                     "ishunt_uv_per_ua", "ntc_r25_ohm", "ntc_beta_k", "ntc_pullup_ohm",
+                     "source_max_ua", "verify_cycle_pm", "charge_taper_pm", "reserve_taper_pm",
+                     "cv_taper_mv", "dv_taper_mv"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(name, getattr(self, name), "must be > 0")
+        for name in ("vcell_gain_err_ppm", "ishunt_gain_err_ppm"):
+            if not -100000 <= getattr(self, name) <= 100000:
+                raise ConfigError(name, getattr(self, name), "gain error beyond ±10 %")
+        if self.lithium_reserve_uah < 0 or self.lithium_reserve_uah >= self.target_inventory_uah:
+            raise ConfigError("lithium_reserve_uah", self.lithium_reserve_uah,
+                              "must be >= 0 and below target_inventory_uah")
+        if self.discharge_cutoff_mv >= self.charge_cutoff_mv:
+            raise ConfigError("discharge_cutoff_mv", self.discharge_cutoff_mv,
+                              "must be below charge_cutoff_mv")
+        if self.save_interval_uas * 400 > self.target_uas():
+            # A power cut loses at most one interval; 0.25 % keeps resume within 0.5 %.
+            raise ConfigError("save_interval_uas", self.save_interval_uas,
+                              "must be <= 0.25 % of target_inventory_uah")
+
+    # --- derived figures (ints) ---------------------------------------------------
+    def target_uas(self):
+        return self.target_inventory_uah * UAS_PER_UAH
+
+    def reserve_uas(self):
+        return self.lithium_reserve_uah * UAS_PER_UAH
+
+    def supply_uas(self):
+        return self.lithium_supply_uah * UAS_PER_UAH
+
+    def density_to_ua(self, ua_cm2):
+        """Current (µA) for a current density (µA/cm²) over the active area."""
+        return ua_cm2 * self.area_mm2 // 100
+
+    def names(self):
+        """The configurable field names, sorted (for docs and the runner)."""
+        out = []
+        for name in dir(Config):
+            if not name.startswith("_") and not callable(getattr(Config, name)) and name != "UAS_PER_UAH":
+                out.append(name)
+        out.sort()
+        return out
+
+
+def _table(name, value):
+    """A derating table: a non-empty sequence of (temp °C int, µA/cm² int >= 0)
+    with strictly increasing temperatures; returned as a tuple of tuples."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(name, value, "must be a non-empty list of (temp_c, ua_cm2)")
+    rows = []
+    last = None
+    for row in value:
+        if not isinstance(row, (list, tuple)) or len(row) != 2:
+            raise ConfigError(name, value, "rows must be (temp_c, ua_cm2)")
+        t_c, ua_cm2 = row[0], row[1]
+        for v in (t_c, ua_cm2):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ConfigError(name, value, "table entries must be ints")
+        if ua_cm2 < 0:
+            raise ConfigError(name, value, "current density must be >= 0")
+        if last is not None and t_c <= last:
+            raise ConfigError(name, value, "temperatures must increase strictly")
+        last = t_c
+        rows.append((t_c, ua_cm2))
+    return tuple(rows)

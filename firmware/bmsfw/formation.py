@@ -1,0 +1,153 @@
+# Formation: the first charge of a cell shipped with no free lithium.
+#
+# NUCLEATE  a low current density (D111: 10 µA/cm² for 10 min) until the
+#           nucleation charge is counted AND the voltage shows lithium on the
+#           copper (the cell jumps from the precursor's ~0.15 V, copper vs
+#           polysulfide, to the Li-S plateau ~2.3 V; with a wetting layer an
+#           alloy plateau ~1.9-2.0 V comes first and also counts as "lithium
+#           is going in evenly"). Plating fast onto bare copper concentrates
+#           current on the first nuclei (patchy plating without a wetting
+#           layer), so the high rate waits for this signature.
+# PLATE     at the highest current density the glass tolerates at the present
+#           temperature (the plating table x area; the controller also clamps
+#           to CCL), coulomb-counted to the target inventory.
+# VERIFY    rest, OCV on the Li-S plateau, then one small cycle (strip 5 % of
+#           target and plate it back at the formation current).
+#
+# NO_PLATING: a bounded charge went in and the voltage never reached the
+# plateau (the seed's control cell without LiPON: "no lithium at all").
+# Crack and short signatures during plating are watched by protections.py.
+#
+# The object holds only the formation's own progress; the ledger holds the
+# charge, the controller the state. step() sets .request_ua, .event, .fault
+# (attributes, so a tick allocates no tuple).
+from .compat import ticks_diff
+from .states import CRACK_SUSPECTED, FORMATION_DONE, NO_PLATING, NUCLEATE, NUCLEATED, PLATE, TARGET_REACHED, VERIFY
+
+UAS_PER_UAH = 3600000
+
+# VERIFY steps
+V_REST = 0
+V_DISCHARGE = 1
+V_RECHARGE = 2
+
+# The small cycle's discharge counts as voltage-ended within this of DVL.
+_DVL_REACHED_MV = 10
+
+
+class Formation:
+    def __init__(self, config):
+        c = config
+        self.nucleation_ua = c.density_to_ua(c.nucleation_ua_cm2)
+        self.formation_ua = c.density_to_ua(c.formation_ua_cm2)
+        self.nucleation_uas = c.nucleation_uas
+        self.target_uas = c.target_uas()
+        bound = c.no_plating_uas
+        if c.has_wetting_layer:
+            # The alloy takes lithium before metal plates (Al: ~27 µAh/cm² per 1000 Å).
+            bound += c.wetting_capacity_uah * UAS_PER_UAH
+        self.no_plating_uas = bound
+        self.verify_uas = self.target_uas // 1000 * c.verify_cycle_pm
+        self._c = c
+        self.plateau_seen = False
+        self.alloy_seen = False
+        self.verify_step = V_REST
+        self._step_since_ms = 0
+        self._step_start_uas = 0
+        self.verify_out_uas = 0
+        self.ce_ppm = 0
+        self.request_ua = 0
+        self.event = None
+        self.fault = None
+        self.detail = ""
+
+    def start_verify(self, now_ms):
+        self.verify_step = V_REST
+        self._step_since_ms = now_ms
+        self.verify_out_uas = 0
+
+    def step(self, substate, now_ms, cell_mv, plated_uas, inventory_uas, plate_limit_ua, dvl, paused):
+        """One tick of formation. paused: charging inhibited (too cold): hold
+        the current at 0 and the clocks still (a rest step restarts)."""
+        self.event = None
+        self.fault = None
+        c = self._c
+        if cell_mv >= c.plateau_mv:
+            self.plateau_seen = True
+        elif c.has_wetting_layer and cell_mv >= c.alloy_min_mv:
+            self.alloy_seen = True
+        if substate == NUCLEATE or substate == PLATE:
+            if plated_uas >= self.no_plating_uas and not self.plateau_seen:
+                self.fault = NO_PLATING
+                self.detail = "no Li-S plateau after %d uAs" % plated_uas
+                self.request_ua = 0
+                return
+        if paused:
+            self.request_ua = 0
+            if substate == VERIFY and self.verify_step == V_REST:
+                self._step_since_ms = now_ms
+            return
+        if substate == NUCLEATE:
+            self.request_ua = self.nucleation_ua
+            if plated_uas >= self.nucleation_uas and (self.plateau_seen or self.alloy_seen):
+                self.event = NUCLEATED
+        elif substate == PLATE:
+            self.request_ua = plate_limit_ua
+            if plated_uas >= self.target_uas:
+                self.request_ua = 0
+                self.event = TARGET_REACHED
+        elif substate == VERIFY:
+            self._verify(now_ms, cell_mv, inventory_uas, plate_limit_ua, dvl)
+        else:
+            self.request_ua = 0
+
+    def _verify(self, now_ms, cell_mv, inventory_uas, plate_limit_ua, dvl):
+        c = self._c
+        current_ua = self.formation_ua if self.formation_ua < plate_limit_ua else plate_limit_ua
+        if self.verify_step == V_REST:
+            self.request_ua = 0
+            if ticks_diff(now_ms, self._step_since_ms) < c.verify_rest_ms:
+                return
+            if cell_mv < c.verify_ocv_min_mv or cell_mv > c.verify_ocv_max_mv:
+                self.fault = CRACK_SUSPECTED
+                self.detail = "verify OCV %d mV off the Li-S plateau" % cell_mv
+                return
+            self.verify_step = V_DISCHARGE
+            self._step_start_uas = inventory_uas
+            self.request_ua = -self.formation_ua
+        elif self.verify_step == V_DISCHARGE:
+            out_uas = self._step_start_uas - inventory_uas
+            if out_uas >= self.verify_uas or cell_mv <= dvl + _DVL_REACHED_MV:
+                # Voltage-ended early means the lithium is not all there.
+                self.verify_out_uas = out_uas if out_uas > 0 else 0
+                self.verify_step = V_RECHARGE
+                self._step_start_uas = inventory_uas
+                self.request_ua = current_ua
+            else:
+                self.request_ua = -self.formation_ua
+        else:
+            back_uas = inventory_uas - self._step_start_uas
+            if back_uas >= self.verify_out_uas:
+                self.request_ua = 0
+                out = self.verify_out_uas
+                ce = out * 1000000 // self.verify_uas if self.verify_uas > 0 else 0
+                self.ce_ppm = 1000000 if ce > 1000000 else ce
+                if self.ce_ppm < c.verify_min_ce_ppm:
+                    self.fault = CRACK_SUSPECTED
+                    self.detail = "verify cycle gave back %d ppm" % self.ce_ppm
+                else:
+                    self.event = FORMATION_DONE
+            else:
+                self.request_ua = current_ua
+
+    def progress_pm(self, substate, plated_uas):
+        """Formation progress in per mille: the plated share of target, 1000
+        once plating is complete (VERIFY)."""
+        if substate == VERIFY:
+            return 1000
+        if plated_uas <= 0:
+            return 0
+        if plated_uas >= self.target_uas:
+            return 1000
+        pm = plated_uas // ((self.target_uas + 999) // 1000)
+        return 999 if pm > 999 else pm

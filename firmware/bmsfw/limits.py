@@ -1,0 +1,120 @@
+# Charge/discharge limits: CVL, DVL (mV) and CCL, DCL (µA, both >= 0).
+#
+# Pure functions of (temperature, ledger inventory, cell voltage, config
+# figures, user-tightened limits); the controller recomputes all four every
+# tick and publishes them (the figures an inverter or charger consumes, like
+# Victron's 0x351). Each derating is a ramp to 0, never a step, so a charger
+# following CCL converges instead of oscillating. Products are formed as
+# (limit µA) x (per-mille factor) so intermediate values stay small ints on
+# 32-bit MicroPython.
+#
+# Why each limit exists (docs/firmware.md, "Limits"):
+# - CCL <= plating table x area: plating faster than the glass conducts cracks
+#   it (seed: "as fast as possible without causing the protective layer to crack").
+# - CCL -> 0 near target + margin or the catholyte's lithium supply: more
+#   lithium than designed means the catholyte is driven past elemental sulfur.
+# - CCL -> 0 as the voltage nears CVL: the upper shoulder is elemental sulfur.
+# - DCL -> 0 near the lithium reserve: a bare copper patch replates unevenly.
+# - DCL -> 0 as the voltage nears DVL: below Li2S2 lies insoluble Li2S.
+
+
+def interp_table(temp_dc, table):
+    """Integer linear interpolation in a ((temp °C, value), ...) table at
+    temp_dc (deci-°C); held at the end values outside the table."""
+    first = table[0]
+    if temp_dc <= first[0] * 10:
+        return first[1]
+    last = table[len(table) - 1]
+    if temp_dc >= last[0] * 10:
+        return last[1]
+    i = 1
+    while table[i][0] * 10 < temp_dc:
+        i += 1
+    t0 = table[i - 1][0] * 10
+    t1 = table[i][0] * 10
+    v0 = table[i - 1][1]
+    v1 = table[i][1]
+    # Round toward the lower of the two neighbours' values: never interpolate
+    # a limit above the line between two table points.
+    return v0 + ((v1 - v0) * (temp_dc - t0)) // (t1 - t0)
+
+
+def plating_ua_cm2(temp_dc, table, min_temp_dc, max_temp_dc):
+    """Highest plating current density (µA/cm²) allowed at temp_dc: 0 below
+    the table's first temperature or min_temp_dc (no plating on cold glass),
+    0 above max_temp_dc, held at the last value between the table end and it."""
+    if temp_dc < min_temp_dc or temp_dc < table[0][0] * 10 or temp_dc > max_temp_dc:
+        return 0
+    return interp_table(temp_dc, table)
+
+
+def ramp_pm(distance, span):
+    """Per-mille factor: 0 at distance <= 0, 1000 at distance >= span (span > 0)."""
+    if distance <= 0:
+        return 0
+    if distance >= span:
+        return 1000
+    if span < 1000:
+        return distance * 1000 // span
+    # Ceil the step so the factor stays below 1000 inside the span and the
+    # product distance * 1000 never forms (it would be a long int on 32-bit
+    # MicroPython for spans in µA·ms).
+    return distance // ((span + 999) // 1000)
+
+
+def cvl_mv(charge_cutoff_mv, user_cvl_mv):
+    """Charge voltage limit: the design cutoff, or the user's if lower (user
+    limits < 0 mean none)."""
+    if 0 <= user_cvl_mv < charge_cutoff_mv:
+        return user_cvl_mv
+    return charge_cutoff_mv
+
+
+def dvl_mv(discharge_cutoff_mv, user_dvl_mv):
+    """Discharge voltage limit: the design cutoff, or the user's if higher.
+    Never below the cutoff: the catholyte must stay above Li2S2."""
+    if user_dvl_mv > discharge_cutoff_mv:
+        return user_dvl_mv
+    return discharge_cutoff_mv
+
+
+def ccl_ua(base_ua, inventory_uas, ceiling_uas, taper_uas, cell_mv, cvl, cv_taper_mv, user_ccl_ua):
+    """Charge current limit (µA >= 0).
+
+    base_ua: the temperature-derated plating limit x area (0 when charging is
+    not allowed in this state); ceiling_uas: min(target + margin, lithium
+    supply); taper_uas: the inventory span over which CCL ramps to 0;
+    user_ccl_ua: the user's tighter limit, or a negative number for none."""
+    limit = base_ua
+    if limit <= 0:
+        return 0
+    limit = limit * ramp_pm(ceiling_uas - inventory_uas, taper_uas) // 1000
+    limit = limit * ramp_pm(cvl - cell_mv, cv_taper_mv) // 1000
+    if 0 <= user_ccl_ua < limit:
+        limit = user_ccl_ua
+    return limit
+
+
+def dcl_ua(base_ua, inventory_uas, reserve_uas, taper_uas, cell_mv, dvl, dv_taper_mv, user_dcl_ua):
+    """Discharge current limit (µA >= 0).
+
+    base_ua: the temperature-derated stripping limit x area (0 before
+    formation is verified); the limit ramps to 0 as the inventory falls to
+    reserve_uas over taper_uas, and as cell_mv falls to dvl over dv_taper_mv."""
+    limit = base_ua
+    if limit <= 0:
+        return 0
+    limit = limit * ramp_pm(inventory_uas - reserve_uas, taper_uas) // 1000
+    limit = limit * ramp_pm(cell_mv - dvl, dv_taper_mv) // 1000
+    if 0 <= user_dcl_ua < limit:
+        limit = user_dcl_ua
+    return limit
+
+
+def clamp_request(request_ua, ccl, dcl):
+    """The setpoint: the request, limited by CCL (charge) or DCL (discharge)."""
+    if request_ua > ccl:
+        return ccl
+    if request_ua < -dcl:
+        return -dcl
+    return request_ua

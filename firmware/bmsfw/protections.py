@@ -1,0 +1,228 @@
+# Protections: thresholds, debounce (time beyond threshold, measured with
+# ticks_diff: no assumed tick length) and what a trip does.
+#
+# PROTECTIONS is the table (docs/firmware.md reproduces it): fault name,
+# debounce config key, action. LATCH: the controller goes to FAULT in the same
+# tick (current 0, relay open) and only an accepted reset_fault leaves.
+# INHIBIT: charging is refused (CCL 0) while the condition lasts, and clears by
+# itself with hysteresis: UNDER_TEMPERATURE, like the charge-temperature
+# windows of foxBMS/Libre Solar; a cold cell is not damaged, only plating on
+# cold glass is. The lower limits already hold CCL at 0 below 0 °C without
+# any debounce; the inhibit is what gets reported.
+#
+# check() reads the measurements from `m` (the controller: cell_mv,
+# current_ua, temp_dc, ntc_fault, ishunt_railed, prev_setpoint_ua, ccl_ua,
+# dcl_ua, cvl_mv, dvl_mv, inventory_uas, lithium_present, charging_li,
+# state, substate) so a tick passes no tuples.
+from .compat import ticks_diff
+from .states import (CRACK_SUSPECTED, FAULTS, LINK_LOST, NO_CELL, NO_PLATING, OVER_TEMPERATURE,
+                     OVERCURRENT, OVERVOLTAGE, READY, SENSOR, SHORT, UNDER_TEMPERATURE,
+                     UNDERVOLTAGE)
+
+LATCH = "LATCH"
+INHIBIT = "INHIBIT"
+
+PROTECTIONS = (
+    # fault, debounce config key (None: raised by an event), action
+    (NO_CELL, "no_cell_debounce_ms", LATCH),
+    (SHORT, "short_debounce_ms", LATCH),
+    (SENSOR, "sensor_debounce_ms", LATCH),
+    (OVERVOLTAGE, "ov_debounce_ms", LATCH),
+    (CRACK_SUSPECTED, "crack_debounce_ms", LATCH),
+    (UNDERVOLTAGE, "uv_debounce_ms", LATCH),
+    (OVERCURRENT, "oc_debounce_ms", LATCH),
+    (OVER_TEMPERATURE, "ot_debounce_ms", LATCH),
+    (UNDER_TEMPERATURE, "ut_debounce_ms", INHIBIT),
+    (NO_PLATING, None, LATCH),
+    (LINK_LOST, None, LATCH),
+)
+
+# Voltage faults share one cause; in a tick only the first of them (in table
+# order: the most specific) latches.
+_VOLTAGE_GROUP = (1 << FAULTS.index(NO_CELL)) | (1 << FAULTS.index(SHORT)) | (
+    1 << FAULTS.index(OVERVOLTAGE)) | (1 << FAULTS.index(CRACK_SUSPECTED)) | (1 << FAULTS.index(UNDERVOLTAGE))
+
+_SENSOR_FOLLOW_MIN_UA = 20   # "current not following" is judged above this setpoint
+_DVL_REACHED_MV = 10         # discharge counts as voltage-ended within this of DVL
+
+
+class Debounce:
+    """True once a condition has held for debounce_ms (0: at once)."""
+
+    def __init__(self):
+        self.pending = False
+        self.since_ms = 0
+
+    def update(self, condition, now_ms, debounce_ms):
+        if not condition:
+            self.pending = False
+            return False
+        if not self.pending:
+            self.pending = True
+            self.since_ms = now_ms
+        return ticks_diff(now_ms, self.since_ms) >= debounce_ms
+
+    def reset(self):
+        self.pending = False
+
+
+class Protections:
+    def __init__(self, config):
+        c = config
+        self._c = c
+        self._ov_mv = c.charge_cutoff_mv + c.ov_margin_mv
+        self._uv_mv = c.discharge_cutoff_mv - c.uv_margin_mv
+        self._missing_uas = c.target_uas() // 1000 * c.crack_missing_pm
+        self._debounce_ms = []
+        self._deb = []
+        for row in PROTECTIONS:
+            self._debounce_ms.append(getattr(c, row[1]) if row[1] else 0)
+            self._deb.append(Debounce())
+        self._clear_deb = Debounce()   # UNDER_TEMPERATURE clearing (hysteresis)
+        self.mask = 0                  # latched faults (bit i = FAULTS[i])
+        self.inhibit_mask = 0          # active inhibits (reported, not latched)
+        self.tripped = 0               # bits latched or inhibited in the last check()
+        self.cleared = 0               # inhibit bits cleared in the last check()
+        self.detail = ""
+        self.ref_mv = 0                # crack watch: reference plating voltage
+        self._ref_setpoint_ua = 0
+        self._drift_ms = 0
+        self.dis_hit_dvl = False       # this discharge segment ended on DVL
+
+    # --- raising from outside ----------------------------------------------------
+    def trip(self, name, detail=""):
+        """Latch a fault raised by an event (NO_PLATING, LINK_LOST, a
+        formation or CE finding). Returns True if it was not latched yet."""
+        bit = 1 << FAULTS.index(name)
+        self.detail = detail
+        if self.mask & bit:
+            return False
+        self.mask |= bit
+        self.tripped |= bit
+        return True
+
+    def clear(self, bit):
+        self.mask &= ~bit
+        for deb in self._deb:
+            deb.reset()
+
+    # --- the per-tick check --------------------------------------------------------
+    def check(self, m, now_ms, dt_ms):
+        """Evaluate every protection; sets self.tripped / self.cleared."""
+        self.tripped = 0
+        self.cleared = 0
+        c = self._c
+        cell_mv = m.cell_mv
+        current_ua = m.current_ua
+        li = m.lithium_present
+        rest = -c.rest_ua < current_ua < c.rest_ua
+        self._track_reference(m, dt_ms)
+        # 0 NO_CELL: open circuit pulls VCELL to full scale
+        self._cond(0, cell_mv > c.no_cell_mv, now_ms)
+        # 1 SHORT: a cell holding lithium collapsing to ~0 V
+        self._cond(1, li and cell_mv < c.short_mv, now_ms)
+        # 2 SENSOR: thermistor open/short, shunt amplifier railed with no
+        #   current commanded, or the measured current not following the setpoint
+        sp = m.prev_setpoint_ua
+        follow = False
+        if sp >= _SENSOR_FOLLOW_MIN_UA:
+            follow = current_ua < sp // 4
+        elif sp <= -_SENSOR_FOLLOW_MIN_UA:
+            follow = current_ua > sp // 4
+        self._cond(2, m.ntc_fault or (m.ishunt_railed and sp == 0) or follow, now_ms)
+        # 3 OVERVOLTAGE (not the open-circuit reading)
+        self._cond(3, self._ov_mv < cell_mv <= c.no_cell_mv, now_ms)
+        # 4 CRACK_SUSPECTED: (a) the plating voltage drops suddenly;
+        #   (b) the OCV of a cell with lithium to spare collapses at rest;
+        #   (c) discharge reaches DVL with far more lithium counted than came back
+        crack = False
+        if li:
+            if m.charging_li and self.ref_mv - cell_mv > c.crack_drop_mv:
+                crack = True
+                self.detail = "plating voltage fell %d mV" % (self.ref_mv - cell_mv)
+            elif m.state == READY and m.inventory_uas > m.reserve_uas:
+                if rest and cell_mv < c.discharge_cutoff_mv:
+                    crack = True
+                    self.detail = "OCV collapsed to %d mV" % cell_mv
+                elif current_ua <= -c.rest_ua and cell_mv <= m.dvl_mv + _DVL_REACHED_MV:
+                    self.dis_hit_dvl = True
+                    if m.inventory_uas - m.reserve_uas > self._missing_uas:
+                        crack = True
+                        self.detail = "DVL reached with %d uAs counted" % m.inventory_uas
+        self._cond(4, crack, now_ms)
+        # 5 UNDERVOLTAGE: a formed cell pulled below the cutoff under discharge
+        self._cond(5, li and current_ua <= -c.rest_ua and cell_mv < self._uv_mv, now_ms)
+        # 6 OVERCURRENT: beyond max(limit, setpoint) + margin + 10 %, or off the
+        #   shunt's range while current is commanded
+        hi = m.ccl_ua if m.ccl_ua > sp else sp
+        lo = m.dcl_ua if m.dcl_ua > -sp else -sp
+        oc = current_ua > hi + c.oc_margin_ua + hi // 10 or -current_ua > lo + c.oc_margin_ua + lo // 10
+        self._cond(6, oc or (m.ishunt_railed and sp != 0), now_ms)
+        # 7 OVER_TEMPERATURE
+        self._cond(7, not m.ntc_fault and m.temp_dc > c.over_temp_dc, now_ms)
+        # 8 UNDER_TEMPERATURE (inhibit with hysteresis)
+        bit = 1 << FAULTS.index(UNDER_TEMPERATURE)
+        cold = not m.ntc_fault and m.temp_dc < c.charge_min_temp_dc
+        if self.inhibit_mask & bit:
+            warm = not m.ntc_fault and m.temp_dc >= c.charge_min_temp_dc + c.ut_hysteresis_dc
+            if self._clear_deb.update(warm, now_ms, self._debounce_ms[8]):
+                self.inhibit_mask &= ~bit
+                self.cleared |= bit
+                self._deb[8].reset()
+        elif self._deb[8].update(cold, now_ms, self._debounce_ms[8]):
+            self.inhibit_mask |= bit
+            self.tripped |= bit
+            self._clear_deb.reset()
+        if current_ua > c.cycle_deadband_ua:
+            self.dis_hit_dvl = False
+
+    def _cond(self, i, condition, now_ms):
+        if self._deb[i].update(condition, now_ms, self._debounce_ms[i]):
+            bit = 1 << FAULTS.index(PROTECTIONS[i][0])
+            if self.mask & bit:
+                return
+            if self.tripped & _VOLTAGE_GROUP and bit & _VOLTAGE_GROUP:
+                return
+            self.mask |= bit
+            self.tripped |= bit
+
+    def _track_reference(self, m, dt_ms):
+        """The crack watch's reference follows the plating voltage up at once
+        and down by 1 mV/s; a setpoint change of more than 10 % re-anchors it
+        (IR step, not a crack)."""
+        if not m.charging_li:
+            self.ref_mv = m.cell_mv
+            self._ref_setpoint_ua = m.prev_setpoint_ua
+            return
+        sp = m.prev_setpoint_ua
+        ref_sp = self._ref_setpoint_ua
+        diff = sp - ref_sp if sp > ref_sp else ref_sp - sp
+        if diff * 10 > ref_sp:
+            self.ref_mv = m.cell_mv
+            self._ref_setpoint_ua = sp
+            return
+        self._drift_ms += dt_ms
+        n = self._drift_ms // 1000
+        self._drift_ms -= n * 1000
+        ref = self.ref_mv - n
+        self.ref_mv = m.cell_mv if m.cell_mv > ref else ref
+
+    def cause_present(self, name, m):
+        """Is the measured cause of a latched fault still there? (reset_fault
+        is refused while it is.) Faults with no measurable cause once the
+        current is 0 (CRACK_SUSPECTED, NO_PLATING, OVERCURRENT, LINK_LOST)
+        are the operator's explicit decision."""
+        c = self._c
+        if name == NO_CELL:
+            return m.cell_mv > c.no_cell_mv
+        if name == SHORT:
+            return m.cell_mv < c.short_ocv_mv
+        if name == SENSOR:
+            return m.ntc_fault or m.ishunt_railed
+        if name == OVERVOLTAGE:
+            return self._ov_mv < m.cell_mv <= c.no_cell_mv
+        if name == UNDERVOLTAGE:
+            return m.cell_mv < self._uv_mv
+        if name == OVER_TEMPERATURE:
+            return m.ntc_fault or m.temp_dc > c.over_temp_dc - c.ut_hysteresis_dc
+        return False
