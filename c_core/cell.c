@@ -17,7 +17,7 @@
 
 /* Alloying wins over plating while the wetting layer has room: the alloy
    potential is ~0.4 V above Li. This fraction of its capacity blurs the switch. */
-#define ALLOY_SWITCH_FRACTION 0.01
+#define ALLOY_SWITCH_FRACTION 0.001
 
 void core_derive(const cell_params_t *p, core_derived_t *d)
 {

@@ -100,7 +100,8 @@ EXPECTED_DIFFERENCES = {
     "product_1ah": {"layer_thickness_A": 1000.0, "wetting_capacity_uAh_cm2": 26.8,
                     "nucleation_overpotential_V": 0.005, "patchy_concentration": 1.0,
                     "area_cm2": 250.0, "catholyte_volume_uL": 15000.0, "sulfur_mol_L": 6.0,
-                    "lithium_mol_L": 3.0, "heat_capacity_J_K": 25.0, "heat_transfer_W_K": 0.1},
+                    "lithium_mol_L": 3.0, "heat_capacity_J_K": 25.0, "heat_transfer_W_K": 0.1,
+                    "copper_potential_V": 1.9},
 }
 EXPECTED_DESIGN_DIFFERENCES = {
     "product_1ah": {"target_inventory_uAh": 1.0e6, "lithium_reserve_uAh": 1250.0},
