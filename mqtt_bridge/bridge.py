@@ -249,7 +249,8 @@ class Bridge:
         self._wake.set()
 
     def _telemetry_frame(self, frame: dict) -> None:
-        t_ms = payloads.get_int(frame, "t_ms")
+        payloads.check_telemetry_frame(frame)
+        t_ms = frame["t_ms"]
         rows = []
         limits_key = payloads.limits_key(frame)
         if limits_key != self._last_limits_key:

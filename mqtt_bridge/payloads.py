@@ -20,6 +20,25 @@ TELEMETRY_INT_FIELDS = ("cell_mv", "current_ua", "temp_dc", "setpoint_ua", "inve
 EVENT_STR_FIELDS = ("event",)
 
 
+TELEMETRY_FRAME_INTS = ("t_ms", "cell_mv", "current_ua", "temp_dc", "setpoint_ua", "cvl_mv", "dvl_mv", "ccl_ua",
+                        "dcl_ua", "plated_uas", "inventory_uas", "target_uas", "soc_pm", "formation_pm", "ce_ppm",
+                        "event_seq")
+
+
+def check_telemetry_frame(frame: dict) -> None:
+    """Every field of a telemetry frame has its type, or FrameError (and nothing is published).
+
+    Checked on every frame, due or not, so a bad frame is refused as a whole
+    rather than half-published (state stored, telemetry refused).
+    """
+    for key in TELEMETRY_FRAME_INTS:
+        if type(frame.get(key)) is not int:
+            get_int(frame, key)  # raises with the precise reason (missing / not an int)
+    get_str(frame, "state")
+    get_str(frame, "substate")
+    get_faults(frame)
+
+
 def get_int(frame: dict, key: str) -> int:
     try:
         value = frame[key]

@@ -239,3 +239,13 @@ class FakeController:
         if name == "set_limits":
             self.limits.update(args)
         return True, "OK"
+
+
+def wait_until(predicate, timeout: float = WAIT_S, poll_s: float = 0.01) -> bool:
+    """Poll a condition that no message announces (a connection flag, a queue length)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(poll_s)
+    return True

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 
-from mqtt_helpers import WAIT_S, Collector
+from mqtt_helpers import WAIT_S, Collector, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "mqtt_fake_device.py")
@@ -94,6 +94,7 @@ def test_broker_restart_loses_no_event_and_last_will_says_offline(mosquitto_fact
         broker.kill()                      # outage begins, no clean shutdown
         seq_at_kill = dev.last_seq
         dev.wait_seq(seq_at_kill + 60)     # events keep coming while the broker is gone
+        assert wait_until(lambda: not col.subscribed.is_set())
         dev.signal(signal.SIGSTOP)         # let the subscriber resubscribe first (module docstring)
         try:
             broker.start()
