@@ -15,7 +15,7 @@ except ImportError:
     if _IS_MICROPYTHON:
         raise
 
-    def const(value):
+    def const(value):  # type: ignore[misc]
         return value
 
 
@@ -35,13 +35,13 @@ except ImportError:
 
     def ticks_ms():
         # Only for tools on the host; the controller reads time from its HAL.
-        return int(_time.monotonic() * 1000) & _TICKS_MAX
+        return int(_time.monotonic() * 1000) & _TICKS_MAX  # type: ignore[attr-defined]
 
-    def ticks_diff(new, old):
+    def ticks_diff(new, old):  # type: ignore[no-redef]
         """Signed ms from old to new, modulo the 2**30 tick period."""
         return ((new - old + _TICKS_HALFPERIOD) & _TICKS_MAX) - _TICKS_HALFPERIOD
 
-    def ticks_add(ticks, delta_ms):
+    def ticks_add(ticks, delta_ms):  # type: ignore[misc]
         return (ticks + delta_ms) & _TICKS_MAX
 
 
@@ -52,7 +52,7 @@ except ImportError:
     # (MICROPY_PY_BINASCII_CRC32); CPython always has it.
     if not _IS_MICROPYTHON:
         raise
-    crc32 = None
+    crc32 = None  # type: ignore[assignment]
 
 if crc32 is None:
 

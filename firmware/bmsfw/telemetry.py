@@ -15,7 +15,7 @@ EVENT_KEYS = ("kind", "device", "seq", "t_ms", "event", "detail")
 
 class Telemetry:
     def __init__(self, device_id, target_uas):
-        frame = {}
+        frame: dict = {}
         for key in TELEMETRY_KEYS:
             frame[key] = 0
         frame["kind"] = "telemetry"

@@ -187,3 +187,68 @@ def run(ctrl, hal, seconds, dt_ms=1000, until=None):
 
 def kinds(events, kind):
     return [e for e in events if e["event"] == kind]
+
+
+# --- ready-made set-ups ------------------------------------------------------------
+def small_config(**overrides):
+    """A 20 µAh cell (one tenth of D111) so whole formations take ~20 min of
+    simulated time: fast under MicroPython too. Same densities and voltages."""
+    from bmsfw.config import Config
+    kw = {"target_inventory_uah": 20, "lithium_reserve_uah": 1, "nucleation_uas": 600000,
+          "no_plating_uas": 1800000, "save_interval_uas": 180000, "verify_rest_ms": 5000}
+    for k in overrides:
+        kw[k] = overrides[k]
+    return Config(**kw)
+
+
+def small_cell(li_uas=0, plates=True):
+    cell = FakeCell(li_uas, plates)
+    cell.target_uas = 20 * UAS_PER_UAH
+    cell.cover_uas = UAS_PER_UAH // 10
+    return cell
+
+
+def record_bytes(state="READY", substate="RESTING", resume_state=None, resume_substate=None,
+                 inventory_uas=0, plated_uas=0, flags=None, fault_mask=0, event_seq=0):
+    """An encoded persistent record, as a previous run would have left it."""
+    from bmsfw import record, states
+    rec = record.Record()
+    rec.state = states.STATES.index(state)
+    rec.substate = states.SUBSTATES.index(substate)
+    rs = resume_state if resume_state is not None else state
+    rss = resume_substate if resume_substate is not None else substate
+    rec.resume_state = states.STATES.index(rs)
+    rec.resume_substate = states.SUBSTATES.index(rss)
+    if flags is None:
+        flags = record.FLAG_PLATEAU_SEEN | record.FLAG_FORMED if rs == "READY" else 0
+    rec.flags = flags
+    rec.fault_mask = fault_mask
+    rec.inventory_uas = inventory_uas
+    rec.plated_uas = plated_uas
+    rec.event_seq = event_seq
+    return rec.encode()
+
+
+def ready(inventory_pm=500, temp_c=25.0, **overrides):
+    """(controller, hal) booted into READY on a small formed cell holding
+    inventory_pm per mille of its 20 µAh target."""
+    from bmsfw.controller import Controller
+    cfg = small_config(**overrides)
+    inv = cfg.target_uas() // 1000 * inventory_pm
+    hal = FakeHal(cell=small_cell(inv), temp_c=temp_c, record=record_bytes("READY", "RESTING", inventory_uas=inv,
+                                                                              plated_uas=cfg.target_uas()))
+    ctrl = Controller(hal, cfg, "test-0001")
+    run(ctrl, hal, 2)
+    if ctrl.state != "READY":
+        raise AssertionError("set-up did not reach READY: %s %s" % (ctrl.state, ctrl.faults))
+    return ctrl, hal
+
+
+def shipped(temp_c=25.0, **overrides):
+    """(controller, hal) booted on a fresh precursor with auto_form off: SHIPPED."""
+    from bmsfw.controller import Controller
+    overrides["auto_form"] = overrides.get("auto_form", False)
+    hal = FakeHal(cell=small_cell(), temp_c=temp_c)
+    ctrl = Controller(hal, small_config(**overrides), "test-0001")
+    run(ctrl, hal, 2)
+    return ctrl, hal
