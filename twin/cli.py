@@ -1,7 +1,8 @@
 """The `bms-twin` command.
 
-  bms-twin simulate --cell d111 --protocol d111 --out runs/d111
-  bms-twin params [NAME]
+  bms-twin run --cell d111 --out runs/d111            firmware forms and cycles a shipped cell
+  bms-twin simulate --cell d111 --protocol d111 --out runs/sim   open loop, no firmware
+  bms-twin params [NAME]                              parameter sets
 """
 from __future__ import annotations
 
@@ -54,6 +55,48 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from twin.parameters import load_parameter_set
+    from twin.run import DUTY_D111, run_closed_loop, write_run_outputs
+
+    params = load_parameter_set(args.cell)
+    duty = load_protocol(args.protocol) if args.protocol else load_protocol(str(DUTY_D111))
+    sinks = []
+    bar = _progress_bar(0, f"run {params.name}")
+    bar.unit = "h"
+    last = [0.0]
+
+    def progress(bench):
+        hours = bench.t_s / 3600.0
+        if hours - last[0] >= 0.1:
+            bar.update(hours - last[0])
+            last[0] = hours
+            bar.set_postfix_str(bench.controller.state if bench.controller else "OFF")
+
+    try:
+        result = run_closed_loop(params, duty, ambient_c=args.ambient_c, seed=args.seed,
+                                 power_cuts_s=args.power_cut_at, off_s=args.off_s,
+                                 on_tick=progress, sinks=sinks)
+    finally:
+        bar.close()
+    out = Path(args.out)
+    write_run_outputs(result, out, title=f"{params.name}: firmware-formed, duty {Path(args.protocol or 'd111_duty').name}")
+    s = result.summary
+    f = s["formation"]
+    print(f"{params.name}: final state {s['final_state']}, faults {s['faults'] or 'none'}, "
+          f"layer {'CRACKED' if s['layer_cracked'] else 'intact'}")
+    if f["plated_uAh"] is not None:
+        print(f"formation: {f['plated_uAh']:.1f} µAh plated (firmware counted {f['counted_uAh']:.1f}) "
+              f"in {f['duration_s'] / 3600:.2f} h at <= {f['max_current_density_uA_cm2']:.0f} µA/cm², "
+              f"{f['record_writes']} record writes")
+    if s["retained_fraction"] is not None:
+        print(f"retained {100 * s['retained_fraction']:.2f} % of the charge put in; "
+              f"{s['sim_seconds'] / 3600:.2f} h simulated in {s['wall_seconds']:.2f} s "
+              f"({s['speed_factor']:.0f}x real time)")
+    print(f"wrote {out}/timeseries.csv, events.jsonl, summary.json, voltage.png, inventory.png")
+    return 0
+
+
 def cmd_params(args) -> int:
     from twin.parameters import available_parameter_sets, load_parameter_set
 
@@ -79,6 +122,19 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=0, help="recorded; the open-loop model is deterministic")
     sim.add_argument("--sample-s", type=float, default=10.0, help="sample interval of timeseries.csv, s")
     sim.set_defaults(func=cmd_simulate)
+
+    run = sub.add_parser("run", help="the firmware forms a shipped cell on the twin, then runs a duty cycle")
+    run.add_argument("--cell", default="d111", help="parameter set name or TOML path (default d111)")
+    run.add_argument("--protocol", help="duty protocol (requests the firmware may limit); "
+                                        "default: the seed's D111 cycling and strip")
+    run.add_argument("--out", default="runs/latest", help="output directory (default runs/latest)")
+    run.add_argument("--ambient-c", type=float, default=25.0, help="ambient temperature, °C")
+    run.add_argument("--seed", type=int, default=0, help="seeds the board's ADC noise")
+    run.add_argument("--power-cut-at", type=float, action="append", default=[], metavar="SECONDS",
+                     help="cut board power at this simulated time (repeatable); the firmware "
+                          "restarts from its persistent record")
+    run.add_argument("--off-s", type=float, default=60.0, help="how long each power cut lasts, s")
+    run.set_defaults(func=cmd_run)
 
     par = sub.add_parser("params", help="list parameter sets, or show one")
     par.add_argument("name", nargs="?")
