@@ -2,7 +2,8 @@
 #
 # It is the only firmware file that chooses a HAL: the real board (BoardHal) or,
 # when bmsfw/board_config.py says HAL_KIND = "link", the HIL link HAL that talks
-# to the twin on a PC. It then runs Controller(hal, ...).tick() every TICK_MS,
+# to the twin on a PC. It then runs Controller(hal, config).tick() every
+# config.tick_ms (bmsfw/config.py),
 # paced with time.ticks_diff (the clock wraps), and prints telemetry frames and
 # events as JSON lines on the USB serial port (docs/board.md).
 #
@@ -33,6 +34,18 @@ def device_id(config):
     return "bms-" + binascii.hexlify(machine.unique_id()).decode()
 
 
+def record_is_valid(data):
+    """True if `data` decodes as the controller's record (its CRC included), so
+    the board's record store falls back to the previous copy when it does not."""
+    from bmsfw.record import Record, RecordError
+
+    try:
+        Record.decode(data)
+    except RecordError:
+        return False
+    return True
+
+
 def build_hal(config):
     """The HAL board_config.HAL_KIND names. Each import is lazy so a board only
     needs the files of the HAL it uses (see firmware/manifest.py)."""
@@ -40,7 +53,7 @@ def build_hal(config):
     if kind == "board":
         from bmsfw.board_hal import BoardHal
 
-        return BoardHal(config)
+        return BoardHal(config, record_is_valid)
     if kind == "link":
         import machine
         from bmsfw.link_hal import LinkHal
@@ -69,7 +82,7 @@ def run(controller, tick_ms, max_ticks=None, telemetry_every=0, emit=emit_json, 
     of bursting to catch up. Returns the number of ticks run.
     """
     if not isinstance(tick_ms, int) or tick_ms <= 0:
-        raise BoardConfigError("TICK_MS", tick_ms, "must be a positive int")
+        raise BoardConfigError("tick_ms", tick_ms, "must be a positive int")
     if clock is None:
         clock = time
     n_ticks = 0
@@ -90,12 +103,14 @@ def run(controller, tick_ms, max_ticks=None, telemetry_every=0, emit=emit_json, 
     return n_ticks
 
 
-def main(config=board_config):
+def main(board=board_config):
+    from bmsfw.config import Config
     from bmsfw.controller import Controller
 
-    hal = build_hal(config)
-    controller = Controller(hal, config=None, device_id=device_id(config))
-    run(controller, config.TICK_MS, telemetry_every=config.TELEMETRY_EVERY_TICKS)
+    hal = build_hal(board)
+    config = Config()
+    controller = Controller(hal, config, device_id=device_id(board))
+    run(controller, config.tick_ms, telemetry_every=board.TELEMETRY_EVERY_TICKS)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,9 @@
 # --- which HAL main.py builds ------------------------------------------------
 HAL_KIND = "board"  # "board": BoardHal on this MCU; "link": bmsfw.link_hal (HIL against the twin)
 
-# --- scheduling --------------------------------------------------------------
-TICK_MS = 100  # controller tick period; the INA226 averages 16 x 1.1 ms = 17.6 ms, well inside it
+# --- identity and USB output ---------------------------------------------
 DEVICE_ID = None  # None: "bms-" + machine.unique_id() in hex; set a string to override
-TELEMETRY_EVERY_TICKS = 10  # print one telemetry JSON line over USB every N ticks (1 s at 100 ms)
+TELEMETRY_EVERY_TICKS = 1  # print a telemetry JSON line over USB every N ticks (Config.tick_ms = 1 s)
 
 # --- I2C bus shared by the ADS1115 and the INA226 ----------------------------
 I2C_ID = 0  # RP2040 I2C0
@@ -30,7 +29,7 @@ ADS1115_TIMEOUT_MS = 5  # a conversion not done in 5 ms (4x the nominal 1.2 ms) 
 # --- INA226 current monitor across the shunt: ISHUNT ------------------------
 INA226_ADDR = 0x40  # A0 = A1 = GND (datasheet SBOS547 table 2)
 SHUNT_MOHM = 39_000  # 39 ohm, 0.1 %: +-2048 uA gives +-79.9 mV, inside the INA226 +-81.92 mV range
-INA226_CONFIG = 0x4525  # 0x4000 reserved | AVG=16 (010) | VBUSCT=VSHCT=1.1 ms (100) | MODE=shunt continuous (101), SBOS547 7.6.1
+INA226_CONFIG = 0x4525  # 0x4000 reserved | AVG=16 (010) | VBUSCT=VSHCT=1.1 ms (100) | MODE=shunt continuous (101), SBOS547 7.6.1; 17.6 ms per result, far inside a tick
 
 # --- current source setpoint (PWM into a 3rd-order RC filter + Howland pump) -
 SETPOINT_PWM_PIN = 15  # GP15, PWM slice 7 channel B

