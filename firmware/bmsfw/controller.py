@@ -17,11 +17,11 @@ from . import limits
 from .calibration import FrontEnd
 from .compat import ticks_add, ticks_diff
 from .config import Config
-from .formation import Formation
+from .formation import V_DISCHARGE, Formation
 from .ledger import Ledger
 from .protections import Protections
 from .record import FLAG_ALLOY_SEEN, FLAG_FORMED, FLAG_PLATEAU_SEEN, Record, RecordError
-from .states import (BOOT, CELL_FAULT, CHARGE, CHARGING, CRACK_SUSPECTED, DISCHARGE, DISCHARGING,
+from .states import (BOOT, CHARGE, CHARGING, CRACK_SUSPECTED, DISCHARGE, DISCHARGING,
                      EV_COMMAND, EV_CYCLE, EV_FAULT, EV_FAULT_CLEARED, EV_FORMATION_DONE, EV_STATE,
                      FAULT, FAULT_LATCHED, FAULTS, FORMATION_DONE, FORMED_FOUND, FORMING, LINK_LOST,
                      NO_CELL, NONE, NUCLEATE, NUCLEATED, OVERVOLTAGE, PLATE, PRECURSOR_FOUND, READY,
@@ -471,7 +471,7 @@ class Controller:
             base = 0
             if state == READY and not self.ntc_fault:
                 base = c.density_to_ua(limits.interp_table(self.temp_dc, c.discharge_derating))
-            elif state == FORMING and self.substate == VERIFY:
+            elif state == FORMING and self.substate == VERIFY and self.formation.verify_step == V_DISCHARGE:
                 # The verify cycle's strip: the only discharge before formation is done.
                 base = self.formation.formation_ua
             dcl = limits.dcl_ua(base, led.inventory_uas, self.reserve_uas, self._reserve_taper_uas,

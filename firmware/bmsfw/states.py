@@ -60,7 +60,6 @@ PRECURSOR_FOUND = "PRECURSOR_FOUND"      # boot: OCV 50..1500 mV, no formation r
 RESUME_FORMING = "RESUME_FORMING"        # boot: record says FORMING
 FORMED_FOUND = "FORMED_FOUND"            # boot: OCV on the Li-S plateau, record READY (or none)
 RESUME_SAFE = "RESUME_SAFE"              # boot: record says an operator stopped it
-CELL_FAULT = "CELL_FAULT"                # boot: short, no cell, cell out of window
 START_FORMATION = "START_FORMATION"      # formation/start or auto_form
 NUCLEATED = "NUCLEATED"                  # nucleation charge counted and plateau seen
 TARGET_REACHED = "TARGET_REACHED"        # plated charge reached the design inventory
@@ -68,7 +67,7 @@ FORMATION_DONE = "FORMATION_DONE"        # rest, OCV and small cycle passed
 CHARGE = "CHARGE"                        # READY: current request > 0
 DISCHARGE = "DISCHARGE"                  # READY: current request < 0
 REST = "REST"                            # READY: current request 0
-FAULT_LATCHED = "FAULT_LATCHED"          # any latching protection tripped
+FAULT_LATCHED = "FAULT_LATCHED"          # a latching protection tripped (boot: short, no cell, ...)
 RESET_FAULT = "RESET_FAULT"              # reset_fault accepted (cause gone)
 STOP = "STOP"                            # stop command
 RESUME = "RESUME"                        # rest / formation/start while SAFE
@@ -82,7 +81,6 @@ TRANSITIONS = (
     (BOOT, None, RESUME_FORMING, FORMING, None, "resume_formation"),
     (BOOT, None, FORMED_FOUND, READY, RESTING, "none"),
     (BOOT, None, RESUME_SAFE, SAFE, NONE, "outputs_off"),
-    (BOOT, None, CELL_FAULT, FAULT, NONE, "outputs_off"),
     (BOOT, None, FAULT_LATCHED, FAULT, NONE, "outputs_off"),
     # waiting, discharged, for the first charge
     (SHIPPED, None, START_FORMATION, FORMING, NUCLEATE, "start_formation"),

@@ -1,0 +1,62 @@
+# The state, substate, fault, event and telemetry names are defined once in
+# bmsfw (states.py, telemetry.py) and must be exactly the ones docs/frames.md
+# documents. CPython only (reads the docs tree, which is not staged for the
+# MicroPython run): the pytest import marks it so for tests/mp/runner.py.
+# Run: .venv/bin/python -m pytest tests/firmware/test_docs_names.py -q
+import os
+import re
+
+import pytest
+
+from bmsfw import states
+from bmsfw.controller import COMMANDS
+from bmsfw.telemetry import TELEMETRY_KEYS
+
+DOCS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs")
+
+
+def _read(name):
+    path = os.path.join(DOCS, name)
+    if not os.path.exists(path):
+        pytest.fail("missing " + path)
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def _row(text, key):
+    """The docs table row whose first cell names `key` (in backticks)."""
+    for line in text.splitlines():
+        if line.startswith("| `" + key + "`"):
+            return line
+    pytest.fail("no row for %s" % key)
+
+
+def test_every_telemetry_key_is_documented_and_no_more():
+    text = _read("frames.md")
+    section = text.split("## Telemetry frame")[1].split("## Event frame")[0]
+    documented = set()
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            documented.update(re.findall(r"`([a-z_]+)`", line.split("|")[1]))
+    assert documented == set(TELEMETRY_KEYS)
+
+
+def test_states_substates_and_faults_match_the_frame_doc():
+    text = _read("frames.md")
+    assert set(re.findall(r"`([A-Z_]+)`", _row(text, "state"))) == set(states.STATES)
+    assert set(re.findall(r"`([A-Z_]+)`", _row(text, "substate"))) == set(states.SUBSTATES[1:])
+    assert set(re.findall(r"`([A-Z_]+)`", _row(text, "faults"))) == set(states.FAULTS)
+
+
+def test_event_kinds_and_commands_match_the_frame_doc():
+    text = _read("frames.md")
+    assert set(re.findall(r"`([A-Z_]+)`", _row(text, "event"))) == set(states.EVENT_KINDS)
+    section = text.split("## Commands")[1]
+    names = set(re.findall(r"`([a-z_/]+)`", section.split("\n\n")[1]))
+    assert names == set(COMMANDS)
+
+
+def test_firmware_doc_names_every_state_and_fault():
+    text = _read("firmware.md")
+    for name in states.STATES + states.FAULTS + states.SUBSTATES[1:]:
+        assert "`" + name + "`" in text, name
