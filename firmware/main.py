@@ -4,8 +4,8 @@
 # when bmsfw/board_config.py says HAL_KIND = "link", the HIL link HAL that talks
 # to the twin on a PC. It then runs Controller(hal, config).tick() every
 # config.tick_ms (bmsfw/config.py),
-# paced with time.ticks_diff (the clock wraps), and prints telemetry frames and
-# events as JSON lines on the USB serial port (docs/board.md).
+# paced with time.ticks_diff (the clock wraps), and prints telemetry and event
+# frames (docs/frames.md) as JSON lines on the USB serial port (docs/board.md).
 #
 # An exception from the controller is not caught: it prints its traceback and
 # stops feeding the watchdog, which resets the board into a known state.
@@ -68,9 +68,10 @@ def build_hal(config):
     raise BoardConfigError("HAL_KIND", kind, 'must be "board" or "link"')
 
 
-def emit_json(kind, payload):
-    # One JSON object per line: {"kind": "telemetry"|"event", "data": ...}.
-    print(json.dumps({"kind": kind, "data": payload}))
+def emit_json(kind, frame):
+    # One frame per line as JSON, exactly the dicts of docs/frames.md (each
+    # carries its own "kind": "telemetry" or "event"), as in a run's events.jsonl.
+    print(json.dumps(frame))
 
 
 def run(controller, tick_ms, max_ticks=None, telemetry_every=0, emit=emit_json, clock=None):
@@ -103,10 +104,24 @@ def run(controller, tick_ms, max_ticks=None, telemetry_every=0, emit=emit_json, 
     return n_ticks
 
 
+def maintenance_requested(board):
+    """True if board.MAINTENANCE_PIN is pulled low: the RP2040 watchdog cannot be
+    stopped once started, so updating files needs a boot that never starts it."""
+    if board.MAINTENANCE_PIN is None:
+        return False
+    import machine
+
+    pin = machine.Pin(board.MAINTENANCE_PIN, machine.Pin.IN, machine.Pin.PULL_UP)
+    return pin.value() == 0
+
+
 def main(board=board_config):
     from bmsfw.config import Config
     from bmsfw.controller import Controller
 
+    if maintenance_requested(board):
+        print("bms-twin: maintenance pin low, controller not started (REPL free, no watchdog)")
+        return None
     hal = build_hal(board)
     config = Config()
     controller = Controller(hal, config, device_id=device_id(board))

@@ -12,6 +12,7 @@ HAL_KIND = "board"  # "board": BoardHal on this MCU; "link": bmsfw.link_hal (HIL
 # --- identity and USB output ---------------------------------------------
 DEVICE_ID = None  # None: "bms-" + machine.unique_id() in hex; set a string to override
 TELEMETRY_EVERY_TICKS = 1  # print a telemetry JSON line over USB every N ticks (Config.tick_ms = 1 s)
+MAINTENANCE_PIN = 22  # GP22 jumpered to GND at power-up: main.py stays in the REPL (no WDT); None disables
 
 # --- I2C bus shared by the ADS1115 and the INA226 ----------------------------
 I2C_ID = 0  # RP2040 I2C0

@@ -68,11 +68,11 @@ class FakeController:
         self.clock.now += self.slow_ms if self.n == self.slow_tick else self.work_ms
 
     def telemetry(self):
-        return {"tick": self.n, "cell_mv": 2250}
+        return {"kind": "telemetry", "tick": self.n, "cell_mv": 2250}
 
     def pop_events(self):
         if self.n in self.events_on:
-            return [{"event": "state", "tick": self.n}]
+            return [{"kind": "event", "event": "state", "tick": self.n}]
         return []
 
 
@@ -103,10 +103,10 @@ def test_telemetry_every_n_ticks_and_every_event_as_json_lines(capsys):
     main.run(ctrl, 50, max_ticks=6, telemetry_every=3, clock=clock)
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines == [
-        {"kind": "event", "data": {"event": "state", "tick": 2}},
-        {"kind": "telemetry", "data": {"tick": 3, "cell_mv": 2250}},
-        {"kind": "event", "data": {"event": "state", "tick": 5}},
-        {"kind": "telemetry", "data": {"tick": 6, "cell_mv": 2250}},
+        {"kind": "event", "event": "state", "tick": 2},
+        {"kind": "telemetry", "tick": 3, "cell_mv": 2250},
+        {"kind": "event", "event": "state", "tick": 5},
+        {"kind": "telemetry", "tick": 6, "cell_mv": 2250},
     ]
 
 
@@ -203,3 +203,14 @@ print("RAN", n, out.count("telemetry"), out.count("event"), ctrl.state)
     assert (n, n_tel) == ("20", "4")
     assert int(n_ev) >= 1  # at least the boot detection event
     assert state == "FORMING"
+
+
+def test_maintenance_pin_low_keeps_the_controller_and_watchdog_off(fake_machine_module, capsys):
+    board = _Board(MAINTENANCE_PIN=22)
+    fake_machine.Pin.levels[22] = 0
+    assert main.main(board) is None
+    assert "maintenance" in capsys.readouterr().out
+    assert fake_machine.WDT.last is None and fake_machine.PWM.last is None
+    fake_machine.Pin.levels[22] = 1
+    assert main.maintenance_requested(board) is False
+    assert main.maintenance_requested(_Board(MAINTENANCE_PIN=None)) is False

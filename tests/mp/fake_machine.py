@@ -118,18 +118,24 @@ class I2C:
 class Pin:
     OUT = 1
     IN = 0
+    PULL_UP = 1
     all = {}  # pin id -> Pin, the last one created
+    levels = {}  # pin id -> level an input reads (default: what its pull gives)
 
-    def __init__(self, pin_id, mode=-1, value=None):
+    def __init__(self, pin_id, mode=-1, pull=-1, value=None):
         self.pin_id = pin_id
         self.mode = mode
+        self.pull = pull
         self._value = value
         Pin.all[pin_id] = self
 
     def value(self, v=None):
-        if v is None:
-            return self._value
-        self._value = v
+        if v is not None:
+            self._value = v
+            return None
+        if self.mode == Pin.IN:
+            return Pin.levels.get(self.pin_id, 1 if self.pull == Pin.PULL_UP else 0)
+        return self._value
 
 
 class PWM:
@@ -172,6 +178,7 @@ def install(ads_addr=0x48, ina_addr=0x40, shunt_mohm=39000):
     """Reset the fakes, put an ADS1115 and an INA226 on the bus, return this module."""
     _Bus.devices = {}
     Pin.all = {}
+    Pin.levels = {}
     PWM.last = None
     WDT.last = None
     if ads_addr is not None:
