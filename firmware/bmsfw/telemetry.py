@@ -59,6 +59,11 @@ class Telemetry:
         return f
 
 
+MAX_DETAIL = 200   # characters; the MQTT event schema allows 256
+
+
 def make_event(device_id, seq, t_ms, event, detail=""):
+    if len(detail) > MAX_DETAIL:
+        detail = detail[:MAX_DETAIL]
     return {"kind": "event", "device": device_id, "seq": seq, "t_ms": t_ms, "event": event,
             "detail": detail}
