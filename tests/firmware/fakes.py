@@ -146,6 +146,25 @@ class FakeHal(Hal):
         self.t_ms += dt_ms
 
 
+class IntHal(FakeHal):
+    """FakeHal whose ADC counts come from integer arithmetic only (a fixed
+    formed-cell voltage and 25 °C), so a loop of ticks on it allocates
+    nothing of its own: for the steady-state allocation test."""
+
+    T25_COUNTS = 32768          # NTC = pull-up at 25 °C: mid-scale
+
+    def __init__(self, *args, **kwargs):
+        FakeHal.__init__(self, *args, **kwargs)
+        self.vcell_counts = self.cell.ocv_mv() * 16     # fixed: the cell rests
+
+    def adc_read(self, channel):
+        if channel == VCELL:
+            return self.vcell_counts
+        if channel == ISHUNT:
+            return 32768 + (self.setpoint_ua * 16 if self.relay else 0)
+        return self.T25_COUNTS
+
+
 class Measurements:
     """What Protections.check() reads, settable by hand."""
 

@@ -8,19 +8,26 @@ UAH = 3600000
 def test_counts_exactly_over_a_million_ticks():
     led = Ledger(5, UAH)
     total = 0
-    charged = 0
-    # A current that wanders through + and - with odd tick lengths.
+    charged_uah = 0
+    charged_rem = 0
+    # A current that wanders through + and - (every residue of 401 once per
+    # 401 ticks, so the sum stays a small int on 32-bit MicroPython) with odd
+    # tick lengths. The reference sums are kept the same exact way.
     for i in range(1000000):
-        current = (i * 7919) % 401 - 200
+        current = ((i % 401) * 7919) % 401 - 200     # i % 401 first: no long ints
         dt = 997 + (i % 7)
         led.add(current, dt)
         total += current * dt
         if current > 0:
-            charged += current * dt
+            charged_rem += current * dt
+            if charged_rem >= UAH:
+                charged_uah += 1
+                charged_rem -= UAH
     assert led.inventory_uas == total
-    assert led.lifetime_plated_uas() == charged
-    assert led.stripped_uas() == charged - total
-    assert led.plated_uah == charged // UAH
+    assert led.plated_uah == charged_uah
+    assert led.lifetime_plated_uas() - charged_uah * UAH == charged_rem
+    assert led.stripped_uah * UAH + (led.stripped_uas() - led.stripped_uah * UAH) == led.stripped_uas()
+    assert led.lifetime_plated_uas() - led.stripped_uas() == total
 
 
 def test_plated_counts_only_while_forming():
