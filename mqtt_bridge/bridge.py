@@ -97,7 +97,10 @@ class Bridge:
         self.discovery = discovery
         self.discovery_prefix = discovery_prefix
         self._window = _positive_int("inflight_window", inflight_window)
+        _positive_int("telemetry_buffer", telemetry_buffer)
+        _positive_int("command_queue_max", command_queue_max)
         self.queue_path = queue_path or default_queue_path(device_id)
+        # Opened last among the checks: a refused setting leaves no open file behind.
         self.outbox = Outbox(self.queue_path, max_rows=queue_max_rows, synchronous=synchronous)
         self.owned_broker = None  # an embedded broker this bridge started (from_args) and stops
 

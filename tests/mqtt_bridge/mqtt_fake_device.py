@@ -22,6 +22,16 @@ from mqtt_bridge import Bridge  # noqa: E402
 from mqtt_helpers import FakeController, event_frame, telemetry_frame  # noqa: E402
 
 
+_PRINT_LOCK = threading.Lock()
+
+
+def say(line: str) -> None:
+    """One whole line per write: two threads print, and the tests parse lines."""
+    with _PRINT_LOCK:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--broker", required=True)
@@ -38,7 +48,7 @@ def main() -> int:
 
     def announce() -> None:
         if bridge.wait_connected(30):
-            print("CONNECTED", flush=True)
+            say("CONNECTED")
 
     threading.Thread(target=announce, daemon=True).start()
     seq = args.start_seq
@@ -49,11 +59,11 @@ def main() -> int:
         bridge.publish_frame(telemetry_frame(args.device, t_ms, event_seq=min(seq, last_seq)))
         if seq <= last_seq:
             bridge.publish_frame(event_frame(args.device, seq, t_ms))
-            print("SEQ %d" % seq, flush=True)
+            say("SEQ %d" % seq)
             if seq == last_seq:
-                print("DONE", flush=True)
+                say("DONE")
                 if args.exit:
-                    print("FLUSHED %s" % bridge.flush(30), flush=True)
+                    say("FLUSHED %s" % bridge.flush(30))
                     bridge.stop()
                     return 0
             seq += 1

@@ -5,6 +5,7 @@ that needs restarts/TLS/ACL, a collecting subscriber, synthetic frames
 Imported by the tests and by mqtt_fake_device.py (run as a separate process).
 """
 
+import getpass
 import json
 import os
 import signal
@@ -54,6 +55,9 @@ class Mosquitto:
         base = listener_conf or "listener %d 127.0.0.1\nallow_anonymous true\n" % self.port
         with open(self.conf_path, "w") as f:
             f.write(base)
+            # Stay the current user: run as root, mosquitto would switch to "mosquitto",
+            # which cannot write our temp dir or read our key files.
+            f.write("user %s\n" % getpass.getuser())
             f.write("persistence false\n")
             # Above the 1000 default so a briefly slow QoS 1 subscriber loses nothing.
             f.write("max_queued_messages 100000\n")
@@ -64,9 +68,12 @@ class Mosquitto:
     def start(self) -> "Mosquitto":
         self.proc = subprocess.Popen([MOSQUITTO, "-c", self.conf_path], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
-        if not wait_port("127.0.0.1", self.port, WAIT_S):
-            self.stop()
-            raise RuntimeError("mosquitto did not listen on %d; log: %s" % (self.port, self.log()))
+        deadline = time.monotonic() + WAIT_S
+        while not wait_port("127.0.0.1", self.port, 0.2):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                raise RuntimeError("mosquitto did not listen on %d: %s %s" % (self.port, err, self.log()))
         return self
 
     def kill(self) -> None:

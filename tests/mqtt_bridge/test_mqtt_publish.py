@@ -101,11 +101,16 @@ def test_telemetry_is_rate_limited_by_controller_clock(live, device_id):
 def test_retained_state_and_limits_only_when_they_change(live, device_id):
     bridge, col = live
     base = "bms/%s/" % device_id
+    # flush between phases: an unsent retained value is superseded by a newer one (coalescing),
+    # and this test counts every update
     for t_ms in range(0, 4000, 100):       # inventory drifts, nothing significant changes
         bridge.publish_frame(telemetry_frame(device_id, t_ms, soc_pm=10, formation_pm=10))
+    assert bridge.flush(10)
     bridge.publish_frame(telemetry_frame(device_id, 4000, soc_pm=10, formation_pm=10, substate="VERIFY"))
+    assert bridge.flush(10)
     bridge.publish_frame(telemetry_frame(device_id, 4100, soc_pm=10, formation_pm=10, substate="VERIFY",
                                          ccl_ua=300))
+    assert bridge.flush(10)
     for t_ms in range(4200, 9200, 100):    # 5 s later the drifting inventory earns one refresh
         bridge.publish_frame(telemetry_frame(device_id, t_ms, soc_pm=10, formation_pm=10, substate="VERIFY",
                                              ccl_ua=300))
