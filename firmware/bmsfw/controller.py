@@ -431,6 +431,7 @@ class Controller:
     def _outputs_off(self):
         # Current to 0 before the relay opens.
         self.setpoint_ua = 0
+        self.prev_setpoint_ua = 0
         self.hal.set_current_ua(0)
         if self.relay_closed:
             self.relay_closed = False

@@ -32,7 +32,12 @@ class Hal:
         raise NotImplementedError("set_relay")
 
     def ticks_ms(self):
-        """Monotonic ms clock; may wrap on boards: compare with ticks_diff."""
+        """Monotonic ms clock; may wrap on boards: compare with ticks_diff.
+
+        The controller compares ticks with MicroPython's time.ticks_diff
+        (period 2**30), so a HAL serving MicroPython keeps the value in
+        0 .. 2**30 - 1 (wrapping like time.ticks_ms); under CPython any int
+        works. Differences must stay below 2**29 ms (~6 days) between ticks."""
         raise NotImplementedError("ticks_ms")
 
     def load_record(self):
