@@ -369,9 +369,12 @@ double core_choose_dt(const cell_params_t *p, const core_derived_t *d, const cel
             if (supply < pool)
                 pool = supply;
         }
-        /* at most 5 % of the pool per step */
-        if (0.05 * pool * FARADAY_C_MOL < dt * rate)
-            dt = 0.05 * pool * FARADAY_C_MOL / rate;
+        /* at most 5 % of the pool per step, down to the floor */
+        if (0.05 * pool * FARADAY_C_MOL < dt * rate) {
+            double limit = 0.05 * pool * FARADAY_C_MOL / rate;
+            double floor = CORE_ADAPTIVE_FLOOR_S < dt ? CORE_ADAPTIVE_FLOOR_S : dt;
+            dt = limit > floor ? limit : floor;
+        }
     }
     if (dt < CORE_MIN_DT_S && dt_left > CORE_MIN_DT_S)
         dt = CORE_MIN_DT_S;

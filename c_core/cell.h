@@ -217,14 +217,17 @@ int cell_voltage_at(const cell_params_t *p, const cell_state_t *s, double curren
 
 /* Run one segment until its first stop condition. Samples go to the caller's
    buffer (may be NULL when max_samples is 0); a full buffer stops the segment
-   with CELL_STOP_BUFFER_FULL, and seg may be re-run with the remaining duration. */
+   with CELL_STOP_BUFFER_FULL, and seg may be re-run with the remaining duration.
+   On failure the state is as it was before the call (samples may have been
+   written) and result is untouched. */
 int cell_run_segment(const cell_params_t *p, cell_state_t *s, const cell_segment_t *seg,
                      cell_sample_t *samples, int32_t max_samples,
                      cell_segment_result_t *result);
 
 /* Step n cells (shared parameters) by dt_s, each at its own current.
-   status (n entries, may be NULL) receives each cell's return code; the call
-   returns the first non-zero code, after stepping every cell it could. */
+   status (n entries, may be NULL) receives each cell's return code; a cell that
+   fails keeps its state; the call returns the first non-zero code, after
+   stepping every cell it could. */
 int cell_fleet_step(const cell_params_t *p, cell_state_t *states, const double *current_A,
                     int64_t n, double dt_s, int32_t *status);
 

@@ -6,6 +6,10 @@
 
 /* Shortest internal step, except to land exactly on a segment's end. */
 #define CORE_MIN_DT_S 1e-4
+/* The 5 %-of-a-pool rule never shortens a step below this: where corrosion or a
+   short pins a pool near empty, the implicit drains are stable at any step and
+   the voltage is quasi-steady, so there is nothing left to resolve. */
+#define CORE_ADAPTIVE_FLOOR_S 0.5
 
 /* Parameter-derived constants of the step path, computed once per call so the
    inner loop multiplies instead of dividing. */

@@ -28,8 +28,17 @@ int cell_fleet_step(const cell_params_t *p, cell_state_t *states, const double *
             code = CELL_ERR_NOT_FINITE;
         else if (!core_state_ok(&states[i]))
             code = CELL_ERR_STATE;
-        else
-            code = core_advance(p, &d, &states[i], current_A[i], dt_s);
+        else if (core_choose_dt(p, &d, &states[i], current_A[i], dt_s) >= dt_s) {
+            /* one internal step: it stores only on success */
+            code = core_substep(p, &d, &states[i], current_A[i], dt_s);
+        } else {
+            /* several: work on a copy so a cell that fails keeps its state.
+               (Not the common path: copying a state costs more than a step.) */
+            cell_state_t w = states[i];
+            code = core_advance(p, &d, &w, current_A[i], dt_s);
+            if (code == CELL_OK)
+                states[i] = w;
+        }
         if (status)
             status[i] = code;
         if (code && !first)

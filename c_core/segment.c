@@ -12,13 +12,17 @@
 
 #define BISECT_ITERATIONS 40
 
-/* Hold mode: the current at which the terminal voltage equals target now.
-   Voltage rises monotonically with current, so bracket then bisect. */
+/* Hold mode: the terminal current at which the terminal voltage equals target
+   now. Voltage rises monotonically with the cell's own (electrochemical)
+   current, so bracket then bisect on that; a short across the terminals then
+   takes target/R on top. */
 static int current_for_voltage(const cell_params_t *p, const core_derived_t *d,
                                const cell_state_t *s,
                                double target_V, double guess_A, double *current_A)
 {
     double limit = 1.0 * p->area_cm2; /* 1 A/cm2: far past anything physical */
+    double through_short = s->short_ohm > 0.0 ? target_V / s->short_ohm : 0.0;
+    guess_A -= through_short;
     double step = fabs(guess_A) > 1e-7 * p->area_cm2 ? fabs(guess_A) : 1e-6 * p->area_cm2;
     double lo = guess_A, hi = guess_A;
     double v;
@@ -46,7 +50,7 @@ static int current_for_voltage(const cell_params_t *p, const core_derived_t *d,
         double mid = 0.5 * (lo + hi);
         if (core_voltage(p, d, s, mid, NULL) < target_V) lo = mid; else hi = mid;
     }
-    *current_A = 0.5 * (lo + hi);
+    *current_A = 0.5 * (lo + hi) + through_short;
     return isfinite(*current_A) ? CELL_OK : CELL_ERR_DIVERGED;
 }
 
@@ -120,6 +124,9 @@ int cell_run_segment(const cell_params_t *p, cell_state_t *s, const cell_segment
     core_derived_t derived;
     core_derive(p, &derived);
     const core_derived_t *d = &derived;
+    /* A failure part-way leaves the cell as it was before the call. */
+    const cell_state_t start = *s;
+    cell_state_t before = *s;
 
     cell_segment_result_t r = {0};
     double elapsed = 0.0, charge = 0.0;
@@ -169,7 +176,9 @@ int cell_run_segment(const cell_params_t *p, cell_state_t *s, const cell_segment
         if (dt <= 0.0)
             dt = left > 0.0 ? left : CORE_MIN_DT_S;
 
-        cell_state_t before = *s;
+        /* only a voltage stop may need to redo the step */
+        if (g->use_stop_voltage)
+            before = *s;
         rc = core_substep(p, d, s, current, dt);
         if (rc)
             break;
@@ -222,8 +231,12 @@ int cell_run_segment(const cell_params_t *p, cell_state_t *s, const cell_segment
             break;
         }
     }
+    if (rc) {
+        *s = start;
+        return rc;
+    }
     r.elapsed_s = elapsed;
     r.charge_C = charge;
     *result = r;
-    return rc;
+    return CELL_OK;
 }

@@ -40,13 +40,16 @@ class Cell:
         self.params = core.make_params(_values_of(parameters))
         self.state = ffi.new("cell_state_t *")
         core.check(lib.cell_init(self.params, _ambient_K(ambient_c), self.state), "cell_init")
+        # reused by every run_segment call
+        self._segment = ffi.new("cell_segment_t *")
+        self._result = ffi.new("cell_segment_result_t *")
 
     # ---- stepping ---------------------------------------------------------
 
     def step(self, current_A: float, dt_s: float) -> None:
         """Advance by dt_s at a terminal current (+ charge)."""
-        current_A = core._finite("current_A", current_A)
-        dt_s = core._finite("dt_s", dt_s)
+        current_A = core._finite("current_A", current_A, core.InputTypeError)
+        dt_s = core._finite("dt_s", dt_s, core.InputTypeError)
         if dt_s <= 0:
             raise core.TimeStepError(f"dt_s = {dt_s}: must be > 0")
         core.check(lib.cell_step(self.params, self.state, current_A, dt_s), "cell_step")
@@ -54,7 +57,8 @@ class Cell:
     def voltage_at(self, current_A: float) -> float:
         out = ffi.new("double *")
         core.check(lib.cell_voltage_at(self.params, self.state,
-                                       core._finite("current_A", current_A), out), "cell_voltage_at")
+                                       core._finite("current_A", current_A, core.InputTypeError), out),
+                   "cell_voltage_at")
         return out[0]
 
     def run_segment(self, fields: Mapping[str, float], sample_interval_s: float = 0.0,
@@ -63,16 +67,22 @@ class Cell:
 
         Samples are written every sample_interval_s and at the end; a long
         segment is resumed transparently when the sample buffer fills."""
-        seg = ffi.new("cell_segment_t *")
-        for name in ("mode", "use_stop_voltage", "use_stop_current", "use_stop_charge"):
-            setattr(seg, name, int(fields.get(name, 0)))
-        for name in ("current_A", "voltage_V", "duration_s", "stop_voltage_V",
-                     "stop_current_A", "stop_charge_C"):
-            setattr(seg, name, core._finite(name, fields.get(name, 0.0)))
-        seg.sample_interval_s = core._finite("sample_interval_s", sample_interval_s)
+        unknown = sorted(set(fields) - SEGMENT_FIELDS)
+        if unknown:
+            raise core.SegmentError(f"unknown segment field(s): {', '.join(unknown)}; "
+                                    f"known: {', '.join(sorted(SEGMENT_FIELDS))}")
+        seg = self._segment
+        for name in _SEGMENT_INTS:
+            value = fields.get(name, 0)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise core.SegmentError(f"{name}: expected an int, got {value!r}")
+            setattr(seg, name, value)
+        for name in _SEGMENT_FLOATS:
+            setattr(seg, name, core._finite(name, fields.get(name, 0.0), core.SegmentError))
+        seg.sample_interval_s = core._finite("sample_interval_s", sample_interval_s, core.SegmentError)
         n_buf = max_samples if sample_interval_s > 0 else 0
         buf = ffi.new("cell_sample_t[]", max(n_buf, 1))
-        result = ffi.new("cell_segment_result_t *")
+        result = self._result
         chunks = []
         elapsed = charge = 0.0
         steps = 0
@@ -91,7 +101,7 @@ class Cell:
             seg.duration_s = seg.duration_s - result.elapsed_s
             if seg.use_stop_charge:
                 seg.stop_charge_C = seg.stop_charge_C - abs(result.charge_C)
-        samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=SAMPLE_DTYPE)
+        samples = np.concatenate(chunks) if len(chunks) > 1 else chunks[0] if chunks else _NO_SAMPLES
         return ({"stop_reason": core.STOP_REASONS[result.stop_reason], "elapsed_s": elapsed,
                  "charge_C": charge, "n_steps": steps}, samples)
 
@@ -191,3 +201,9 @@ def _sample_dtype() -> np.dtype:
 
 
 SAMPLE_DTYPE = _sample_dtype()
+_NO_SAMPLES = np.zeros(0, dtype=SAMPLE_DTYPE)
+_NO_SAMPLES.flags.writeable = False
+_SEGMENT_INTS = ("mode", "use_stop_voltage", "use_stop_current", "use_stop_charge")
+_SEGMENT_FLOATS = ("current_A", "voltage_V", "duration_s", "stop_voltage_V", "stop_current_A",
+                   "stop_charge_C")
+SEGMENT_FIELDS = frozenset(_SEGMENT_INTS + _SEGMENT_FLOATS)

@@ -37,6 +37,10 @@ class CoreParameterError(TwinError, ValueError):
     """A cell parameter is missing, unknown, not a number or out of range."""
 
 
+class InputTypeError(TwinError, TypeError):
+    """A step input (current, time step) that is not a number."""
+
+
 class NotFiniteError(TwinError, ValueError):
     """NaN or infinity handed to the core."""
 
@@ -91,9 +95,11 @@ PARAM_FIELDS = tuple(name for name, _ in ffi.typeof("cell_params_t").fields)
 PARAM_SCALARS = tuple(f for f in PARAM_FIELDS if f not in ("n_ocv_points", "ocv_x", "ocv_V"))
 
 
-def _finite(name: str, value) -> float:
+def _finite(name: str, value, kind: type = CoreParameterError) -> float:
+    """value as a float; `kind` is raised for a non-number (NaN and infinity
+    always raise NotFiniteError)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise CoreParameterError(f"{name}: expected a number, got {type(value).__name__} {value!r}")
+        raise kind(f"{name}: expected a number, got {type(value).__name__} {value!r}")
     value = float(value)
     if not math.isfinite(value):
         raise NotFiniteError(f"{name}: {value!r} is not finite")

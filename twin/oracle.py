@@ -27,6 +27,7 @@ BOLTZMANN_EV_K = 8.617333262e-5
 COULOMB_PER_UAH = 3.6e-3
 ARRHENIUS_REFRESH_K = 1e-3
 CORE_MIN_DT_S = 1e-4
+CORE_ADAPTIVE_FLOOR_S = 0.5
 ALLOY_SWITCH_FRACTION = 0.001
 BISECT_ITERATIONS = 40
 
@@ -411,7 +412,9 @@ def core_choose_dt(p: dict, d: dict, s: dict, current_A: float, dt_left: float) 
             if supply < pool:
                 pool = supply
         if 0.05 * pool * FARADAY_C_MOL < dt * rate:
-            dt = 0.05 * pool * FARADAY_C_MOL / rate
+            limit = 0.05 * pool * FARADAY_C_MOL / rate
+            floor = CORE_ADAPTIVE_FLOOR_S if CORE_ADAPTIVE_FLOOR_S < dt else dt
+            dt = limit if limit > floor else floor
     if dt < CORE_MIN_DT_S and dt_left > CORE_MIN_DT_S:
         dt = CORE_MIN_DT_S
     return dt
@@ -475,6 +478,8 @@ def current_for_voltage(p: dict, d: dict, s: dict, target_V: float,
                         guess_A: float) -> tuple[int, float]:
     """Hold mode: the current at which core_voltage equals target_V (bracket, bisect)."""
     limit = 1.0 * p["area_cm2"]
+    through_short = target_V / s["short_ohm"] if s["short_ohm"] > 0.0 else 0.0
+    guess_A -= through_short
     step = abs(guess_A) if abs(guess_A) > 1e-7 * p["area_cm2"] else 1e-6 * p["area_cm2"]
     lo = hi = guess_A
     v = core_voltage(p, d, s, guess_A)[0]
@@ -510,7 +515,7 @@ def current_for_voltage(p: dict, d: dict, s: dict, target_V: float,
         else:
             hi = mid
         k += 1
-    current = 0.5 * (lo + hi)
+    current = 0.5 * (lo + hi) + through_short
     return (CELL_OK if math.isfinite(current) else CELL_ERR_DIVERGED), current
 
 

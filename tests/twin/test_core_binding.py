@@ -168,7 +168,8 @@ def test_cell_refuses_a_bad_ambient(ambient_c, exc):
 @pytest.mark.parametrize("current_A, dt_s, exc, pattern", [
     (math.nan, 1.0, core.NotFiniteError, "current_A"),
     (math.inf, 1.0, core.NotFiniteError, "current_A"),
-    ("1e-4", 1.0, core.CoreParameterError, "current_A"),
+    ("1e-4", 1.0, core.InputTypeError, "current_A"),
+    (1e-4, "1", core.InputTypeError, "dt_s"),
     (1e-4, 0.0, core.TimeStepError, "dt_s"),
     (1e-4, -1.0, core.TimeStepError, "dt_s"),
     (1e-4, math.nan, core.NotFiniteError, "dt_s"),
@@ -208,7 +209,10 @@ CC = {"mode": core.MODE_CURRENT, "current_A": 100 * UA, "duration_s": 60.0}
     ({"current_A": math.nan}, {}, core.NotFiniteError, "current_A"),
     ({"duration_s": math.inf}, {}, core.NotFiniteError, "duration_s"),
     ({"stop_voltage_V": math.nan}, {}, core.NotFiniteError, "stop_voltage_V"),
-    ({"current_A": "big"}, {}, core.CoreParameterError, "current_A"),
+    ({"current_A": "big"}, {}, core.SegmentError, "current_A"),
+    ({"curent_A": 1e-4}, {}, core.SegmentError, "unknown segment field.*curent_A"),
+    ({"mode": 0.5}, {}, core.SegmentError, "mode: expected an int"),
+    ({"use_stop_voltage": "1"}, {}, core.SegmentError, "use_stop_voltage: expected an int"),
     ({}, {"sample_interval_s": math.nan}, core.NotFiniteError, "sample_interval_s"),
     ({"duration_s": 0.0}, {}, core.SegmentError, "CELL_ERR_SEGMENT"),
     ({"duration_s": -1.0}, {}, core.SegmentError, "CELL_ERR_SEGMENT"),
@@ -349,3 +353,22 @@ def test_numpy_fleet_steps_in_c_exactly_like_single_cells(formed):
     assert fleet[4:5].tobytes() == start  # the NaN cell was left alone
     assert fleet["t_s"][0] == pytest.approx(formed.t_s + 12.5)
     assert fleet["li_metal_mol"][0] > fleet["li_metal_mol"][1]
+
+
+def test_a_voltage_hold_holds_the_terminal_voltage_across_an_internal_short(formed):
+    formed.inject_short(500.0)
+    result, _ = formed.run_segment({"mode": core.MODE_VOLTAGE, "voltage_V": 2.36, "duration_s": 300.0})
+    assert result["stop_reason"] == "time"
+    assert formed.voltage_V == pytest.approx(2.36, abs=1e-3)
+    # the source feeds the short too: about 2.36 V / 500 ohm on top of the cell's own current
+    assert formed.state.short_current_A == pytest.approx(2.36 / 500.0, rel=1e-2)
+
+
+def test_a_failing_segment_leaves_the_cell_as_it_was(formed):
+    before = state_bytes(formed)
+    formed.state.temperature_K = 499.999      # the next thermal step leaves the valid range
+    formed.state.ambient_K = 499.999
+    poisoned = state_bytes(formed)
+    with pytest.raises(core.DivergedError):
+        formed.run_segment({"mode": core.MODE_CURRENT, "current_A": 2e-3, "duration_s": 3600.0})
+    assert state_bytes(formed) == poisoned != before
