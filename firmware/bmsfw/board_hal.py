@@ -4,7 +4,7 @@
 #   - an ADS1115 16-bit ADC on I2C for VCELL and TCELL (single-shot, +-4.096 V range),
 #   - an INA226 current monitor on I2C across the current shunt for ISHUNT,
 #   - machine.PWM feeding an RC filter and a Howland current pump for the setpoint,
-#   - machine.Pin for the relay, machine.WDT, time.ticks_ms,
+#   - machine.Pin for the relay, machine.WDT, ticks_ms (bmsfw.compat: time.ticks_ms on a board),
 #   - RecordStore: an atomic, A/B record store on the board's filesystem.
 #
 # Every reading is converted to the raw-count convention of docs/hal.md (16 bit,
