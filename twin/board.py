@@ -43,7 +43,9 @@ class TwinBoard(Hal):
     """A HAL implementation backed by the C cell model."""
 
     def __init__(self, cell: Cell, board: Mapping[str, float], seed: int = 0):
-        values = getattr(board, "values", board)
+        values = board if isinstance(board, Mapping) else getattr(board, "values", None)
+        if not isinstance(values, Mapping):
+            raise BoardError(f"board: expected a board description or a mapping, got {type(board).__name__}")
         missing = [f for f in BOARD_FIELDS if f not in values]
         if missing:
             raise BoardError(f"board description lacks {', '.join(missing)}")
