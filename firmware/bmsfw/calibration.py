@@ -17,6 +17,8 @@ KELVIN_0C_DK = 2731  # 273.15 K in deci-kelvin, rounded (table resolution is 0.1
 # +149 °C). Neither is a temperature the cell can have in service.
 _NTC_RAIL_PART = 50
 _NTC_TABLE_SHIFT = 8   # table step = 2**(bits - 8) counts: 257 points for any ADC width
+_ZERO_WINDOW_UA = 50   # an open-relay reading beyond ±50 µA of nominal zero is a fault, not an offset
+_ZERO_SHIFT = 3        # running mean over ~8 open-relay ticks
 
 
 def _div_round(num, den):
@@ -104,6 +106,14 @@ class FrontEnd:
         self._i_mid = mid_counts(self.bits, self.vref_mv, c.ishunt_mid_mv)
         self._i_num, self._i_den = ishunt_scale(self.bits, self.vref_mv, c.ishunt_uv_per_ua)
         self.full_counts = (1 << self.bits) - 1
+        # Auto-zero of the shunt amplifier: with the relay open no current can
+        # flow, so the counts read then are the true zero (a 0.2 % ADC gain
+        # error alone moves mid-scale by 4 µA on the reference board). Learned
+        # as a x16 fixed-point running mean; readings further than
+        # _ZERO_WINDOW_UA from nominal are not a zero and are ignored.
+        self._i_mid_nominal = self._i_mid
+        self._zero_acc = -1
+        self._zero_window = self._ua_to_counts(_ZERO_WINDOW_UA)
         # Thermistor table: temp_dc at counts = i << step_shift, built once.
         self._t_shift = self.bits - _NTC_TABLE_SHIFT if self.bits > _NTC_TABLE_SHIFT else 0
         n = (self.full_counts >> self._t_shift) + 2
@@ -142,6 +152,27 @@ class FrontEnd:
         self.ntc_fault = ntc_open(counts, self.bits) or ntc_shorted(counts, self.bits)
         if not self.ntc_fault:
             self.temp_dc = self.table_temp_dc(counts)
+
+    def _ua_to_counts(self, ua):
+        return ua * self._i_den // self._i_num
+
+    def learn_zero(self):
+        """Call after read() when the relay has been open for the whole
+        interval: the ISHUNT counts of no current refine the zero."""
+        counts = self.ishunt_counts
+        off = counts - self._i_mid_nominal
+        if off > self._zero_window or -off > self._zero_window:
+            return
+        if self._zero_acc < 0:
+            self._zero_acc = counts << 4          # the first sample is taken whole
+        else:
+            self._zero_acc += ((counts << 4) - self._zero_acc) >> _ZERO_SHIFT
+        self._i_mid = (self._zero_acc + 8) >> 4
+        self.current_ua = ishunt_ua(counts, self._i_mid, self._i_num, self._i_den, self._i_gain, self._i_off)
+
+    def zero_counts(self):
+        """The ISHUNT counts taken as zero current."""
+        return self._i_mid
 
     def table_temp_dc(self, counts):
         """Thermistor temperature by linear interpolation in the table (ints)."""

@@ -222,6 +222,9 @@ class Controller:
         self.t_ms = now
         fe = self.fe
         fe.read()
+        if not self.relay_closed:
+            # No current can flow: what the shunt reads is its zero.
+            fe.learn_zero()
         self.cell_mv = fe.cell_mv
         self.current_ua = fe.current_ua
         self.ntc_fault = fe.ntc_fault

@@ -115,3 +115,28 @@ def test_front_end_flags_sensor_faults_and_keeps_last_temperature():
     hal.setpoint_ua = 5000          # beyond the shunt range: railed
     fe.read()
     assert fe.ishunt_railed and not fe.ntc_fault
+
+
+def test_front_end_learns_the_shunt_zero_with_the_relay_open():
+    hal = FakeHal()
+    hal.current_offset_ua = 4          # what a 0.2 % ADC gain error does to mid-scale
+    hal.relay = False
+    fe = cal.FrontEnd(hal, Config())
+    fe.read()
+    assert fe.current_ua == 4          # not yet zeroed
+    fe.learn_zero()
+    assert fe.current_ua == 0
+    assert fe.zero_counts() == 32768 + 64
+    hal.relay = True
+    hal.setpoint_ua = 100
+    fe.read()
+    assert fe.current_ua == 100
+
+
+def test_front_end_ignores_an_open_relay_reading_that_is_not_a_zero():
+    hal = FakeHal()
+    hal.current_offset_ua = 300        # a welded relay or a broken amplifier
+    fe = cal.FrontEnd(hal, Config())
+    fe.read()
+    fe.learn_zero()
+    assert fe.zero_counts() == 32768 and fe.current_ua == 300

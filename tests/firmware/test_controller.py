@@ -346,3 +346,15 @@ def test_steady_state_tick_allocates_nothing():
         assert gc.mem_free() == free, free - gc.mem_free()
     assert ctrl.telemetry() is tel
     assert ctrl.state == "READY"
+
+
+def test_shunt_offset_is_zeroed_before_formation_counts_charge():
+    hal = FakeHal(cell=small_cell())
+    hal.current_offset_ua = 4
+    ctrl = Controller(hal, small_config(nucleation_uas=3600000), "test-0001")
+    run(ctrl, hal, 3)                  # boot and SHIPPED with the relay open, then 10 µA set
+    assert ctrl.state == "FORMING" and hal.setpoint_ua == 10
+    start = ctrl.ledger.plated_uas
+    run(ctrl, hal, 100)
+    # 10 µA really flows (plus the offset the zero removes): 100 s x 10 µA
+    assert ctrl.ledger.plated_uas - start == 100 * 10 * 1000
