@@ -11,12 +11,35 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from mqtt_helpers import SHARED_BROKER, Mosquitto, unique_device, wait_port  # noqa: E402
+from mqtt_helpers import SHARED_BROKER, Mosquitto, connect_client, unique_device, wait_port  # noqa: E402
 
 
 @pytest.fixture
-def device_id() -> str:
-    return unique_device()
+def device_id():
+    """A fresh device id; afterwards its retained messages on the shared broker are
+    cleared (that broker persists them to disk, and tests must not pile them up)."""
+    dev = unique_device()
+    yield dev
+    clear_retained(dev)
+
+
+def clear_retained(dev: str) -> None:
+    from mqtt_bridge.discovery import OBJECT_IDS
+
+    topics = ["bms/%s/%s" % (dev, k) for k in ("status", "state", "limits")]
+    for prefix in ("homeassistant", "ha-" + dev):
+        topics += ["%s/sensor/%s/%s/config" % (prefix, dev, obj) for obj in OBJECT_IDS]
+    try:
+        client = connect_client(*SHARED_BROKER, protocol=4, timeout=2.0)
+    except (OSError, TimeoutError):
+        return  # no shared broker (a test that needed it has failed already)
+    try:
+        infos = [client.publish(t, b"", qos=1, retain=True) for t in topics]
+        for info in infos:
+            info.wait_for_publish(2.0)
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 @pytest.fixture

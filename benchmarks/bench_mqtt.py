@@ -1,0 +1,210 @@
+"""MQTT bridge throughput and fleet cost, against the local mosquitto (127.0.0.1:1883).
+
+Prints, does not assert (tests never assert wall-clock figures):
+1. QoS 0 telemetry: msg/s through ``Bridge.publish_frame`` vs a bare paho loop
+   publishing the same payloads (pre-serialised, and serialising each one).
+2. QoS 1 events: msg/s through the bridge (each event committed to the SQLite
+   store-and-forward queue, removed on PUBACK) vs bare paho QoS 1.
+   Goal for both: bridge / bare >= 0.8.
+3. A fleet of N devices (one Bridge, one paho connection and one queue file
+   each) at 1 Hz telemetry for D seconds: messages delivered and CPU used
+   (resource.getrusage of this process; the broker's CPU is not included).
+
+Run: .venv/bin/python benchmarks/bench_mqtt.py [--n0 50000] [--n1 20000] [--fleet 1000] [--fleet-s 20]
+Retained messages it leaves on the broker are cleared at the end.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+
+import paho.mqtt.client as mqtt  # noqa: E402
+from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+
+from mqtt_bridge import Bridge  # noqa: E402
+from mqtt_bridge import payloads  # noqa: E402
+from mqtt_bridge.bridge import dumps  # noqa: E402
+
+HOST, PORT = "127.0.0.1", 1883
+URL = "mqtt://%s:%d" % (HOST, PORT)
+
+
+def telemetry_frame(device: str, t_ms: int) -> dict:
+    return {"kind": "telemetry", "device": device, "t_ms": t_ms, "state": "READY", "substate": "CHARGING",
+            "cell_mv": 2105 + t_ms % 7, "current_ua": 100, "temp_dc": 251, "setpoint_ua": 100,
+            "cvl_mv": 2800, "dvl_mv": 1800, "ccl_ua": 500, "dcl_ua": 400, "plated_uas": 720_000_000,
+            "inventory_uas": 500_000_000 + t_ms, "target_uas": 720_000_000, "soc_pm": 694, "formation_pm": 1000,
+            "ce_ppm": 990_000, "faults": [], "event_seq": 3}
+
+
+def event_frame(device: str, seq: int) -> dict:
+    return {"kind": "event", "device": device, "seq": seq, "t_ms": seq * 10, "event": "CYCLE",
+            "detail": "bench", "ce_ppm": 990_000, "charge_uas": 90_000_000}
+
+
+def bare_client(protocol: int = mqtt.MQTTv5) -> tuple:
+    done = threading.Event()
+    state = {"n": 0, "target": None}
+
+    def on_publish(c, u, mid, rc, props):
+        state["n"] += 1
+        if state["target"] is not None and state["n"] >= state["target"]:
+            done.set()
+
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare-" + uuid.uuid4().hex[:6], protocol=protocol)
+    c.on_publish = on_publish
+    c.connect(HOST, PORT, 30)
+    c.loop_start()
+    time.sleep(0.2)
+    return c, state, done
+
+
+def bench_bare(topic: str, blobs: list, qos: int, serialise: bool = False) -> float:
+    c, state, done = bare_client()
+    docs = [json.loads(b) for b in blobs] if serialise else None
+    state["target"] = len(blobs)
+    t0 = time.perf_counter()
+    if serialise:
+        for doc in docs:
+            c.publish(topic, dumps(doc), qos=qos)
+    else:
+        for blob in blobs:
+            c.publish(topic, blob, qos=qos)
+    done.wait(120)
+    rate = len(blobs) / (time.perf_counter() - t0)
+    c.disconnect()
+    c.loop_stop()
+    return rate
+
+
+def bench_bridge(frames: list, device: str, qdir: str, **kw) -> float:
+    bridge = Bridge(device, URL, queue_path=os.path.join(qdir, device + ".sqlite"), discovery=False,
+                    telemetry_period_ms=1, **kw).start()
+    bridge.wait_connected(10)
+    bridge.publish_frame(frames[0])      # first frame publishes state and limits: outside the timing
+    bridge.flush(30)
+    t0 = time.perf_counter()
+    for frame in frames[1:]:
+        bridge.publish_frame(frame)
+    ok = bridge.flush(300)
+    rate = (len(frames) - 1) / (time.perf_counter() - t0)
+    bridge.stop()
+    if not ok:
+        print("  (bridge did not flush within 300 s)")
+    return rate
+
+
+def clear_retained(devices: list) -> None:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-clean-" + uuid.uuid4().hex[:6],
+                    protocol=mqtt.MQTTv311)
+    c.connect(HOST, PORT, 30)
+    c.loop_start()
+    infos = [c.publish("bms/%s/%s" % (d, k), b"", qos=1, retain=True) for d in devices
+             for k in ("status", "state", "limits")]
+    for info in infos:
+        info.wait_for_publish(10)
+    c.disconnect()
+    c.loop_stop()
+
+
+def cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def bench_fleet(n: int, seconds: float, qdir: str) -> None:
+    prefix = "fleet%s-" % uuid.uuid4().hex[:6]
+    devices = ["%s%04d" % (prefix, i) for i in range(n)]
+    counter = subprocess.Popen(["mosquitto_sub", "-h", HOST, "-p", str(PORT), "-t", "bms/+/telemetry", "-F", "%t"],
+                               stdout=subprocess.PIPE, text=True)
+    received = {"n": 0}
+
+    def count():
+        for line in counter.stdout:
+            if line.startswith("bms/" + prefix):
+                received["n"] += 1
+
+    threading.Thread(target=count, daemon=True).start()
+    t0 = time.perf_counter()
+    bridges = [Bridge(d, URL, queue_path=os.path.join(qdir, d + ".sqlite"), discovery=False,
+                      telemetry_period_ms=1000, reconnect_min_s=1, reconnect_max_s=5).start() for d in devices]
+    connected = sum(b.wait_connected(30) for b in bridges)
+    print("fleet: %d bridges started, %d connected in %.1f s (%d threads)"
+          % (n, connected, time.perf_counter() - t0, threading.active_count()))
+    time.sleep(1.0)
+    base_rx = received["n"]
+    c0, w0 = cpu_s(), time.perf_counter()
+    sent = 0
+    for second in range(int(seconds)):
+        tick_start = w0 + second
+        for i, bridge in enumerate(bridges):
+            # spread each second's frames over the second, as 1 Hz devices would be
+            target = tick_start + i / n
+            delay = target - time.perf_counter()
+            if delay > 0.002:
+                time.sleep(delay)
+            bridge.publish_frame(telemetry_frame(bridge.device_id, (second + 1) * 1000))
+            sent += 1
+    elapsed = time.perf_counter() - w0
+    used = cpu_s() - c0
+    time.sleep(1.0)
+    delivered = received["n"] - base_rx
+    print("fleet: %d devices x 1 Hz for %.1f s: %d frames published, %d delivered (%.1f msg/s); "
+          "bridge process CPU %.2f s = %.0f %% of one core"
+          % (n, elapsed, sent, delivered, delivered / elapsed, used, 100 * used / elapsed))
+    t1 = time.perf_counter()
+    for bridge in bridges:
+        bridge.stop(timeout=2, flush=False)
+    print("fleet: stopped %d bridges in %.1f s" % (n, time.perf_counter() - t1))
+    counter.terminate()
+    counter.wait(10)
+    clear_retained(devices)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--n0", type=int, default=50_000, help="QoS 0 telemetry messages")
+    p.add_argument("--n1", type=int, default=20_000, help="QoS 1 event messages")
+    p.add_argument("--fleet", type=int, default=1000, help="fleet size (0 to skip)")
+    p.add_argument("--fleet-s", type=float, default=20.0, help="fleet run, seconds")
+    args = p.parse_args()
+    qdir = tempfile.mkdtemp(prefix="bench-mqtt-")
+    dev0, dev1 = "bench-tel-" + uuid.uuid4().hex[:6], "bench-evt-" + uuid.uuid4().hex[:6]
+
+    frames = [telemetry_frame(dev0, t) for t in range(args.n0 + 1)]
+    blobs = [dumps(payloads.telemetry_payload(f, dev0)) for f in frames[1:]]
+    topic0 = "bms/%s/telemetry" % dev0
+    print("payload sizes: telemetry %d B, event %d B" % (
+        len(blobs[0]), len(dumps(payloads.event_payload(event_frame(dev1, 1), dev1)))))
+    bare0 = bench_bare(topic0, blobs, 0)
+    bare0j = bench_bare(topic0, blobs, 0, serialise=True)
+    br0 = bench_bridge(frames, dev0, qdir)
+    print("QoS 0 telemetry, %d msgs: bare paho %.0f msg/s, bare paho + json %.0f msg/s, bridge %.0f msg/s"
+          % (args.n0, bare0, bare0j, br0))
+    print("  ratio bridge/bare = %.2f, bridge/(bare+json) = %.2f  (goal >= 0.8)" % (br0 / bare0, br0 / bare0j))
+
+    eframes = [event_frame(dev1, s) for s in range(1, args.n1 + 2)]
+    eblobs = [dumps(payloads.event_payload(f, dev1)) for f in eframes[1:]]
+    topic1 = "bms/%s/event" % dev1
+    bare1 = bench_bare(topic1, eblobs, 1)
+    br1 = bench_bridge(eframes, dev1, qdir)
+    print("QoS 1 events, %d msgs: bare paho %.0f msg/s, bridge (SQLite WAL store-and-forward) %.0f msg/s"
+          % (args.n1, bare1, br1))
+    print("  ratio bridge/bare = %.2f  (goal >= 0.8)" % (br1 / bare1))
+    clear_retained([dev0, dev1])
+
+    if args.fleet > 0:
+        bench_fleet(args.fleet, args.fleet_s, qdir)
+
+
+if __name__ == "__main__":
+    main()
