@@ -244,10 +244,16 @@ class Controller:
         self.charging_li = self.lithium_present and self.prev_setpoint_ua > 0
         prot = self.protections
         prot.check(self, now, dt_ms)
-        if not prot.tripped & prot.mask:
-            self._step_state(now)
         if prot.tripped or prot.cleared:
+            # Report first (and go to FAULT on a latch), then step the state:
+            # an inhibit that ended this tick is cleared before formation starts.
             self._handle_trips()
+        if not prot.tripped & prot.mask:
+            prot.tripped = 0
+            self._step_state(now)
+            if prot.tripped:
+                # raised by the step itself: boot detection, formation
+                self._handle_trips()
         self._apply_limits_and_outputs()
         hal.feed_watchdog()
         if self._dirty:
@@ -405,6 +411,8 @@ class Controller:
         prot = self.protections
         tripped = prot.tripped
         latched = tripped & prot.mask
+        cleared = prot.cleared
+        prot.cleared = 0
         for i in range(len(FAULTS)):
             bit = 1 << i
             if tripped & bit:
@@ -413,7 +421,7 @@ class Controller:
                 ev["cell_mv"] = self.cell_mv
                 ev["current_ua"] = self.current_ua
                 ev["temp_dc"] = self.temp_dc
-            if prot.cleared & bit:
+            if cleared & bit:
                 ev = self._emit(EV_FAULT_CLEARED, "inhibit ended")
                 ev["fault"] = FAULTS[i]
         if latched:

@@ -166,6 +166,8 @@ def test_cold_cell_is_not_formed_until_warmed():
     events = run(ctrl, hal, 10)
     assert ctrl.state == "FORMING" and ctrl.faults == ()
     assert [e["fault"] for e in kinds(events, "FAULT_CLEARED")] == ["UNDER_TEMPERATURE"]
+    order = [e["event"] for e in events if e["event"] in ("FAULT_CLEARED", "STATE")]
+    assert order == ["FAULT_CLEARED", "STATE"]            # cleared, then formation starts
     run(ctrl, hal, 2)
     assert hal.setpoint_ua == 10
 
