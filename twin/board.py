@@ -1,7 +1,11 @@
 """The board around the cell, as the firmware sees it: a HAL made of the twin.
 
 ADC channels return raw counts like a real converter (resolution, reference,
-gain and offset error, seeded Gaussian noise, clamping); the current source has
+gain and offset error, seeded Gaussian noise, clamping). The converter scans its
+three channels once per tick, in the order VCELL, ISHUNT, TCELL, at the end of
+`advance` (like an ADC in scan mode with DMA), and `adc_read` returns the latest
+scan: every reader of a tick (the in-process firmware, or the HIL link that
+ships the scan to a board) sees the same counts. The current source has
 a setpoint resolution, a range, slew and a compliance voltage; a relay connects
 the cell. Time is simulated: the board owns the clock and the runner advances
 it. Faults are injected here (see `inject`), the way a test engineer would on
@@ -69,6 +73,7 @@ class TwinBoard(Hal):
         self.thermistor = "ok"        # "ok", "open", "short"
         self.stuck: dict[int, int] = {}
         self.source_offset_ua = 0.0
+        self.scan()
 
     # ---- HAL contract -----------------------------------------------------
 
@@ -79,8 +84,18 @@ class TwinBoard(Hal):
         return int(self.b["adc_vref_mV"])
 
     def adc_read(self, channel: int) -> int:
+        if channel not in (VCELL, ISHUNT, TCELL):
+            raise BoardError(f"adc_read: no channel {channel!r} (VCELL=0, ISHUNT=1, TCELL=2)")
         if channel in self.stuck:
             return self.stuck[channel]
+        return self._scan[channel]
+
+    def scan(self) -> tuple:
+        """Convert all three channels now (VCELL, ISHUNT, TCELL) and latch them."""
+        self._scan = (self._sample(VCELL), self._sample(ISHUNT), self._sample(TCELL))
+        return self._scan
+
+    def _sample(self, channel: int) -> int:
         if channel == VCELL:
             if self.open_cell:
                 return self._full
@@ -97,8 +112,6 @@ class TwinBoard(Hal):
             T = self.cell.state.temperature_K
             r_ntc = self.b["ntc_r25_ohm"] * math.exp(self.b["ntc_beta_K"] * (1.0 / T - 1.0 / 298.15))
             pin_mV = self.b["adc_vref_mV"] * r_ntc / (r_ntc + self.b["ntc_pullup_ohm"])
-        else:
-            raise BoardError(f"adc_read: no channel {channel!r} (VCELL=0, ISHUNT=1, TCELL=2)")
         return self._convert(pin_mV)
 
     def set_current_ua(self, current_ua: int) -> None:
@@ -157,6 +170,7 @@ class TwinBoard(Hal):
         if dt_s > 0:
             self._step_cell(self.cell_current_ua(), dt_s)
         self._t_ms += dt_ms
+        self.scan()
 
     def cell_connected(self) -> bool:
         return self.powered and self.relay_closed and not self.open_cell
@@ -184,6 +198,9 @@ class TwinBoard(Hal):
             self.relay_closed = False
             self.setpoint_ua = 0
             self.source_ua = 0.0
+        else:
+            self._t_ms = 0      # a board's ms clock starts again at power-up
+            self.scan()
 
     def inject(self, fault: str, value=None) -> None:
         """Inject one of FAULTS. Unknown names and bad values raise, change nothing."""

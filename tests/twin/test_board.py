@@ -54,6 +54,8 @@ def test_tcell_follows_the_ntc_beta_equation():
     r = 10000.0  # at 25 °C the NTC equals the pull-up: half of Vref
     assert b.adc_read(TCELL) == counts_of(4096 * r / (r + 10000))
     b.cell.set_temperature_c(0.0)
+    assert b.adc_read(TCELL) == counts_of(4096 * r / (r + 10000))   # latched until the next scan
+    b.scan()
     r0 = 10000 * math.exp(3950 * (1 / 273.15 - 1 / 298.15))
     assert b.adc_read(TCELL) == counts_of(4096 * r0 / (r0 + 10000))
 
@@ -61,11 +63,11 @@ def test_tcell_follows_the_ntc_beta_equation():
 def test_gain_offset_and_noise_are_applied_and_seeded():
     real = load_board("bench_ua").values
     a, b = board(real, seed=3), board(real, seed=3)
-    readings_a = [a.adc_read(VCELL) for _ in range(200)]
-    readings_b = [b.adc_read(VCELL) for _ in range(200)]
+    readings_a = [a.scan()[VCELL] for _ in range(200)]
+    readings_b = [b.scan()[VCELL] for _ in range(200)]
     assert readings_a == readings_b                       # same seed, same noise
     c = board(real, seed=4)
-    assert [c.adc_read(VCELL) for _ in range(200)] != readings_a
+    assert [c.scan()[VCELL] for _ in range(200)] != readings_a
     ideal = a.cell.voltage_V * 1000 * 65536 / 4096
     mean = sum(readings_a) / len(readings_a)
     expected = ideal * (1 + real["adc_gain_error"]) + real["adc_offset_counts"]
@@ -76,6 +78,7 @@ def test_gain_offset_and_noise_are_applied_and_seeded():
 def test_counts_clamp_to_the_converter_range():
     b = board()
     b.inject("open_cell")
+    b.scan()
     assert b.adc_read(VCELL) == 65535
     b.set_relay(True)
     b.clear_faults()
@@ -161,9 +164,9 @@ def test_power_off_stops_the_source_and_opens_the_relay():
 def test_each_fault_shows_where_a_bench_would_show_it():
     b = board()
     b.inject("thermistor_open")
-    assert b.adc_read(TCELL) == 65535
+    assert b.scan()[TCELL] == 65535
     b.inject("thermistor_short")
-    assert b.adc_read(TCELL) == 0
+    assert b.scan()[TCELL] == 0
     b.inject("adc_stuck", (VCELL, 1234))
     assert b.adc_read(VCELL) == 1234
     b.inject("source_offset", 5.0)
@@ -178,7 +181,7 @@ def test_each_fault_shows_where_a_bench_would_show_it():
     b.inject("crack_now")
     assert b.cell.layer_cracked
     b.clear_faults()
-    assert b.adc_read(VCELL) != 1234 and b.cell.state.short_ohm == 0.0
+    assert b.scan()[VCELL] != 1234 and b.cell.state.short_ohm == 0.0
     assert set(FAULTS) == {"open_cell", "internal_short", "crack_now", "thermistor_open",
                            "thermistor_short", "adc_stuck", "source_offset", "ambient_step"}
 
@@ -198,6 +201,16 @@ def test_bad_fault_requests_are_refused_and_change_nothing(fault, value, pattern
     with pytest.raises(BoardError, match=pattern):
         b.inject(fault, value)
     assert (b.adc_read(VCELL), b.cell.state.short_ohm, dict(b.stuck), b.source_offset_ua) == before
+
+
+def test_every_read_of_a_tick_sees_the_same_scan_and_advance_rescans():
+    b = board(load_board("bench_ua").values, seed=1)
+    first = [b.adc_read(ch) for ch in (VCELL, ISHUNT, TCELL)]
+    assert [b.adc_read(ch) for ch in (VCELL, ISHUNT, TCELL)] == first
+    scans = {b.scan() for _ in range(20)}
+    assert len(scans) > 1                                 # noise differs scan to scan
+    b.advance(1000)
+    assert tuple(b.adc_read(ch) for ch in (VCELL, ISHUNT, TCELL)) == b._scan
 
 
 def test_an_unknown_channel_is_refused():
