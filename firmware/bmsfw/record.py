@@ -56,6 +56,7 @@ class Record:
         self.user_ccl_ua = -1
         self.user_dcl_ua = -1
         self._buf = bytearray(SIZE)
+        self._body = memoryview(self._buf)[:_BODY_SIZE]   # made once: a save allocates only its bytes
 
     def encode(self):
         buf = self._buf
@@ -66,7 +67,7 @@ class Record:
             self.plated_uah, self.stripped_uah,
             self.event_seq, self.writes, self.cycles, self.ce_ppm,
             self.user_cvl_mv, self.user_dvl_mv, self.user_ccl_ua, self.user_dcl_ua)
-        struct.pack_into("<I", buf, _BODY_SIZE, crc32(memoryview(buf)[:_BODY_SIZE]) & 0xFFFFFFFF)
+        struct.pack_into("<I", buf, _BODY_SIZE, crc32(self._body) & 0xFFFFFFFF)
         return bytes(buf)
 
     @classmethod
