@@ -84,7 +84,8 @@ class Config:
     ot_debounce_ms = 5000
     ut_hysteresis_dc = 20           # UNDER_TEMPERATURE inhibit clears 2 °C above charge_min_temp
     ut_debounce_ms = 3000
-    sensor_debounce_ms = 1000       # thermistor open/short, current not following
+    sensor_debounce_ms = 1000       # thermistor open/short, current not following, VCELL stuck
+    stuck_step_ua = 50              # VCELL must move across current steps this big (0: no check)
     short_ocv_mv = 30               # boot: OCV below this is a short (no current is ever applied)
     short_mv = 1000                 # formed cell collapsing below this: SHORT
     short_debounce_ms = 500

@@ -23,10 +23,10 @@ from .protections import Protections
 from .record import FLAG_ALLOY_SEEN, FLAG_FORMED, FLAG_PLATEAU_SEEN, Record, RecordError
 from .states import (BOOT, CHARGE, CHARGING, CRACK_SUSPECTED, DISCHARGE, DISCHARGING,
                      EV_COMMAND, EV_CYCLE, EV_FAULT, EV_FAULT_CLEARED, EV_FORMATION_DONE, EV_STATE,
-                     FAULT, FAULT_LATCHED, FAULTS, FORMATION_DONE, FORMED_FOUND, FORMING, LINK_LOST,
-                     NO_CELL, NONE, NUCLEATE, NUCLEATED, OVERVOLTAGE, PLATE, PRECURSOR_FOUND, READY,
+                     FAULT, FAULT_LATCHED, FAULTS, FORMED_FOUND, FORMING, LINK_LOST,
+                     NO_CELL, NONE, NUCLEATE, OVERVOLTAGE, PLATE, PRECURSOR_FOUND, READY,
                      RESET_FAULT, REST, RESTING, RESUME, RESUME_FORMING, RESUME_SAFE, SAFE, SHIPPED,
-                     SHORT, START_FORMATION, STATES, STOP, SUBSTATES, TARGET_REACHED,
+                     SHORT, START_FORMATION, STATES, STOP, SUBSTATES,
                      UNDER_TEMPERATURE, UNDERVOLTAGE, VERIFY, next_state)
 from .telemetry import Telemetry, make_event
 
@@ -112,6 +112,10 @@ class Controller:
         self.lithium_present = False
         self.charging_li = False
         self.inventory_uas = 0          # the ledger's, copied each tick for protections
+        self._step_ua = 0               # current step applied at the end of the last tick
+        self._vcell_before_step = 0
+        self._stuck_steps = 0           # consecutive steps VCELL did not answer
+        self.vcell_stuck = False
         # events and persistence
         self.event_seq = 0
         self._pending = []
@@ -225,6 +229,16 @@ class Controller:
         if not self.relay_closed:
             # No current can flow: what the shunt reads is its zero.
             fe.learn_zero()
+        step_ua = self.config.stuck_step_ua
+        if step_ua > 0 and self._step_ua >= step_ua:
+            # A current step of stuck_step_ua moves the cell voltage by its IR
+            # drop (≥ 12 mV on D111); the very same counts after it, twice in a
+            # row, mean a stuck VCELL channel.
+            if fe.vcell_counts == self._vcell_before_step:
+                self._stuck_steps += 1
+            else:
+                self._stuck_steps = 0
+        self.vcell_stuck = self._stuck_steps >= 2
         self.cell_mv = fe.cell_mv
         self.current_ua = fe.current_ua
         self.ntc_fault = fe.ntc_fault
@@ -416,7 +430,7 @@ class Controller:
         for i in range(len(FAULTS)):
             bit = 1 << i
             if tripped & bit:
-                ev = self._emit(EV_FAULT, prot.detail if latched & bit else "charging inhibited")
+                ev = self._emit(EV_FAULT, prot.details[i] if latched & bit else "charging inhibited")
                 ev["fault"] = FAULTS[i]
                 ev["cell_mv"] = self.cell_mv
                 ev["current_ua"] = self.current_ua
@@ -497,6 +511,11 @@ class Controller:
         else:
             request = 0
         setpoint = limits.clamp_request(request, ccl, dcl) if operating else 0
+        # Remember a current step (relay closed on both sides) and the VCELL
+        # counts before it: the next tick's VCELL must differ (stuck-ADC check).
+        step = setpoint - self.prev_setpoint_ua
+        self._step_ua = (step if step > 0 else -step) if operating and self.relay_closed else 0
+        self._vcell_before_step = self.fe.vcell_counts
         self.prev_setpoint_ua = setpoint
         if setpoint != self.setpoint_ua:
             self.setpoint_ua = setpoint

@@ -11,7 +11,7 @@
 # any debounce; the inhibit is what gets reported.
 #
 # check() reads the measurements from `m` (the controller: cell_mv,
-# current_ua, temp_dc, ntc_fault, ishunt_railed, prev_setpoint_ua, ccl_ua,
+# current_ua, temp_dc, ntc_fault, ishunt_railed, vcell_stuck, prev_setpoint_ua, ccl_ua,
 # dcl_ua, cvl_mv, dvl_mv, inventory_uas, lithium_present, charging_li,
 # state, substate) so a tick passes no tuples.
 from .compat import ticks_diff
@@ -83,7 +83,8 @@ class Protections:
         self.inhibit_mask = 0          # active inhibits (reported, not latched)
         self.tripped = 0               # bits latched or inhibited in the last check()
         self.cleared = 0               # inhibit bits cleared in the last check()
-        self.detail = ""
+        self.detail = ""                   # scratch: the detail check() is composing
+        self.details = [""] * len(FAULTS)  # why each fault last tripped (event detail)
         self.ref_mv = 0                # crack watch: reference plating voltage
         self._ref_setpoint_ua = 0
         self._drift_ms = 0
@@ -93,12 +94,13 @@ class Protections:
     def trip(self, name, detail=""):
         """Latch a fault raised by an event (NO_PLATING, LINK_LOST, a
         formation or CE finding). Returns True if it was not latched yet."""
-        bit = 1 << FAULTS.index(name)
-        self.detail = detail
+        i = FAULTS.index(name)
+        bit = 1 << i
         if self.mask & bit:
             return False
         self.mask |= bit
         self.tripped |= bit
+        self.details[i] = detail
         return True
 
     def clear(self, bit):
@@ -118,20 +120,28 @@ class Protections:
         rest = -c.rest_ua < current_ua < c.rest_ua
         self._track_reference(m, dt_ms)
         # 0 NO_CELL: open circuit pulls VCELL to full scale
-        self._cond(0, cell_mv > c.no_cell_mv, now_ms)
+        self._cond(0, cell_mv > c.no_cell_mv, now_ms, "VCELL at full scale: open circuit")
         # 1 SHORT: a cell holding lithium collapsing to ~0 V
-        self._cond(1, li and cell_mv < c.short_mv, now_ms)
+        self._cond(1, li and cell_mv < c.short_mv, now_ms, "cell voltage collapsed")
         # 2 SENSOR: thermistor open/short, shunt amplifier railed with no
-        #   current commanded, or the measured current not following the setpoint
+        #   current commanded, the measured current not following the setpoint,
+        #   or VCELL not moving across two current steps (stuck ADC)
         sp = m.prev_setpoint_ua
         follow = False
         if sp >= _SENSOR_FOLLOW_MIN_UA:
             follow = current_ua < sp // 4
         elif sp <= -_SENSOR_FOLLOW_MIN_UA:
             follow = current_ua > sp // 4
-        self._cond(2, m.ntc_fault or (m.ishunt_railed and sp == 0) or follow, now_ms)
+        if m.ntc_fault:
+            self._cond(2, True, now_ms, "thermistor open or shorted")
+        elif m.vcell_stuck:
+            self._cond(2, True, now_ms, "VCELL stuck")
+        elif m.ishunt_railed and sp == 0:
+            self._cond(2, True, now_ms, "shunt amplifier railed with no current")
+        else:
+            self._cond(2, follow, now_ms, "current not following the setpoint")
         # 3 OVERVOLTAGE (not the open-circuit reading)
-        self._cond(3, self._ov_mv < cell_mv <= c.no_cell_mv, now_ms)
+        self._cond(3, self._ov_mv < cell_mv <= c.no_cell_mv, now_ms, "above charge cutoff + margin")
         # 4 CRACK_SUSPECTED: (a) the plating voltage drops suddenly;
         #   (b) the OCV of a cell with lithium to spare collapses at rest;
         #   (c) discharge reaches DVL with far more lithium counted than came back
@@ -149,17 +159,18 @@ class Protections:
                     if m.inventory_uas - m.reserve_uas > self._missing_uas:
                         crack = True
                         self.detail = "DVL reached with %d uAs counted" % m.inventory_uas
-        self._cond(4, crack, now_ms)
+        self._cond(4, crack, now_ms, None)
         # 5 UNDERVOLTAGE: a formed cell pulled below the cutoff under discharge
-        self._cond(5, li and current_ua <= -c.rest_ua and cell_mv < self._uv_mv, now_ms)
+        self._cond(5, li and current_ua <= -c.rest_ua and cell_mv < self._uv_mv, now_ms,
+                   "below discharge cutoff - margin")
         # 6 OVERCURRENT: beyond max(limit, setpoint) + margin + 10 %, or off the
         #   shunt's range while current is commanded
         hi = m.ccl_ua if m.ccl_ua > sp else sp
         lo = m.dcl_ua if m.dcl_ua > -sp else -sp
         oc = current_ua > hi + c.oc_margin_ua + hi // 10 or -current_ua > lo + c.oc_margin_ua + lo // 10
-        self._cond(6, oc or (m.ishunt_railed and sp != 0), now_ms)
+        self._cond(6, oc or (m.ishunt_railed and sp != 0), now_ms, "beyond limit + margin")
         # 7 OVER_TEMPERATURE
-        self._cond(7, not m.ntc_fault and m.temp_dc > c.over_temp_dc, now_ms)
+        self._cond(7, not m.ntc_fault and m.temp_dc > c.over_temp_dc, now_ms, "above over_temp_dc")
         # 8 UNDER_TEMPERATURE (inhibit with hysteresis)
         bit = 1 << FAULTS.index(UNDER_TEMPERATURE)
         cold = not m.ntc_fault and m.temp_dc < c.charge_min_temp_dc
@@ -176,15 +187,19 @@ class Protections:
         if current_ua > c.cycle_deadband_ua:
             self.dis_hit_dvl = False
 
-    def _cond(self, i, condition, now_ms):
+    def _cond(self, i, condition, now_ms, detail):
+        """Debounce protection i; latch it when due. detail: a constant
+        string for the event (None: keep the one check() just wrote)."""
         if self._deb[i].update(condition, now_ms, self._debounce_ms[i]):
-            bit = 1 << FAULTS.index(PROTECTIONS[i][0])
+            f = FAULTS.index(PROTECTIONS[i][0])
+            bit = 1 << f
             if self.mask & bit:
                 return
             if self.tripped & _VOLTAGE_GROUP and bit & _VOLTAGE_GROUP:
                 return
             self.mask |= bit
             self.tripped |= bit
+            self.details[f] = self.detail if detail is None else detail
 
     def _track_reference(self, m, dt_ms):
         """The crack watch's reference follows the plating voltage up at once
@@ -218,7 +233,7 @@ class Protections:
         if name == SHORT:
             return m.cell_mv < c.short_ocv_mv
         if name == SENSOR:
-            return m.ntc_fault or m.ishunt_railed
+            return m.ntc_fault or m.ishunt_railed or m.vcell_stuck
         if name == OVERVOLTAGE:
             return self._ov_mv < m.cell_mv <= c.no_cell_mv
         if name == UNDERVOLTAGE:

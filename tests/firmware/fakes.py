@@ -83,6 +83,7 @@ class FakeHal(Hal):
         self.current_offset_ua = 0      # a shunt offset the firmware cannot see
         self.current_gain = 1.0         # measured = gain * actual
         self.vcell_override_mv = None
+        self.stuck = {}                 # channel -> counts (an ADC channel stuck)
         self.set_calls = 0
 
     # --- the HAL contract --------------------------------------------------------
@@ -98,6 +99,8 @@ class FakeHal(Hal):
         return self.setpoint_ua
 
     def adc_read(self, channel):
+        if channel in self.stuck:
+            return self.stuck[channel]
         if channel == VCELL:
             if self.vcell_override_mv is not None:
                 return pin_counts(self.vcell_override_mv)
@@ -174,6 +177,7 @@ class Measurements:
         self.temp_dc = 250
         self.ntc_fault = False
         self.ishunt_railed = False
+        self.vcell_stuck = False
         self.prev_setpoint_ua = 0
         self.ccl_ua = 100
         self.dcl_ua = 100

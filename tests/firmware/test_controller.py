@@ -4,7 +4,7 @@
 # Run: .venv/bin/python -m pytest tests/firmware/test_controller.py -q
 import gc
 
-from fakes import (FakeHal, IntHal, kinds, raises, ready, record_bytes, run, shipped, small_cell,
+from fakes import (FakeHal, IntHal, kinds, pin_counts, raises, ready, record_bytes, run, shipped, small_cell,
                    small_config)
 
 from bmsfw.controller import Controller, ControllerError
@@ -358,3 +358,26 @@ def test_shunt_offset_is_zeroed_before_formation_counts_charge():
     run(ctrl, hal, 100)
     # 10 µA really flows (plus the offset the zero removes): 100 s x 10 µA
     assert ctrl.ledger.plated_uas - start == 100 * 10 * 1000
+
+
+def test_stuck_vcell_is_a_sensor_fault_after_two_silent_current_steps():
+    ctrl, hal = ready()
+    hal.stuck[0] = pin_counts(2300)                      # VCELL frozen
+    ctrl.request_current_ua(100)
+    run(ctrl, hal, 3)
+    assert ctrl.state == "READY"                         # one silent step is not enough
+    ctrl.request_current_ua(-100)
+    events = run(ctrl, hal, 3)
+    assert ctrl.state == "FAULT" and ctrl.faults == ("SENSOR",)
+    assert kinds(events, "FAULT")[0]["detail"] == "VCELL stuck"
+    hal.stuck.clear()
+    run(ctrl, hal, 1)
+    assert ctrl.command("reset_fault", {}) == (False, "FAULT_ACTIVE")   # no step since: unproven
+
+
+def test_a_moving_vcell_passes_the_stuck_check():
+    ctrl, hal = ready()
+    for request in (100, -100, 100, 0, -100, 0):
+        ctrl.request_current_ua(request)
+        run(ctrl, hal, 3)
+    assert ctrl.state == "READY" and ctrl.faults == ()
