@@ -43,7 +43,9 @@ from .topics import STATUS_OFFLINE, STATUS_ONLINE, Topics
 log = logging.getLogger("mqtt_bridge")
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-HA_STATUS_TOPIC_SUFFIX = "/status"  # <discovery_prefix>/status carries HA's birth message
+HA_STATUS_TOPIC_SUFFIX = "/status"
+# Acked rows are deleted in batches: at this many, or at the sender's next wake (<= 0.5 s).
+ACK_BATCH = 256  # <discovery_prefix>/status carries HA's birth message
 
 
 class _QuietDisconnectRace(logging.Filter):
@@ -120,9 +122,11 @@ class Bridge:
         self._last_tel_info = None
 
         # Sender thread state.
-        self._acks = collections.deque()
+        self._acked_rows = collections.deque()   # (row id, refused) whose PUBACK came
+        self._early_acks = collections.deque()   # (mid, refused) acked before publish() returned
         self._mid_to_row = {}
         self._handing = False
+        self._hand_lock = threading.Lock()  # keeps hand-over to paho in row order across threads
         self._wake = threading.Event()
         self._stopping = False
         self._sender = None
@@ -134,7 +138,9 @@ class Bridge:
 
         self._connected = threading.Event()
         self.last_connect_error = None
-        self.counters = collections.Counter()
+        self.counters = collections.Counter()   # rare events; the hot counts are plain ints
+        self._events_stored = 0
+        self._telemetry_sent = 0
 
         self._client = self._make_client(client_id or "bms-twin-" + device_id, keepalive_s,
                                          reconnect_min_s, reconnect_max_s)
@@ -217,7 +223,7 @@ class Bridge:
         """Wait until every stored message is acknowledged and buffered telemetry sent."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if len(self.outbox) == 0 and not self._mid_to_row and not self._tel_ring:
+            if len(self.outbox) == 0 and not self._mid_to_row and not self._tel_ring and not self._acked_rows:
                 info = self._last_tel_info
                 if info is None or info.is_published():
                     return True
@@ -227,6 +233,8 @@ class Bridge:
 
     def stats(self) -> dict:
         out = dict(self.counters)
+        out["events_stored"] = self._events_stored
+        out["telemetry_sent"] = self._telemetry_sent
         out["outbox_rows"] = len(self.outbox)
         out["outbox_evicted"] = self.outbox.evicted
         out["telemetry_buffered"] = len(self._tel_ring)
@@ -245,17 +253,57 @@ class Bridge:
         else:
             raise FrameError("kind", kind, "expected 'telemetry' or 'event'")
 
+    def publish_frames(self, frames: list) -> None:
+        """``publish_frame`` for a tick's worth of frames; their events share one commit.
+
+        All frames are checked before anything is stored: one bad frame refuses the lot.
+        """
+        events = [f for f in frames if f.get("kind") == "event"]
+        blobs = [dumps(payloads.event_payload(f, self.device_id)) for f in events]
+        for frame in frames:
+            if frame.get("kind") == "telemetry":
+                payloads.check_telemetry_frame(frame)
+            elif frame.get("kind") != "event":
+                raise FrameError("kind", frame.get("kind"), "expected 'telemetry' or 'event'")
+        if len(blobs) == 1:
+            self._store_event(blobs[0])
+        elif blobs:
+            self.outbox.put_many([(self.topics.event, blob, 1, False, False) for blob in blobs])
+            self._events_stored += len(blobs)
+            if self._connected.is_set():
+                self._hand_rows()
+            else:
+                self._wake.set()
+        for frame in frames:
+            if frame.get("kind") == "telemetry":
+                self._telemetry_frame(frame)
+
     def _event_frame(self, frame: dict) -> None:
-        payload = payloads.event_payload(frame, self.device_id)
-        self.outbox.put_many([(self.topics.event, dumps(payload), 1, False, False)])
-        self.counters["events_stored"] += 1
+        self._store_event(dumps(payloads.event_payload(frame, self.device_id)))
+
+    def _store_event(self, blob: bytes) -> None:
+        topic = self.topics.event
+        row_id = self.outbox.put_one(topic, blob, 1, False)   # durable before anything else
+        self._events_stored += 1
+        if self._connected.is_set():
+            # Fast path: nothing older is waiting, so hand it to paho right here, in order.
+            with self._hand_lock:
+                if len(self._mid_to_row) < self._window and self.outbox.mark_handed(row_id):
+                    self._handing = True
+                    try:
+                        self._mid_to_row[self._client.publish(topic, blob, qos=1).mid] = row_id
+                    finally:
+                        self._handing = False
+                    if self._early_acks:
+                        self._resolve_early_acks()
+                    return
         self._wake.set()
 
     def _telemetry_frame(self, frame: dict) -> None:
         payloads.check_telemetry_frame(frame)
         t_ms = frame["t_ms"]
         rows = []
-        limits_key = payloads.limits_key(frame)
+        limits_key = payloads.limits_key(frame)   # frame already checked: plain lookups
         if limits_key != self._last_limits_key:
             self._limits_now = dict(zip(payloads.LIMIT_FIELDS, limits_key))
             rows.append((self.topics.limits, dumps(payloads.limits_payload(frame, self.device_id)), 1, True, True))
@@ -277,7 +325,10 @@ class Bridge:
             self._last_state_t = t_ms
         if rows:
             self.outbox.put_many(rows)
-            self._wake.set()
+            if self._connected.is_set():
+                self._hand_rows()      # on this thread: no hand-off latency when all is well
+            else:
+                self._wake.set()
         last_tel = self._last_tel_t
         # A clock that goes backwards is a controller reboot: publish at once.
         if last_tel is None or t_ms - last_tel >= self.telemetry_period_ms or t_ms < last_tel:
@@ -309,7 +360,7 @@ class Bridge:
             return False
         self._tel_dropped = 0
         self._last_tel_info = info
-        self.counters["telemetry_sent"] += 1
+        self._telemetry_sent += 1
         return True
 
     # ----------------------------------------------------------- sender
@@ -318,22 +369,21 @@ class Bridge:
         while not self._stopping:
             self._wake.wait(0.5)
             self._wake.clear()
+            if self._early_acks:
+                with self._hand_lock:   # no hander is between publish() and recording its mid
+                    self._resolve_early_acks()
             self._process_acks()
             if not self._connected.is_set():
                 continue
             self._flush_telemetry()
             self._hand_rows()
-            if self._acks:
-                self._wake.set()
 
     def _process_acks(self) -> None:
+        """Delete acknowledged rows, in one transaction per batch (sender thread)."""
         ids = []
-        acks = self._acks
-        while acks:
-            mid, failed = acks.popleft()
-            row = self._mid_to_row.pop(mid, None)
-            if row is None:
-                continue
+        acked = self._acked_rows
+        while acked:
+            row, failed = acked.popleft()
             ids.append(row)
             if failed:
                 # The broker refused it (MQTT 5, e.g. 135 Not authorized): resending won't help.
@@ -343,20 +393,33 @@ class Bridge:
             self.outbox.ack(ids)
             self.counters["stored_acked"] += len(ids)
 
+    def _resolve_early_acks(self) -> None:
+        """PUBACKs that beat publish() returning: match them now that the mids are recorded."""
+        early = self._early_acks
+        while early:
+            mid, failed = early.popleft()
+            row = self._mid_to_row.pop(mid, None)
+            if row is not None:
+                self._acked_rows.append((row, failed))
+
     def _hand_rows(self) -> None:
-        room = self._window - len(self._mid_to_row)
-        if room <= 0:
-            return
-        rows = self.outbox.next_rows(room)
-        if not rows:
-            return
-        self._handing = True  # on_publish keeps acks for mids not yet recorded
-        try:
-            for row_id, topic, payload, qos, retain in rows:
-                info = self._client.publish(topic, payload, qos=qos, retain=bool(retain))
-                self._mid_to_row[info.mid] = row_id
-        finally:
-            self._handing = False
+        """Hand stored rows to paho in id order (caller or sender thread, never both at once)."""
+        with self._hand_lock:
+            room = self._window - len(self._mid_to_row)
+            if room <= 0:
+                return
+            rows = self.outbox.next_rows(room)
+            if not rows:
+                return
+            self._handing = True  # on_publish keeps acks for mids not yet recorded
+            try:
+                for row_id, topic, payload, qos, retain in rows:
+                    info = self._client.publish(topic, payload, qos=qos, retain=bool(retain))
+                    self._mid_to_row[info.mid] = row_id
+            finally:
+                self._handing = False
+            if self._early_acks:
+                self._resolve_early_acks()
         if len(rows) == room:
             self._wake.set()
 
@@ -402,9 +465,17 @@ class Bridge:
         self._connected.clear()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        if self._handing or mid in self._mid_to_row:
-            self._acks.append((mid, bool(getattr(reason_code, "is_failure", False))))
-            self._wake.set()
+        # Network thread: only deque/dict operations (atomic under the GIL), no SQLite, no locks.
+        # Read the flag *before* looking the mid up: a hander records the mid before it
+        # clears the flag, so "not found and flag was clear" means "not ours" (QoS 0 telemetry).
+        handing = self._handing
+        row = self._mid_to_row.pop(mid, None)
+        if row is not None:
+            self._acked_rows.append((row, bool(getattr(reason_code, "is_failure", False))))
+            if len(self._acked_rows) >= ACK_BATCH:
+                self._wake.set()
+        elif handing:
+            self._early_acks.append((mid, bool(getattr(reason_code, "is_failure", False))))
 
     def _on_message(self, client, userdata, msg) -> None:
         if self.discovery and msg.topic == self.discovery_prefix + HA_STATUS_TOPIC_SUFFIX:

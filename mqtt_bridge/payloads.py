@@ -6,7 +6,11 @@ _pm = per mille, _ppm); every payload carries a ``schema`` version string.
 Payload shapes are pinned by mqtt_bridge/schemas/<kind>.json.
 """
 
+import operator
+
 from .errors import FrameError
+
+_ONLY_INT = {int}
 
 SCHEMA_STATE = "bms-state/1"
 SCHEMA_LIMITS = "bms-limits/1"
@@ -31,8 +35,12 @@ def check_telemetry_frame(frame: dict) -> None:
     Checked on every frame, due or not, so a bad frame is refused as a whole
     rather than half-published (state stored, telemetry refused).
     """
-    for key in TELEMETRY_FRAME_INTS:
-        if type(frame.get(key)) is not int:
+    try:
+        fine = set(map(type, _TELEMETRY_INTS(frame))) == _ONLY_INT
+    except KeyError:
+        fine = False
+    if not fine:
+        for key in TELEMETRY_FRAME_INTS:
             get_int(frame, key)  # raises with the precise reason (missing / not an int)
     get_str(frame, "state")
     get_str(frame, "substate")
@@ -81,8 +89,8 @@ def state_key(frame: dict) -> tuple:
             frame.get("formation_pm"), frame.get("soc_pm"), frame.get("event_seq"))
 
 
-def limits_key(frame: dict) -> tuple:
-    return tuple(get_int(frame, key) for key in LIMIT_FIELDS)
+limits_key = operator.itemgetter(*LIMIT_FIELDS)   # on a checked frame: a tuple of ints
+_TELEMETRY_INTS = operator.itemgetter(*TELEMETRY_FRAME_INTS)
 
 
 def limits_payload(frame: dict, device_id: str) -> dict:
@@ -93,12 +101,11 @@ def limits_payload(frame: dict, device_id: str) -> dict:
 
 
 def telemetry_payload(frame: dict, device_id: str, dropped: int = 0) -> dict:
-    payload = {"schema": SCHEMA_TELEMETRY, "device": device_id, "t_ms": get_int(frame, "t_ms"),
-               "state": get_str(frame, "state"), "substate": get_str(frame, "substate")}
-    for key in TELEMETRY_INT_FIELDS:
-        payload[key] = get_int(frame, key)
-    payload["dropped"] = dropped
-    return payload
+    """Telemetry payload from a frame that passed check_telemetry_frame."""
+    return {"schema": SCHEMA_TELEMETRY, "device": device_id, "t_ms": frame["t_ms"],
+            "state": frame["state"], "substate": frame["substate"], "cell_mv": frame["cell_mv"],
+            "current_ua": frame["current_ua"], "temp_dc": frame["temp_dc"], "setpoint_ua": frame["setpoint_ua"],
+            "inventory_uas": frame["inventory_uas"], "soc_pm": frame["soc_pm"], "dropped": dropped}
 
 
 def event_payload(frame: dict, device_id: str) -> dict:

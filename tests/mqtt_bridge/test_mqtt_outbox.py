@@ -67,6 +67,30 @@ def test_queue_file_is_wal_and_refuses_foreign_files(tmp_path):
         Outbox(str(tmp_path / "x.sqlite"), max_rows=0)
 
 
+def test_one_process_per_queue_file(tmp_path):
+    path = str(tmp_path / "q.sqlite")
+    first = Outbox(path)
+    try:
+        with pytest.raises(OutboxError, match="in use"):
+            Outbox(path)
+    finally:
+        first.close()
+    Outbox(path).close()   # free again once the owner closed it
+
+
+def test_ids_keep_increasing_after_the_queue_empties(tmp_path):
+    """An emptied table must not hand out an id at or below what was already handed."""
+    box = Outbox(str(tmp_path / "q.sqlite"))
+    box.put_many(rows(3))
+    handed = box.next_rows(10)
+    box.ack([r[0] for r in handed])
+    assert len(box) == 0
+    new_id = box.put_one("e", b"late", 1, False)
+    assert new_id > handed[-1][0]
+    assert [r[2] for r in box.next_rows(10)] == [b"late"]
+    box.close()
+
+
 def test_outage_drops_oldest_telemetry_and_the_next_message_says_how_many(mosquitto_factory, device_id, tmp_path):
     broker = mosquitto_factory().start()
     topic = "bms/%s/telemetry" % device_id

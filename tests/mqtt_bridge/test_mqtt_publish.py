@@ -133,3 +133,28 @@ def test_bad_frames_raise_named_errors_and_publish_nothing(live, device_id):
     assert info.value.field == "seq"
     assert len(bridge.outbox) == 0
     assert bridge.stats().get("events_stored", 0) == 0
+
+
+def test_a_burst_of_events_arrives_complete_in_order_and_leaves_the_queue_empty(live, device_id):
+    """Hundreds of QoS 1 events through the fast path and the batched path: every
+    PUBACK is matched to its row (flush() would time out on a lost one). Kept under
+    the shared broker's default max_queued_messages (1000) for our subscriber."""
+    bridge, col = live
+    topic = "bms/%s/event" % device_id
+    for seq in range(1, 601):
+        bridge.publish_frame(event_frame(device_id, seq, seq))
+    bridge.publish_frames([event_frame(device_id, seq, seq) for seq in range(601, 901)]
+                          + [telemetry_frame(device_id, 0)])
+    assert bridge.flush(30)
+    assert len(bridge.outbox) == 0
+    assert col.wait_for(lambda m: len(col.on(topic)) >= 900, timeout=30)
+    assert [d["seq"] for d in col.json_on(topic)] == list(range(1, 901))
+
+
+def test_publish_frames_refuses_the_whole_tick_on_one_bad_frame(live, device_id):
+    bridge, _col = live
+    with pytest.raises(FrameError):
+        bridge.publish_frames([event_frame(device_id, 1, 0), dict(telemetry_frame(device_id, 0), soc_pm="x")])
+    with pytest.raises(FrameError):
+        bridge.publish_frames([event_frame(device_id, 1, 0), {"kind": "nope"}])
+    assert len(bridge.outbox) == 0 and bridge.stats()["events_stored"] == 0
