@@ -149,10 +149,12 @@ _peak = _heap[-1]
 
 
 def _run(n_ticks, events, profile):
-    # n_ticks ticks or until READY/FAULT; returns ticks run, guest µs in the
-    # host step and in the controller (only when profiling: ticks_us costs).
+    # n_ticks ticks or until READY/FAULT; returns ticks run, the events not yet
+    # sent, guest µs in the host step, in ctrl.tick() and in telemetry() +
+    # pop_events() (only when profiling: ticks_us costs), and whether it ended.
     step_us = 0
-    ctrl_us = 0
+    tick_us = 0
+    out_us = 0
     n = 0
     while n < n_ticks:
         if profile:
@@ -160,11 +162,13 @@ def _run(n_ticks, events, profile):
             hal.step(events)
             t1 = time.ticks_us()
             ctrl.tick()
+            t2 = time.ticks_us()
             frame = ctrl.telemetry()
             events = ctrl.pop_events()
-            t2 = time.ticks_us()
+            t3 = time.ticks_us()
             step_us += time.ticks_diff(t1, t0)
-            ctrl_us += time.ticks_diff(t2, t1)
+            tick_us += time.ticks_diff(t2, t1)
+            out_us += time.ticks_diff(t3, t2)
         else:
             hal.step(events)
             ctrl.tick()
@@ -175,25 +179,27 @@ def _run(n_ticks, events, profile):
             events = [dict(e) for e in events]   # pop_events() reuses its list
         state = frame["state"]
         if state == "READY" or state == "FAULT":
-            return n, events, step_us, ctrl_us, True
-    return n, events, step_us, ctrl_us, False
+            return n, events, step_us, tick_us, out_us, True
+    return n, events, step_us, tick_us, out_us, False
 
 
 _cap = %(tick_cap)d
 _ticks = 0
 _events = []
 _step_us = 0
-_ctrl_us = 0
+_tick_us = 0
+_out_us = 0
 _done = False
 _t0 = time.ticks_us()
 while _ticks < _cap and not _done:
     _k = _cap - _ticks
     if _k > %(every)d:
         _k = %(every)d
-    _n, _events, _s, _c, _done = _run(_k, _events, %(profile)r)
+    _n, _events, _s, _c, _o, _done = _run(_k, _events, %(profile)r)
     _ticks += _n
     _step_us += _s
-    _ctrl_us += _c
+    _tick_us += _c
+    _out_us += _o
     gc.collect()
     _a = gc.mem_alloc()
     _heap.append(_a)
@@ -206,7 +212,7 @@ _call("twin_finish", json.dumps({"args": [{
     "plated_uas": _led.plated_uas, "inventory_uas": _led.inventory_uas,
     "event_seq": ctrl.event_seq, "writes": ctrl.writes, "ticks": _ticks,
     "feeds": hal.feeds, "saves": hal.saves, "heap": _heap, "heap_peak": _peak,
-    "loop_us": _loop_us, "step_us": _step_us, "ctrl_us": _ctrl_us,
+    "loop_us": _loop_us, "step_us": _step_us, "tick_us": _tick_us, "out_us": _out_us,
     "faults": list(ctrl.faults)}]}))
 print("CLOSED_LOOP_DONE")
 """
@@ -420,5 +426,6 @@ if __name__ == "__main__":
     print(json.dumps(r.summary, indent=1, default=str))
     print(heap_report(r))
     g = r.guest
-    print("wall %.2f s, guest loop %.2f s (step %.2f, controller %.2f), host step %.2f s, %d host calls"
-          % (r.wall_s, g["loop_us"] / 1e6, g["step_us"] / 1e6, g["ctrl_us"] / 1e6, r.host_step_s, r.host_calls))
+    print("wall %.2f s, guest loop %.2f s (step %.2f, tick %.2f, telemetry+events %.2f), host step %.2f s, "
+          "%d host calls" % (r.wall_s, g["loop_us"] / 1e6, g["step_us"] / 1e6, g["tick_us"] / 1e6,
+                             g["out_us"] / 1e6, r.host_step_s, r.host_calls))
