@@ -8,6 +8,7 @@
 # FrontEnd keeps the raw counts of the last read next to the converted values.
 import math
 
+from .compat import const
 from .hal import ISHUNT, TCELL, VCELL
 
 KELVIN_0C_DK = 2731  # 273.15 K in deci-kelvin, rounded (table resolution is 0.1 K)
@@ -15,10 +16,10 @@ KELVIN_0C_DK = 2731  # 273.15 K in deci-kelvin, rounded (table resolution is 0.1
 # Thermistor fault bands: within 2 % of either rail the divider is open
 # (NTC disconnected: pulled to Vref, below about -43 °C) or shorted (above about
 # +149 °C). Neither is a temperature the cell can have in service.
-_NTC_RAIL_PART = 50
-_NTC_TABLE_SHIFT = 8   # table step = 2**(bits - 8) counts: 257 points for any ADC width
-_ZERO_WINDOW_UA = 50   # an open-relay reading beyond ±50 µA of nominal zero is a fault, not an offset
-_ZERO_SHIFT = 3        # running mean over ~8 open-relay ticks
+_NTC_RAIL_PART = const(50)
+_NTC_TABLE_SHIFT = const(8)   # table step = 2**(bits - 8) counts: 257 points for any ADC width
+_ZERO_WINDOW_UA = const(50)   # an open-relay reading beyond ±50 µA of nominal zero is a fault, not an offset
+_ZERO_SHIFT = const(3)        # running mean over ~8 open-relay ticks
 
 
 def _div_round(num, den):

@@ -21,10 +21,10 @@
 # The object holds only the formation's own progress; the ledger holds the
 # charge, the controller the state. step() sets .request_ua, .event, .fault
 # (attributes, so a tick allocates no tuple).
-from .compat import ticks_diff
+from .compat import const, ticks_diff
 from .states import CRACK_SUSPECTED, FORMATION_DONE, NO_PLATING, NUCLEATE, NUCLEATED, PLATE, TARGET_REACHED, VERIFY
 
-UAS_PER_UAH = 3600000
+_UAS_PER_UAH = const(3600000)
 
 # VERIFY steps
 V_REST = 0
@@ -32,7 +32,7 @@ V_DISCHARGE = 1
 V_RECHARGE = 2
 
 # The small cycle's discharge counts as voltage-ended within this of DVL.
-_DVL_REACHED_MV = 10
+_DVL_REACHED_MV = const(10)
 
 
 class Formation:
@@ -45,7 +45,7 @@ class Formation:
         bound = c.no_plating_uas
         if c.has_wetting_layer:
             # The alloy takes lithium before metal plates (Al: ~27 µAh/cm² per 1000 Å).
-            bound += c.wetting_capacity_uah * UAS_PER_UAH
+            bound += c.wetting_capacity_uah * _UAS_PER_UAH
         self.no_plating_uas = bound
         self.verify_uas = self.target_uas // 1000 * c.verify_cycle_pm
         self._c = c

@@ -14,7 +14,9 @@
 # cycle_min_uas. No cycle closes while forming: formation's "charge" is the
 # whole inventory, and its verify cycle reports its own figure.
 
-UAS_PER_UAH = 3600000
+from .compat import const
+
+_UAS_PER_UAH = const(3600000)
 
 
 class Ledger:
@@ -53,9 +55,9 @@ class Ledger:
             if self.forming:
                 self.plated_uas += charge
             rem = self._plated_rem_uas + charge
-            if rem >= UAS_PER_UAH:
-                self.plated_uah += rem // UAS_PER_UAH
-                rem %= UAS_PER_UAH
+            if rem >= _UAS_PER_UAH:
+                self.plated_uah += rem // _UAS_PER_UAH
+                rem %= _UAS_PER_UAH
             self._plated_rem_uas = rem
         elif charge < 0:
             self.inventory_uas += charge
@@ -64,9 +66,9 @@ class Ledger:
                 # Formation's verify cycle strips some of what was plated.
                 self.plated_uas += charge
             rem = self._stripped_rem_uas - charge
-            if rem >= UAS_PER_UAH:
-                self.stripped_uah += rem // UAS_PER_UAH
-                rem %= UAS_PER_UAH
+            if rem >= _UAS_PER_UAH:
+                self.stripped_uah += rem // _UAS_PER_UAH
+                rem %= _UAS_PER_UAH
             self._stripped_rem_uas = rem
 
     def _close_cycle(self):
@@ -90,10 +92,10 @@ class Ledger:
         self.direction = 0
 
     def stripped_uas(self):
-        return self.stripped_uah * UAS_PER_UAH + self._stripped_rem_uas
+        return self.stripped_uah * _UAS_PER_UAH + self._stripped_rem_uas
 
     def lifetime_plated_uas(self):
-        return self.plated_uah * UAS_PER_UAH + self._plated_rem_uas
+        return self.plated_uah * _UAS_PER_UAH + self._plated_rem_uas
 
     def per_mille(self, value_uas, of_uas):
         """value / of in per mille, clamped to 0..1000, without forming

@@ -14,7 +14,7 @@
 # current_ua, temp_dc, ntc_fault, ishunt_railed, vcell_stuck, prev_setpoint_ua, ccl_ua,
 # dcl_ua, cvl_mv, dvl_mv, inventory_uas, lithium_present, charging_li,
 # state, substate) so a tick passes no tuples.
-from .compat import ticks_diff
+from .compat import const, ticks_diff
 from .states import (CRACK_SUSPECTED, FAULTS, LINK_LOST, NO_CELL, NO_PLATING, OVER_TEMPERATURE,
                      OVERCURRENT, OVERVOLTAGE, READY, SENSOR, SHORT, UNDER_TEMPERATURE,
                      UNDERVOLTAGE)
@@ -42,8 +42,8 @@ PROTECTIONS = (
 _VOLTAGE_GROUP = (1 << FAULTS.index(NO_CELL)) | (1 << FAULTS.index(SHORT)) | (
     1 << FAULTS.index(OVERVOLTAGE)) | (1 << FAULTS.index(CRACK_SUSPECTED)) | (1 << FAULTS.index(UNDERVOLTAGE))
 
-_SENSOR_FOLLOW_MIN_UA = 20   # "current not following" is judged above this setpoint
-_DVL_REACHED_MV = 10         # discharge counts as voltage-ended within this of DVL
+_SENSOR_FOLLOW_MIN_UA = const(20)   # "current not following" is judged above this setpoint
+_DVL_REACHED_MV = const(10)         # discharge counts as voltage-ended within this of DVL
 
 
 class Debounce:
