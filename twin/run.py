@@ -66,11 +66,13 @@ def config_for(parameters, **overrides) -> Config:
 class Bench:
     """A twin board with a controller on it, and the power switch."""
 
-    def __init__(self, parameters, ambient_c: float = 25.0, seed: int = 0, board: str = "bench_ua",
+    def __init__(self, parameters, ambient_c: float = 25.0, seed: int = 0, board="bench_ua",
                  device_id: str | None = None, config: Config | None = None):
         self.parameters = parameters
         self.cell = Cell(parameters, ambient_c=ambient_c)
-        self.board = TwinBoard(self.cell, load_board(board), seed=seed)
+        # a board name (twin/parameters/boards) or a mapping of its values
+        self.board = TwinBoard(self.cell, load_board(board) if isinstance(board, str) else board,
+                               seed=seed)
         self.config = config if config is not None else config_for(parameters)
         self.device_id = device_id or f"{parameters.name}-{seed:04d}"
         self.tick_ms = self.config.tick_ms
