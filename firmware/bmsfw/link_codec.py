@@ -1,0 +1,281 @@
+# The HIL link's framing (docs/hil.md): one frame layout for both directions,
+# shared by the firmware (bmsfw.link_hal, on a board or under MicroPython) and
+# the twin (twin/hil.py, CPython).
+#
+#   offset size  field
+#   0      2     start marker A5 5A
+#   2      1     protocol version (VERSION)
+#   3      1     message type (T_*)
+#   4      2     payload length, bytes (<= MAX_PAYLOAD)
+#   6      2     sequence number (per sender, +1 per frame, wraps at 2**16)
+#   8      2     header CRC: CRC-16/CCITT-FALSE over bytes 2..7
+#   10     n     payload
+#   10+n   2     frame CRC: the same CRC continued from the header CRC over
+#                the payload (so it covers bytes 2..10+n-1 except the header CRC)
+#
+# All fields little-endian. The header CRC lets the parser reject a false start
+# marker in garbage at once, without waiting for a bogus length's worth of
+# bytes. Buffers are allocated once (Parser.__init__, the caller's tx buffer);
+# payloads are packed in place with struct.pack_into and read with
+# struct.unpack_from.
+import struct
+
+from .compat import const
+
+VERSION = const(1)
+SOF0 = const(0xA5)
+SOF1 = const(0x5A)
+HEADER_SIZE = const(10)
+TRAILER_SIZE = const(2)
+OVERHEAD = const(12)
+MAX_PAYLOAD = const(512)
+MAX_FRAME = const(524)          # OVERHEAD + MAX_PAYLOAD
+
+# message types (docs/hil.md, "Messages")
+T_HELLO = const(1)              # firmware -> twin: boot or link re-sync; asks for the record
+T_TICK = const(2)               # twin -> firmware: simulated time, ADC counts [, boot block]
+T_REPLY = const(3)              # firmware -> twin: setpoint, relay, heartbeat, telemetry, link counters
+T_EVENT = const(4)              # firmware -> twin: one event frame as JSON
+T_SAVE_RECORD = const(5)        # firmware -> twin: the persistent record to store
+T_COMMAND = const(6)            # twin -> firmware: {"id", "name", "args"} as JSON
+T_COMMAND_RESULT = const(7)     # firmware -> twin: {"id", "ok", "code"} as JSON
+TYPE_NAMES = ("", "HELLO", "TICK", "REPLY", "EVENT", "SAVE_RECORD", "COMMAND", "COMMAND_RESULT")
+
+# HELLO flags
+HELLO_WANT_RECORD = const(1)    # the firmware just booted: send the record in the answering TICK
+
+# TICK flags
+TICK_BOOT = const(1)            # a boot block follows (answer to a HELLO): seq re-sync
+TICK_RETRY = const(2)           # lockstep retransmission of the previous TICK (same seq)
+
+# Payload layouts (struct formats, little-endian)
+TICK_FMT = "<IHHHB"             # t_ms, VCELL, ISHUNT, TCELL counts, flags
+TICK_SIZE = struct.calcsize(TICK_FMT)
+BOOT_FMT = "<BHH"               # adc_bits, adc_vref_mv, record length (NO_RECORD: none)
+BOOT_SIZE = struct.calcsize(BOOT_FMT)
+NO_RECORD = const(0xFFFF)
+HELLO_FMT = "<BB"               # flags, length of the device id that follows (utf-8)
+HELLO_SIZE = struct.calcsize(HELLO_FMT)
+# REPLY: ack (seq of the TICK answered), flags, setpoint_ua, relay, heartbeat,
+# then the telemetry frame (docs/frames.md) as ints: t_ms, state, substate
+# (indices into bmsfw.states.STATES/SUBSTATES), cell_mv, current_ua, temp_dc,
+# setpoint_ua, cvl_mv, dvl_mv, ccl_ua, dcl_ua, plated_uas, inventory_uas,
+# target_uas, soc_pm, formation_pm, ce_ppm, fault mask (bits of FAULTS),
+# event_seq; then the firmware's link counters (LINK_COUNTERS order).
+REPLY_FMT = "<HBiBH" + "IBBiihiiiiiqqqiiiHI" + "HHHHHHH"
+REPLY_SIZE = struct.calcsize(REPLY_FMT)
+REPLY_TICKED = const(1)         # the controller ticked on this TICK (telemetry is a tick's frame)
+REPLY_LINK_LOST = const(2)      # the firmware declared the link lost since the last REPLY
+LINK_COUNTERS = ("garbage_bytes", "bad_header", "bad_crc", "truncated", "replayed", "skipped",
+                 "link_lost")
+
+_HDR_FMT = "<BBBBHH"            # SOF0, SOF1, version, type, length, seq
+
+
+class LinkError(ValueError):
+    """A frame that cannot be built: `field` names what is wrong."""
+
+    def __init__(self, field, value, why):
+        super().__init__("link %s=%r: %s" % (field, value, why))
+        self.field = field
+        self.value = value
+
+
+# --- CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no xorout) --
+# check value: crc16(b"123456789") == 0x29B1. A 256-entry table (512 bytes as
+# an array of H) makes it one lookup per byte, cheap enough for a board at 100
+# ticks/s; CPython's binascii.crc_hqx computes the same CRC in C, so the twin
+# uses that when it exists (MicroPython's binascii has no crc_hqx).
+def _make_table():
+    import array
+
+    table = array.array("H", bytes(512))
+    for i in range(256):
+        crc = i << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+        table[i] = crc & 0xFFFF
+    return table
+
+
+_TABLE = _make_table()
+
+
+def crc16_py(buf, start, end, crc=0xFFFF):
+    """CRC-16/CCITT-FALSE of buf[start:end], continued from `crc` (pure Python)."""
+    table = _TABLE
+    for i in range(start, end):
+        crc = ((crc << 8) & 0xFFFF) ^ table[(crc >> 8) ^ buf[i]]
+    return crc
+
+
+def _pick_crc16():
+    import binascii
+
+    hqx = getattr(binascii, "crc_hqx", None)
+    if hqx is None:
+        return crc16_py
+
+    def crc16_c(buf, start, end, crc=0xFFFF):
+        return hqx(memoryview(buf)[start:end], crc)
+
+    return crc16_c
+
+
+crc16 = _pick_crc16()
+
+
+# --- building a frame -----------------------------------------------------------
+def finish_frame(buf, off, ftype, seq, n_payload):
+    """The payload is already at buf[off + HEADER_SIZE:]: write the header and
+    the CRCs around it. Returns the offset just past the frame."""
+    if n_payload < 0 or n_payload > MAX_PAYLOAD:
+        raise LinkError("length", n_payload, "payload must be 0..%d bytes" % MAX_PAYLOAD)
+    end = off + HEADER_SIZE + n_payload
+    if end + TRAILER_SIZE > len(buf):
+        raise LinkError("length", n_payload, "does not fit the tx buffer")
+    struct.pack_into(_HDR_FMT, buf, off, SOF0, SOF1, VERSION, ftype, n_payload, seq & 0xFFFF)
+    hcrc = crc16(buf, off + 2, off + 8)
+    struct.pack_into("<H", buf, off + 8, hcrc)
+    struct.pack_into("<H", buf, end, crc16(buf, off + HEADER_SIZE, end, hcrc))
+    return end + TRAILER_SIZE
+
+
+def put_bytes(buf, off, data):
+    """Copy `data` into buf at `off` (a payload body); returns the offset after it."""
+    n = len(data)
+    if off + n + TRAILER_SIZE > len(buf):
+        raise LinkError("length", n, "does not fit the tx buffer")
+    buf[off:off + n] = data
+    return off + n
+
+
+def seq_delta(new, last):
+    """Signed distance from `last` to `new` modulo 2**16: 1 is the next frame,
+    0 a repeat, negative an old (replayed) one, > 1 a skip."""
+    return ((new - last + 0x8000) & 0xFFFF) - 0x8000
+
+
+# --- parsing -------------------------------------------------------------------
+class Parser:
+    """Finds frames in a byte stream. feed() bytes as they come, then call
+    next() until it returns False; after a True, ftype/seq/pos/n describe the
+    frame and buf[pos:pos + n] is its payload (valid until the next call).
+
+    Every byte that is not part of a good frame is counted: garbage_bytes
+    (between frames), bad_header (a start marker whose header fails its CRC,
+    version, type or length), bad_crc (a whole frame whose CRC fails),
+    truncated (a frame cut short: expire() after the stream went quiet). On any
+    failure the parser drops one byte and hunts for the next start marker, so a
+    good frame hidden behind a false start is still found."""
+
+    def __init__(self, max_payload=MAX_PAYLOAD, max_type=T_COMMAND_RESULT):
+        self.max_payload = max_payload
+        self.max_type = max_type
+        self.buf = bytearray(2 * (max_payload + OVERHEAD))
+        self.start = 0
+        self.end = 0
+        self.ftype = 0
+        self.seq = 0
+        self.pos = 0
+        self.n = 0
+        self.frames = 0
+        self.garbage_bytes = 0
+        self.bad_header = 0
+        self.bad_crc = 0
+        self.truncated = 0
+
+    def feed(self, data):
+        """Append bytes; if the buffer cannot take them all, the oldest pending
+        bytes are dropped (counted as garbage) to make room."""
+        n = len(data)
+        room = len(self.buf)
+        if n > room:
+            self.garbage_bytes += n - room
+            data = data[n - room:]
+            n = room
+        if self.end + n > room:
+            self._compact()
+            if self.end + n > room:
+                drop = self.end + n - room
+                self.garbage_bytes += drop
+                self.start += drop
+                self._compact()
+        self.buf[self.end:self.end + n] = data
+        self.end += n
+
+    def pending(self):
+        return self.end - self.start
+
+    def _compact(self):
+        s = self.start
+        if s == 0:
+            return
+        buf = self.buf
+        n = self.end - s
+        for i in range(n):
+            buf[i] = buf[s + i]
+        self.start = 0
+        self.end = n
+
+    def next(self):
+        buf = self.buf
+        while True:
+            s = self.start
+            e = self.end
+            # hunt for the start marker
+            while s < e and buf[s] != SOF0:
+                s += 1
+            if s > self.start:
+                self.garbage_bytes += s - self.start
+                self.start = s
+            if e - s < 2:
+                if s == e:
+                    self.start = self.end = 0
+                return False
+            if buf[s + 1] != SOF1:
+                self.garbage_bytes += 1
+                self.start = s + 1
+                continue
+            if e - s < HEADER_SIZE:
+                return False
+            _, _, version, ftype, n, seq = struct.unpack_from(_HDR_FMT, buf, s)
+            hcrc = struct.unpack_from("<H", buf, s + 8)[0]
+            if (version != VERSION or ftype < 1 or ftype > self.max_type or n > self.max_payload
+                    or crc16(buf, s + 2, s + 8) != hcrc):
+                self.bad_header += 1
+                self.start = s + 1
+                continue
+            total = HEADER_SIZE + n + TRAILER_SIZE
+            if e - s < total:
+                return False
+            p = s + HEADER_SIZE
+            if crc16(buf, p, p + n, hcrc) != struct.unpack_from("<H", buf, p + n)[0]:
+                self.bad_crc += 1
+                self.start = s + 1
+                continue
+            self.start = s + total
+            self.ftype = ftype
+            self.seq = seq
+            self.pos = p
+            self.n = n
+            self.frames += 1
+            return True
+
+    def expire(self):
+        """The stream went quiet with bytes pending: the frame they start will
+        never complete. Drop them (one truncated frame), keep hunting after
+        its start marker. Returns True if anything was dropped."""
+        if self.end == self.start:
+            return False
+        s = self.start
+        if self.end - s >= 2 and self.buf[s] == SOF0 and self.buf[s + 1] == SOF1:
+            self.truncated += 1
+            self.start = s + 1
+        else:
+            self.garbage_bytes += self.end - s
+            self.start = self.end
+        return True
+
+    def counters(self):
+        return (self.garbage_bytes, self.bad_header, self.bad_crc, self.truncated)

@@ -1,0 +1,232 @@
+# link_main.py: run the controller against the twin over a byte stream (HIL).
+#
+#   python firmware/link_main.py --port /dev/pts/5            # a pty from `bms-twin hil --port pty`
+#   python firmware/link_main.py                              # stdin/stdout carry the link
+#   python firmware/link_main.py --port /dev/pts/5 --config '{"tick_ms": 1000}' --device-id d111-0000
+#
+# The composition root for HIL on a PC: it builds the LinkHal (bmsfw/link_hal.py)
+# over the stream and runs serve(). On a board, main.py builds the same LinkHal
+# over machine.UART (board_config.HAL_KIND = "link") and may call serve() too.
+# serve() runs on CPython and MicroPython; it uses no try blocks in the tick loop
+# (see tests/mp/mp_wasm.py on the WASI build's GC defect). Only main() and
+# FdStream are CPython-specific (os, select, termios).
+#
+# The link timeout is the board's own wall clock: no valid TICK for
+# link_timeout_ms (default 3 tick periods) -> Controller.report_link_lost():
+# current 0, relay open, LINK_LOST latched; the answer is still sent (the twin
+# may hear it) and HELLOs ask the twin to re-sync. See docs/hil.md.
+import sys
+
+from bmsfw.compat import ticks_diff
+from bmsfw.config import Config
+from bmsfw.controller import Controller
+from bmsfw.link_hal import COMMAND, TICK, LinkHal
+
+HELLO_MS = 500          # HELLO repeat while waiting for the twin (boot, lost link)
+EXIT_LINK_LOST = 3      # main()'s exit code when the stream closed after a lost link
+
+
+class LinkMainError(ValueError):
+    def __init__(self, field, value, why):
+        super().__init__("link_main %s=%r: %s" % (field, value, why))
+        self.field = field
+        self.value = value
+
+
+def _answer(link, controller, ticked):
+    for ev in controller.pop_events():
+        link.add_event(ev)
+    link.send_answer(controller.telemetry(), ticked)
+
+
+def boot(link, config, device_id, hello_ms=HELLO_MS, boot_timeout_ms=None, clock=None):
+    """HELLO until the twin's boot TICK, then build the controller on it (its
+    record, its time) and send the boot answer. None if the twin never came."""
+    if clock is None:
+        from bmsfw.compat import ticks_ms as clock
+    t0 = clock()
+    while not link.synced:
+        link.hello(True, device_id)
+        link.poll(hello_ms)
+        if link.synced:
+            break
+        if getattr(link.stream, "eof", False):
+            return None
+        if boot_timeout_ms is not None and ticks_diff(clock(), t0) >= boot_timeout_ms:
+            return None
+    controller = Controller(link, config, device_id=device_id)
+    link.begin_answer()
+    _answer(link, controller, False)
+    return controller
+
+
+def serve(link, controller, device_id, link_timeout_ms, hello_ms=HELLO_MS, max_ticks=None,
+          exit_on_eof=True):
+    """Tick `controller` once per TICK from the twin. Returns the number of
+    ticks run when max_ticks is reached, or when the stream closed (EOF) after
+    the link was declared lost (exit_on_eof)."""
+    n_ticks = 0
+    lost = False
+    last_hello_ms = 0
+    while max_ticks is None or n_ticks < max_ticks:
+        wait = link_timeout_ms - link.ms_since_tick()
+        if lost or wait > hello_ms:
+            wait = hello_ms
+        if wait < 1:
+            wait = 1
+        got = link.poll(wait)
+        if got == TICK:
+            lost = False
+            link.begin_answer()
+            controller.tick()
+            n_ticks += 1
+            _answer(link, controller, True)
+        elif got == COMMAND:
+            ok, code = controller.command(link.cmd_name, link.cmd_args)
+            link.send_command_result(link.cmd_id, ok, code)
+        elif not lost:
+            if link.ms_since_tick() >= link_timeout_ms:
+                lost = True
+                link.link_lost += 1
+                link.lost_flag = True
+                link.begin_answer()
+                controller.report_link_lost()
+                _answer(link, controller, False)
+                link.hello(False, device_id)
+                last_hello_ms = link.ms_since_tick()
+        else:
+            if exit_on_eof and getattr(link.stream, "eof", False):
+                return n_ticks
+            since = link.ms_since_tick()
+            if since - last_hello_ms >= hello_ms:
+                link.hello(False, device_id)
+                last_hello_ms = since
+    return n_ticks
+
+
+class FdStream:
+    """A file descriptor as a link stream (CPython): readinto waits up to
+    read_timeout_ms for bytes; EOF or EIO (the pty's other side closed) sets
+    `eof` and reads return 0."""
+
+    def __init__(self, fd_in, fd_out=None, read_timeout_ms=10):
+        self.fd_in = fd_in
+        self.fd_out = fd_in if fd_out is None else fd_out
+        self.timeout_s = read_timeout_ms / 1000.0
+        self.eof = False
+
+    def readinto(self, buf):
+        import os
+        import select
+
+        if self.eof:
+            select.select([], [], [], self.timeout_s)
+            return 0
+        ready = select.select([self.fd_in], [], [], self.timeout_s)[0]
+        if not ready:
+            return 0
+        try:
+            n = os.readv(self.fd_in, [buf])
+        except OSError:
+            n = 0
+        if n == 0:
+            self.eof = True
+        return n
+
+    def write(self, data):
+        import os
+
+        view = memoryview(data)
+        while len(view):
+            try:
+                n = os.write(self.fd_out, view)
+            except BlockingIOError:
+                import select
+
+                select.select([], [self.fd_out], [], 0.1)
+                continue
+            except OSError:
+                self.eof = True     # the other side is gone: nothing more to say
+                return 0
+            view = view[n:]
+        return len(data)
+
+
+def _parse_args(argv):
+    opts = {"port": None, "device_id": "bms-0001", "config": None, "link_timeout_ms": None,
+            "max_ticks": None, "hello_ms": HELLO_MS, "boot_timeout_ms": None}
+    ints = ("link_timeout_ms", "max_ticks", "hello_ms", "boot_timeout_ms")
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--") or i + 1 >= len(argv):
+            raise LinkMainError("argument", arg, "expected --name value")
+        name = arg[2:].replace("-", "_")
+        if name not in opts:
+            raise LinkMainError("argument", arg, "unknown; known: --" + ", --".join(
+                k.replace("_", "-") for k in sorted(opts)))
+        value = argv[i + 1]
+        if name in ints:
+            if not value.isdigit() or int(value) <= 0:
+                raise LinkMainError(name, value, "must be a positive integer")
+            opts[name] = int(value)
+        else:
+            opts[name] = value
+        i += 2
+    return opts
+
+
+def load_config(text):
+    """Config overrides as a JSON object, or @FILE holding one."""
+    import json
+
+    if text is None:
+        return Config()
+    if text.startswith("@"):
+        with open(text[1:]) as fh:
+            text = fh.read()
+    overrides = json.loads(text)
+    if not isinstance(overrides, dict):
+        raise LinkMainError("config", text, "must be a JSON object of Config fields")
+    for key in overrides:
+        if isinstance(overrides[key], list):
+            overrides[key] = tuple(tuple(row) if isinstance(row, list) else row for row in overrides[key])
+    return Config(**overrides)
+
+
+def open_stream(port):
+    """CPython: the stream named by --port (a tty/pty path, raw mode) or stdin/stdout."""
+    import os
+
+    if port is None or port == "-":
+        return FdStream(sys.stdin.fileno(), sys.stdout.fileno())
+    fd = os.open(port, os.O_RDWR | os.O_NOCTTY)
+    if os.isatty(fd):
+        import tty
+
+        tty.setraw(fd)
+    return FdStream(fd)
+
+
+def main(argv=None):
+    if argv is None:
+        argv = sys.argv[1:]
+    opts = _parse_args(argv)
+    config = load_config(opts["config"])
+    link_timeout_ms = opts["link_timeout_ms"] or 3 * config.tick_ms
+    stream = open_stream(opts["port"])
+    link = LinkHal(stream)
+    controller = boot(link, config, opts["device_id"], opts["hello_ms"], opts["boot_timeout_ms"])
+    if controller is None:
+        sys.stderr.write("link_main: no boot TICK from the twin\n")
+        return 2
+    n = serve(link, controller, opts["device_id"], link_timeout_ms, opts["hello_ms"], opts["max_ticks"])
+    if link.link_lost:
+        sys.stderr.write("link_main: link lost after %d ticks; state %s, faults %s\n"
+                         % (n, controller.state, ",".join(controller.faults)))
+        return EXIT_LINK_LOST
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
