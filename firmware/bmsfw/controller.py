@@ -455,6 +455,7 @@ class Controller:
 
     def _outputs_off(self):
         # Current to 0 before the relay opens.
+        self._form_requested = False
         self.setpoint_ua = 0
         self.prev_setpoint_ua = 0
         self.hal.set_current_ua(0)
@@ -661,8 +662,8 @@ class Controller:
                 self._fire(START_FORMATION, "command")
                 return "OK"
             if state == SAFE and self._op_state in (SHIPPED, FORMING):
-                self._form_requested = True
                 self._fire(RESUME, "formation/start")
+                self._form_requested = True
                 return "OK"
             return self._state_code(())
         if name == "rest":

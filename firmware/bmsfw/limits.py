@@ -20,7 +20,7 @@
 
 def interp_table(temp_dc, table):
     """Integer linear interpolation in a ((temp °C, value), ...) table at
-    temp_dc (deci-°C); held at the end values outside the table."""
+    temp_dc (deci-°C), rounded to nearest; held at the end values outside."""
     first = table[0]
     if temp_dc <= first[0] * 10:
         return first[1]
@@ -34,9 +34,10 @@ def interp_table(temp_dc, table):
     t1 = table[i][0] * 10
     v0 = table[i - 1][1]
     v1 = table[i][1]
-    # Round toward the lower of the two neighbours' values: never interpolate
-    # a limit above the line between two table points.
-    return v0 + ((v1 - v0) * (temp_dc - t0)) // (t1 - t0)
+    # Rounded to the nearest µA/cm²: a table point is met at its temperature
+    # even when the thermistor reads 0.1 °C off (24.9 °C gives 100, not 99).
+    span = t1 - t0
+    return v0 + ((v1 - v0) * (temp_dc - t0) + span // 2) // span
 
 
 def plating_ua_cm2(temp_dc, table, min_temp_dc, max_temp_dc):

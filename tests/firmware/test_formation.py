@@ -177,7 +177,7 @@ def test_cooling_during_plating_derates_then_pauses_then_resumes():
     run(ctrl, hal, 3600, until=lambda c: c.substate == "PLATE")
     hal.temp_c = 5.0
     run(ctrl, hal, 2)
-    assert hal.setpoint_ua == 42                          # 30 + (55 - 30) / 2, rounded down
+    assert hal.setpoint_ua == 43                          # 30 + (55 - 30) / 2 = 42.5, to nearest
     hal.temp_c = -5.0
     run(ctrl, hal, 5)
     assert (ctrl.state, ctrl.substate) == ("FORMING", "PLATE")

@@ -12,7 +12,9 @@ def test_plating_table_at_its_points_and_between():
     assert L.plating_ua_cm2(250, TABLE, 0, 550) == 100      # 25 °C: the seed's rate
     assert L.plating_ua_cm2(0, TABLE, 0, 550) == 30         # the minimum temperature itself
     assert L.plating_ua_cm2(100, TABLE, 0, 550) == 55
-    assert L.plating_ua_cm2(50, TABLE, 0, 550) == 42        # 30 + 25 * 5/10 = 42.5, rounded down
+    assert L.plating_ua_cm2(50, TABLE, 0, 550) == 43        # 30 + 25 * 5/10 = 42.5, rounded to nearest
+    assert L.plating_ua_cm2(249, TABLE, 0, 550) == 100      # 99.7: 0.1 °C off still gives the seed's rate
+    assert L.plating_ua_cm2(240, TABLE, 0, 550) == 97
     assert L.plating_ua_cm2(350, TABLE, 0, 550) == 125
 
 
@@ -24,11 +26,17 @@ def test_plating_table_below_min_and_above_max():
     assert L.plating_ua_cm2(551, TABLE, 0, 550) == 0        # too hot to charge
 
 
-def test_plating_table_never_interpolates_above_its_line():
+def test_plating_table_stays_within_half_a_unit_of_its_line():
+    points = [(t * 10, v) for t, v in TABLE]
     for t in range(0, 451):
         v = L.plating_ua_cm2(t, TABLE, 0, 550)
-        assert 30 <= v <= 150
         assert v <= L.plating_ua_cm2(t + 1, TABLE, 0, 550)    # monotonic table, monotonic limit
+        for i in range(1, len(points)):
+            (t0, v0), (t1, v1) = points[i - 1], points[i]
+            if t0 <= t <= t1:
+                # |v - line| <= 1/2, in integers: |2 * (v - line)| * span <= span
+                line_x2span = 2 * (v0 * (t1 - t0) + (v1 - v0) * (t - t0))
+                assert abs(2 * v * (t1 - t0) - line_x2span) <= (t1 - t0)
 
 
 def test_ramp_pm_ends_and_middle():
@@ -121,6 +129,7 @@ def test_discharge_table_derates_cold_and_hot():
     assert L.interp_table(-300, table) == 0
     assert L.interp_table(600, table) == 0
     assert L.interp_table(525, table) == 100
+    assert L.interp_table(-100, table) == 25
 
 
 def test_clamp_request():
