@@ -26,6 +26,8 @@ import queue
 import threading
 import time
 
+from typing import TYPE_CHECKING
+
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
@@ -39,6 +41,9 @@ from .discovery import discovery_configs
 from .errors import FrameError
 from .outbox import Outbox
 from .topics import STATUS_OFFLINE, STATUS_ONLINE, Topics
+
+if TYPE_CHECKING:
+    from .embedded import EmbeddedBroker
 
 log = logging.getLogger("mqtt_bridge")
 
@@ -104,41 +109,41 @@ class Bridge:
         self.queue_path = queue_path or default_queue_path(device_id)
         # Opened last among the checks: a refused setting leaves no open file behind.
         self.outbox = Outbox(self.queue_path, max_rows=queue_max_rows, synchronous=synchronous)
-        self.owned_broker = None  # an embedded broker this bridge started (from_args) and stops
+        self.owned_broker: EmbeddedBroker | None = None  # an embedded broker this bridge started (from_args) and stops
 
         # Caller-thread state (publish_frame).
-        self._last_tel_t = None
-        self._last_state_key = None
-        self._last_state_full = None
-        self._last_state_t = None
-        self._last_limits_key = None
+        self._last_tel_t: int | None = None
+        self._last_state_key: tuple | None = None
+        self._last_state_full: tuple | None = None
+        self._last_state_t: int | None = None
+        self._last_limits_key: tuple | None = None
         # Read by the network thread for the set_limits pre-check; replaced, never mutated.
-        self._limits_now = None
+        self._limits_now: dict | None = None
 
         # Telemetry ring buffer (caller thread appends, sender thread flushes).
         self._tel_lock = threading.Lock()
-        self._tel_ring = collections.deque(maxlen=_positive_int("telemetry_buffer", telemetry_buffer))
+        self._tel_ring: collections.deque = collections.deque(maxlen=_positive_int("telemetry_buffer", telemetry_buffer))
         self._tel_dropped = 0
-        self._last_tel_info = None
+        self._last_tel_info: mqtt.MQTTMessageInfo | None = None
 
         # Sender thread state.
-        self._acked_rows = collections.deque()   # (row id, refused) whose PUBACK came
-        self._early_acks = collections.deque()   # (mid, refused) acked before publish() returned
-        self._mid_to_row = {}
+        self._acked_rows: collections.deque = collections.deque()   # (row id, refused) whose PUBACK came
+        self._early_acks: collections.deque = collections.deque()   # (mid, refused) acked before publish() returned
+        self._mid_to_row: dict[int, int] = {}
         self._handing = False
         self._hand_lock = threading.Lock()  # keeps hand-over to paho in row order across threads
         self._wake = threading.Event()
         self._stopping = False
-        self._sender = None
+        self._sender: threading.Thread | None = None
 
         # Commands.
-        self._commands = queue.Queue(maxsize=_positive_int("command_queue_max", command_queue_max))
+        self._commands: queue.Queue = queue.Queue(maxsize=_positive_int("command_queue_max", command_queue_max))
         self._recent_lock = threading.Lock()
-        self._recent = collections.OrderedDict()  # (name, request key) -> reply bytes, or None while pending
+        self._recent: collections.OrderedDict = collections.OrderedDict()  # (name, request key) -> reply bytes, or None while pending
 
         self._connected = threading.Event()
-        self.last_connect_error = None
-        self.counters = collections.Counter()   # rare events; the hot counts are plain ints
+        self.last_connect_error: str | None = None
+        self.counters: collections.Counter = collections.Counter()   # rare events; the hot counts are plain ints
         self._events_stored = 0
         self._telemetry_sent = 0
 
@@ -160,7 +165,7 @@ class Bridge:
         # paho's own offline queue stays unbounded: a bounded one rejects the *newest*
         # messages, including the "online" and discovery configs sent on reconnect.
         client.max_queued_messages_set(0)
-        client.reconnect_delay_set(reconnect_min_s, reconnect_max_s)
+        client.reconnect_delay_set(reconnect_min_s, reconnect_max_s)  # type: ignore[arg-type]  # floats work
         client.will_set(self.topics.status, STATUS_OFFLINE, qos=1, retain=True)
         if cfg.username is not None:
             client.username_pw_set(cfg.username, cfg.password)
@@ -179,7 +184,7 @@ class Bridge:
         self._sender = threading.Thread(target=self._sender_loop, name="mqtt-bridge-sender-" + self.device_id,
                                         daemon=True)
         self._sender.start()
-        kwargs = {}
+        kwargs: dict = {}
         if self.config.protocol == 5:
             # Commands are not queued for an offline device: a late "charge" is unsafe.
             kwargs["clean_start"] = True
@@ -556,7 +561,7 @@ class Bridge:
         Call this from the controller's run loop between ticks: it is the only
         place the bridge calls into the controller.
         """
-        done = []
+        done: list = []
         while max_commands is None or len(done) < max_commands:
             try:
                 cmd = self._commands.get_nowait()

@@ -26,9 +26,9 @@ class EmbeddedBroker:
         self.host = BIND_HOST
         self.port = port
         self._ready = threading.Event()
-        self._error = None
-        self._loop = None
-        self._stop_event = None
+        self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._run, name="amqtt-embedded", daemon=True)
 
     @property
@@ -64,9 +64,10 @@ class EmbeddedBroker:
         for sock in sockets:
             self.port = sock.getsockname()[1]
             break
-        self._stop_event = asyncio.Event()
+        stop_event = asyncio.Event()
+        self._stop_event = stop_event
         self._ready.set()
-        await self._stop_event.wait()
+        await stop_event.wait()
         await broker.shutdown()
 
     def start(self, timeout_s: float) -> "EmbeddedBroker":

@@ -115,7 +115,7 @@ def event_payload(frame: dict, device_id: str) -> dict:
         raise FrameError("seq", seq, "event sequence numbers start at 1")
     get_int(frame, "t_ms")
     get_str(frame, "event")
-    payload = {"schema": SCHEMA_EVENT, "device": device_id}
+    payload: dict = {"schema": SCHEMA_EVENT, "device": device_id}
     for key, value in frame.items():
         if key in ("kind", "device", "schema"):
             continue

@@ -109,7 +109,7 @@ def main(argv: list | None = None) -> int:
     except BrokerUrlError as exc:
         parser.error(str(exc))
     timeout = args.timeout if args.timeout is not None else (30.0 if count is not None else None)
-    inbox = queue.Queue()
+    inbox: queue.Queue = queue.Queue()
     v5 = cfg.protocol == 5
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bms-watch-%d-%d" % (os.getpid(), time.time_ns() % 100000),
                          protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, clean_session=None if v5 else True)
@@ -129,7 +129,7 @@ def main(argv: list | None = None) -> int:
     client.on_message = lambda c, u, msg: inbox.put((msg.topic, msg.payload))
     client.connect_async(cfg.host, cfg.port, 30)
     client.loop_start()
-    devices = {}
+    devices: dict = {}
     shown = 0
     live = count is None and sys.stdout.isatty()
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -138,7 +138,7 @@ def main(argv: list | None = None) -> int:
         while True:
             wait = None if deadline is None else deadline - time.monotonic()
             if wait is not None and wait <= 0:
-                print("watch: timed out after %.1f s (%d of %s updates)" % (timeout, shown, count), file=sys.stderr)
+                print("watch: timed out after %s s (%d of %s updates)" % (timeout, shown, count), file=sys.stderr)
                 return 1
             try:
                 topic, payload = inbox.get(timeout=wait if wait is not None else 1.0)
