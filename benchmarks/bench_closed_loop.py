@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     params = load_parameter_set("d111")
 
-    print("load average before: %.2f %.2f %.2f on %d CPUs" % (os.getloadavg() + (os.cpu_count(),)))
+    print("load average before: %.2f %.2f %.2f on %d CPUs" % (os.getloadavg() + (os.cpu_count() or 0,)))
 
     # --- CPython ---------------------------------------------------------------
     factors, summary = cpython_speed(params, args.seed, args.repeats)

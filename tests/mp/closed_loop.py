@@ -176,7 +176,7 @@ def _run(n_ticks, events, profile):
             events = ctrl.pop_events()
         n += 1
         if events:
-            events = [dict(e) for e in events]   # pop_events() reuses its list
+            events = list(events)   # pop_events() reuses its list
         state = frame["state"]
         if state == "READY" or state == "FAULT":
             return n, events, step_us, tick_us, out_us, True
@@ -190,12 +190,15 @@ _step_us = 0
 _tick_us = 0
 _out_us = 0
 _done = False
-_t0 = time.ticks_us()
+_loop_us = 0
 while _ticks < _cap and not _done:
     _k = _cap - _ticks
     if _k > %(every)d:
         _k = %(every)d
+    # timed per chunk: ticks_us wraps after 2**30 µs (ticks_diff: half that)
+    _t0 = time.ticks_us()
     _n, _events, _s, _c, _o, _done = _run(_k, _events, %(profile)r)
+    _loop_us += time.ticks_diff(time.ticks_us(), _t0)
     _ticks += _n
     _step_us += _s
     _tick_us += _c
@@ -205,7 +208,6 @@ while _ticks < _cap and not _done:
     _heap.append(_a)
     if _a > _peak:
         _peak = _a
-_loop_us = time.ticks_diff(time.ticks_us(), _t0)
 _led = ctrl.ledger
 _call("twin_finish", json.dumps({"args": [{
     "events": _events, "state": ctrl.state, "substate": ctrl.substate,
@@ -253,7 +255,7 @@ class _HostTwin:
         self.board = TwinBoard(self.cell, load_board(board), seed=seed)
         self.tick_ms = tick_ms
         self.events: list = []
-        self.formation = {"start_s": None, "end_s": None, "plated_uAh": None, "counted_uAh": None,
+        self.formation: dict = {"start_s": None, "end_s": None, "plated_uAh": None, "counted_uAh": None,
                           "record_writes": None}
         self.final: dict | None = None
         self.calls = 0
