@@ -30,6 +30,7 @@ class Config:
     ntc_beta_k = 3950               # NTC beta, kelvin
     ntc_pullup_ohm = 10000          # pull-up from Vref to the NTC
     source_max_ua = 2048            # current-source range, ±µA (16-bit DAC, docs/hal.md)
+    current_max_ua = 2000           # most the controller commands: ISHUNT rails at ±2048 µA, keep headroom
 
     # --- cell design (twin [design] table; D111 defaults) ---------------------
     area_mm2 = 100                  # active area: ≈1 cm² (seed examples)
@@ -129,7 +130,7 @@ class Config:
         for name in ("area_mm2", "target_inventory_uah", "lithium_supply_uah", "nucleation_ua_cm2",
                      "nucleation_uas", "formation_ua_cm2", "tick_ms", "save_interval_uas",
                      "ishunt_uv_per_ua", "ntc_r25_ohm", "ntc_beta_k", "ntc_pullup_ohm",
-                     "source_max_ua", "verify_cycle_pm", "charge_taper_pm", "reserve_taper_pm",
+                     "source_max_ua", "current_max_ua", "verify_cycle_pm", "charge_taper_pm", "reserve_taper_pm",
                      "cv_taper_mv", "dv_taper_mv"):
             if getattr(self, name) <= 0:
                 raise ConfigError(name, getattr(self, name), "must be > 0")
@@ -139,6 +140,8 @@ class Config:
         if self.lithium_reserve_uah < 0 or self.lithium_reserve_uah >= self.target_inventory_uah:
             raise ConfigError("lithium_reserve_uah", self.lithium_reserve_uah,
                               "must be >= 0 and below target_inventory_uah")
+        if self.current_max_ua > self.source_max_ua:
+            raise ConfigError("current_max_ua", self.current_max_ua, "must be <= source_max_ua")
         if self.discharge_cutoff_mv >= self.charge_cutoff_mv:
             raise ConfigError("discharge_cutoff_mv", self.discharge_cutoff_mv,
                               "must be below charge_cutoff_mv")

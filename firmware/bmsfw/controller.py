@@ -503,6 +503,13 @@ class Controller:
                 base = self.formation.formation_ua
             dcl = limits.dcl_ua(base, led.inventory_uas, self.reserve_uas, self._reserve_taper_uas,
                                 self.cell_mv, self.dvl_mv, c.dv_taper_mv, self.user_dcl_ua)
+        # The current source's usable range bounds both (a product-scale
+        # cell's table may ask for more than the bench source can give).
+        smax = c.current_max_ua
+        if ccl > smax:
+            ccl = smax
+        if dcl > smax:
+            dcl = smax
         self.ccl_ua = ccl
         self.dcl_ua = dcl
         if state == FORMING:

@@ -381,3 +381,12 @@ def test_a_moving_vcell_passes_the_stuck_check():
         ctrl.request_current_ua(request)
         run(ctrl, hal, 3)
     assert ctrl.state == "READY" and ctrl.faults == ()
+
+
+def test_limits_never_exceed_the_usable_source_range():
+    # a 250 cm² cell: the plating table asks for 25 mA, the bench source gives 2 mA
+    ctrl, hal = ready(area_mm2=25000)
+    assert ctrl.ccl_ua == 2000 and ctrl.dcl_ua == 2000
+    ctrl.request_current_ua(2048)
+    run(ctrl, hal, 3)
+    assert hal.setpoint_ua == 2000 and ctrl.state == "READY"
