@@ -128,3 +128,21 @@ def test_tick_cap_stops_both_loops_at_the_same_point(d111):
     assert mp.summary["sim_seconds"] == cp.summary["sim_seconds"]
     assert math.isclose(mp.summary["plated_uAh_end"], cp.summary["plated_uAh_end"], rel_tol=REL_TOL)
     assert mp.events == cp.events
+
+
+def test_config_overrides_reach_the_guest(d111):
+    # A 2 s tick and a 20 µA nucleation: the guest's Config must carry both
+    # (ticks, twin time and the nucleation current all follow from them).
+    from twin.run import config_for
+
+    cfg = config_for(d111, tick_ms=2000, nucleation_ua_cm2=20)
+    cp = run_closed_loop(d111, seed=SEED, stop_after_formation=True, formation_timeout_s=300.0, config=cfg)
+    mp = closed_loop.run_mp_closed_loop(d111, seed=SEED, formation_timeout_s=300.0, config=cfg)
+    assert mp.summary["ticks"] == 150
+    assert mp.summary["sim_seconds"] == cp.summary["sim_seconds"] == 300.0
+    assert mp.events == cp.events
+    assert mp.guest["plated_uas"] > 0
+    assert math.isclose(mp.summary["plated_uAh_end"], cp.summary["plated_uAh_end"], rel_tol=REL_TOL)
+    default = closed_loop.run_mp_closed_loop(d111, seed=SEED, formation_timeout_s=300.0)
+    # 20 µA instead of 10 µA for the same 5 minutes: about twice the lithium
+    assert mp.guest["plated_uas"] > 1.5 * default.guest["plated_uas"]

@@ -241,22 +241,31 @@ class MpRunResult:
         return self.guest["heap_peak"]
 
 
+def _guest_bench(parameters, ambient_c: float, seed: int, board, config, device_id):
+    """twin.run.Bench as run_closed_loop builds it (cell, board, config,
+    device id, tick), but with its controller left to the guest."""
+    from twin.run import Bench
+
+    class GuestBench(Bench):
+        def _boot(self):
+            self.boots += 1
+            return None     # the controller runs under MicroPython
+
+    return GuestBench(parameters, ambient_c=ambient_c, seed=seed, board=board, device_id=device_id,
+                      config=config)
+
+
 class _HostTwin:
-    """The host half: a twin board (Cell + TwinBoard as twin.run.Bench builds
-    them) and the host functions the guest calls."""
+    """The host half: the bench's twin board, and the host functions the guest calls."""
 
-    def __init__(self, parameters, ambient_c: float, seed: int, board: str, tick_ms: int):
-        from twin.board import TwinBoard
-        from twin.cell import Cell
-        from twin.parameters import load_board
-
-        self.parameters = parameters
-        self.cell = Cell(parameters, ambient_c=ambient_c)
-        self.board = TwinBoard(self.cell, load_board(board), seed=seed)
-        self.tick_ms = tick_ms
+    def __init__(self, bench):
+        self.bench = bench
+        self.cell = bench.cell
+        self.board = bench.board
+        self.tick_ms = bench.tick_ms
         self.events: list = []
         self.formation: dict = {"start_s": None, "end_s": None, "plated_uAh": None, "counted_uAh": None,
-                          "record_writes": None}
+                                "record_writes": None}
         self.final: dict | None = None
         self.calls = 0
         self.step_s = 0.0
@@ -350,24 +359,24 @@ def _config_literal(config) -> str:
 
 
 def run_mp_closed_loop(parameters, seed: int = 0, config=None, ambient_c: float = 25.0,
-                       board: str = "bench_ua", device_id: str | None = None,
+                       board="bench_ua", device_id: str | None = None,
                        formation_timeout_s: float | None = None, profile: bool = False,
                        heap_bytes: int = GUEST_HEAP_BYTES, fuel: int = DEFAULT_FUEL,
                        wall_timeout_s: float = DEFAULT_WALL_TIMEOUT_S) -> MpRunResult:
     """Boot bmsfw under MicroPython on a shipped twin cell and let it form it:
     the counterpart of twin.run.run_closed_loop(parameters, seed=seed,
     config=config, stop_after_formation=True). Stops on READY or FAULT, or
-    after formation_timeout_s of twin time (run_closed_loop's default 48 h)."""
-    from twin.run import FORMATION_TIMEOUT_S, config_for
+    after formation_timeout_s of twin time (run_closed_loop's default 48 h).
+    `board` is a board name (twin/parameters/boards) or its values, as for Bench."""
+    from twin.run import FORMATION_TIMEOUT_S
 
-    cfg = config if config is not None else config_for(parameters)
+    bench = _guest_bench(parameters, ambient_c, seed, board, config, device_id)
     timeout_s = FORMATION_TIMEOUT_S if formation_timeout_s is None else formation_timeout_s
-    tick_ms = cfg.tick_ms
     # run_closed_loop ticks while t_s < timeout: ceil(timeout / tick) ticks at most.
-    tick_cap = -(-int(round(timeout_s * 1000)) // tick_ms)
-    twin = _HostTwin(parameters, ambient_c, seed, board, tick_ms)
-    dev = device_id or "%s-%04d" % (parameters.name, seed)
-    code = _GUEST % {"config": _config_literal(cfg), "device_id": dev, "tick_cap": tick_cap,
+    tick_cap = -(-int(round(timeout_s * 1000)) // bench.tick_ms)
+    twin = _HostTwin(bench)
+    dev = bench.device_id
+    code = _GUEST % {"config": _config_literal(bench.config), "device_id": dev, "tick_cap": tick_cap,
                      "every": HEAP_EVERY_TICKS, "profile": bool(profile)}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bmsfw-closed-loop-") as tmp:
