@@ -46,7 +46,8 @@ class BoardError(ValueError):
 class TwinBoard(Hal):
     """A HAL implementation backed by the C cell model."""
 
-    def __init__(self, cell: Cell, board: Mapping[str, float], seed: int = 0):
+    def __init__(self, cell: Cell, board, seed: int = 0):
+        """board: a board description (twin.parameters.load_board) or a mapping of its values."""
         values = board if isinstance(board, Mapping) else getattr(board, "values", None)
         if not isinstance(values, Mapping):
             raise BoardError(f"board: expected a board description or a mapping, got {type(board).__name__}")
