@@ -253,7 +253,8 @@ class LinkHal(Hal):
             self.cmd_name = cmd.get("name", "")
             self.cmd_args = cmd.get("args")
             return COMMAND
-        # Frames of the other direction (our own echo on a loop) are ignored.
+        # A frame of the other direction (our own echo on a looped line): unusable.
+        p.bad_header += 1
         return NOTHING
 
     def _boot_tick(self, t_ms, vcell, ishunt, tcell):
