@@ -86,9 +86,11 @@ def test_fuzz_the_firmware_end():
     expected = []
     n_items = 0
     old = []
-    while n_items < 12000:
+    n_bad = 0
+    while n_items < 15000:
         n_items += 1
         r = rng.random()
+        n_bad += r >= 0.3
         if r < 0.3:                                     # the next TICK, maybe after a gap
             gap = 1 if rng.random() < 0.9 else rng.randrange(2, 5)
             seq = (seq + gap) & 0xFFFF
@@ -128,6 +130,7 @@ def test_fuzz_the_firmware_end():
                 assert link.adc_read(0) == 1000 and link.adc_read(1) == 32768
             elif got == NOTHING and not stream.chunks:
                 break
+    assert n_bad >= 10000
     assert accepted == expected
     assert link.replayed == want_replayed
     assert link.skipped == want_skipped
@@ -206,8 +209,10 @@ def test_fuzz_the_twin_end():
     server._pump(0)
     seq = 0
     good_replies = good_events = replays = 0
-    for i in range(12000):
+    n_bad = 0
+    for i in range(15000):
         r = rng.random()
+        n_bad += r >= 0.3
         if r < 0.25:
             seq = (seq + 1) & 0xFFFF
             data = frame(lc.T_REPLY, seq, reply_payload(0))
@@ -242,6 +247,7 @@ def test_fuzz_the_twin_end():
     for _ in range(10):
         server.link.parser.expire()
         server._pump(0)
+    assert n_bad >= 10000
     c = server.link.counters
     assert server.replies == good_replies
     assert len(server.recorder.events) == good_events
