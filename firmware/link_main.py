@@ -5,24 +5,16 @@
 #   python firmware/link_main.py --port /dev/pts/5 --config '{"tick_ms": 1000}' --device-id d111-0000
 #
 # The composition root for HIL on a PC: it builds the LinkHal (bmsfw/link_hal.py)
-# over the stream and runs serve(). On a board, main.py builds the same LinkHal
-# over machine.UART (board_config.HAL_KIND = "link") and may call serve() too.
-# serve() runs on CPython and MicroPython; it uses no try blocks in the tick loop
-# (see tests/mp/mp_wasm.py on the WASI build's GC defect). Only main() and
-# FdStream are CPython-specific (os, select, termios).
-#
-# The link timeout is the board's own wall clock: no valid TICK for
-# link_timeout_ms (default 3 tick periods) -> Controller.report_link_lost():
-# current 0, relay open, LINK_LOST latched; the answer is still sent (the twin
-# may hear it) and HELLOs ask the twin to re-sync. See docs/hil.md.
+# over the stream and runs bmsfw.link_hal.boot() and serve(). On a board, main.py
+# does the same over machine.UART (board_config.HAL_KIND = "link"). Only main(),
+# open_stream() and FdStream are CPython-specific (os, select, tty); a
+# MicroPython host supplies its own stream and calls boot()/serve() (see
+# tests/hil/mp_firmware.py). See docs/hil.md.
 import sys
 
-from bmsfw.compat import ticks_diff
 from bmsfw.config import Config
-from bmsfw.controller import Controller
-from bmsfw.link_hal import COMMAND, TICK, LinkHal
+from bmsfw.link_hal import HELLO_MS, LinkHal, boot, serve
 
-HELLO_MS = 500          # HELLO repeat while waiting for the twin (boot, lost link)
 EXIT_LINK_LOST = 3      # main()'s exit code when the stream closed after a lost link
 
 
@@ -31,77 +23,6 @@ class LinkMainError(ValueError):
         super().__init__("link_main %s=%r: %s" % (field, value, why))
         self.field = field
         self.value = value
-
-
-def _answer(link, controller, ticked):
-    for ev in controller.pop_events():
-        link.add_event(ev)
-    link.send_answer(controller.telemetry(), ticked)
-
-
-def boot(link, config, device_id, hello_ms=HELLO_MS, boot_timeout_ms=None, clock=None):
-    """HELLO until the twin's boot TICK, then build the controller on it (its
-    record, its time) and send the boot answer. None if the twin never came."""
-    if clock is None:
-        from bmsfw.compat import ticks_ms as clock
-    t0 = clock()
-    while not link.synced:
-        link.hello(True, device_id)
-        link.poll(hello_ms)
-        if link.synced:
-            break
-        if getattr(link.stream, "eof", False):
-            return None
-        if boot_timeout_ms is not None and ticks_diff(clock(), t0) >= boot_timeout_ms:
-            return None
-    controller = Controller(link, config, device_id=device_id)
-    link.begin_answer()
-    _answer(link, controller, False)
-    return controller
-
-
-def serve(link, controller, device_id, link_timeout_ms, hello_ms=HELLO_MS, max_ticks=None,
-          exit_on_eof=True):
-    """Tick `controller` once per TICK from the twin. Returns the number of
-    ticks run when max_ticks is reached, or when the stream closed (EOF) after
-    the link was declared lost (exit_on_eof)."""
-    n_ticks = 0
-    lost = False
-    last_hello_ms = 0
-    while max_ticks is None or n_ticks < max_ticks:
-        wait = link_timeout_ms - link.ms_since_tick()
-        if lost or wait > hello_ms:
-            wait = hello_ms
-        if wait < 1:
-            wait = 1
-        got = link.poll(wait)
-        if got == TICK:
-            lost = False
-            link.begin_answer()
-            controller.tick()
-            n_ticks += 1
-            _answer(link, controller, True)
-        elif got == COMMAND:
-            ok, code = controller.command(link.cmd_name, link.cmd_args)
-            link.send_command_result(link.cmd_id, ok, code)
-        elif not lost:
-            if link.ms_since_tick() >= link_timeout_ms:
-                lost = True
-                link.link_lost += 1
-                link.lost_flag = True
-                link.begin_answer()
-                controller.report_link_lost()
-                _answer(link, controller, False)
-                link.hello(False, device_id)
-                last_hello_ms = link.ms_since_tick()
-        else:
-            if exit_on_eof and getattr(link.stream, "eof", False):
-                return n_ticks
-            since = link.ms_since_tick()
-            if since - last_hello_ms >= hello_ms:
-                link.hello(False, device_id)
-                last_hello_ms = since
-    return n_ticks
 
 
 class FdStream:

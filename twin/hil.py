@@ -147,15 +147,15 @@ class TwinLinkEnd:
         return seq
 
     def send_tick(self, t_ms: int, counts, boot=None, retry_seq: int | None = None) -> int:
-        """boot: None or (adc_bits, vref_mv, record bytes or None)."""
+        """boot: None or (seq of the HELLO answered, adc_bits, vref_mv, record bytes or None)."""
         flags = (lc.TICK_BOOT if boot is not None else 0) | (lc.TICK_RETRY if retry_seq is not None else 0)
         n = lc.TICK_SIZE
         struct.pack_into(lc.TICK_FMT, self.tx, lc.HEADER_SIZE, t_ms & _TICKS_MASK, counts[0], counts[1],
                          counts[2], flags)
         if boot is not None:
-            bits, vref_mv, record = boot
+            hello_seq, bits, vref_mv, record = boot
             rec = b"" if record is None else bytes(record)
-            struct.pack_into(lc.BOOT_FMT, self.tx, lc.HEADER_SIZE + n, bits, vref_mv,
+            struct.pack_into(lc.BOOT_FMT, self.tx, lc.HEADER_SIZE + n, hello_seq, bits, vref_mv,
                              lc.NO_RECORD if record is None else len(rec))
             n += lc.BOOT_SIZE
             lc.put_bytes(self.tx, lc.HEADER_SIZE + n, rec)
@@ -300,17 +300,18 @@ class HilServer:
         b = self.board
         return (b.adc_read(VCELL), b.adc_read(ISHUNT), b.adc_read(TCELL))
 
-    def _boot_tick(self, want_record: bool) -> int:
+    def _boot_tick(self, hello_seq: int, want_record: bool) -> int:
         b = self.board
         record = b.load_record() if want_record else None
-        return self.link.send_tick(b.ticks_ms(), self._scan(), boot=(b.adc_bits(), b.adc_vref_mv(), record))
+        return self.link.send_tick(b.ticks_ms(), self._scan(),
+                                   boot=(hello_seq, b.adc_bits(), b.adc_vref_mv(), record))
 
     def _pump(self, timeout_s: float) -> bool:
         """Handle what arrives within timeout_s; True if the awaited REPLY came."""
         got = False
         for ftype, seq, payload in self.link.frames(timeout_s):
             if ftype == lc.T_HELLO:
-                got = self._on_hello(payload) or got
+                got = self._on_hello(seq, payload) or got
             elif ftype == lc.T_REPLY:
                 got = self._on_reply(payload) or got
             elif ftype == lc.T_EVENT:
@@ -327,7 +328,7 @@ class HilServer:
                 self.link.counters["bad_payload"] += 1
         return got
 
-    def _on_hello(self, payload: bytes) -> bool:
+    def _on_hello(self, seq: int, payload: bytes) -> bool:
         if len(payload) < lc.HELLO_SIZE:
             self.link.counters["bad_payload"] += 1
             return False
@@ -337,7 +338,7 @@ class HilServer:
         if want and self.device_id is not None:
             self.bench.boots += 1           # the firmware restarted: it reads its record again
         self.device_id = device
-        self._await_seq = self._boot_tick(want)
+        self._await_seq = self._boot_tick(seq, want)
         return False
 
     def _on_reply(self, payload: bytes) -> bool:

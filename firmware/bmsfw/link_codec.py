@@ -51,7 +51,7 @@ TICK_RETRY = const(2)           # lockstep retransmission of the previous TICK (
 # Payload layouts (struct formats, little-endian)
 TICK_FMT = "<IHHHB"             # t_ms, VCELL, ISHUNT, TCELL counts, flags
 TICK_SIZE = struct.calcsize(TICK_FMT)
-BOOT_FMT = "<BHH"               # adc_bits, adc_vref_mv, record length (NO_RECORD: none)
+BOOT_FMT = "<HBHH"              # seq of the HELLO answered, adc_bits, adc_vref_mv, record length (NO_RECORD: none)
 BOOT_SIZE = struct.calcsize(BOOT_FMT)
 NO_RECORD = const(0xFFFF)
 HELLO_FMT = "<BB"               # flags, length of the device id that follows (utf-8)

@@ -34,6 +34,7 @@ NOTHING = const(0)
 TICK = const(1)
 COMMAND = const(2)
 
+HELLO_MS = 500                  # HELLO repeat while waiting for the twin (boot, lost link)
 _RX_CHUNK = const(256)
 TX_BYTES = 2048                 # a tick's answer: a record, a few events, the REPLY
 FRAME_GAP_MS = 50               # a frame quiet this long after its start is truncated
@@ -53,6 +54,7 @@ class LinkHal(Hal):
         self._cmdbuf = bytearray(lc.MAX_FRAME)
         self._seq = 0                   # next sequence number we send
         self._rx_seq = 0                # last TICK seq accepted
+        self._hello_seq = -1            # seq of our latest HELLO (a boot TICK must echo it)
         self.synced = False             # a boot TICK has been accepted (seq tracking on)
         # the last TICK
         self.t_ms = 0
@@ -133,7 +135,8 @@ class LinkHal(Hal):
         struct.pack_into(lc.HELLO_FMT, buf, lc.HEADER_SIZE,
                          lc.HELLO_WANT_RECORD if want_record else 0, len(did))
         end = lc.put_bytes(buf, lc.HEADER_SIZE + lc.HELLO_SIZE, did)
-        n = lc.finish_frame(buf, 0, lc.T_HELLO, self._next_seq(), end - lc.HEADER_SIZE)
+        self._hello_seq = self._next_seq()
+        n = lc.finish_frame(buf, 0, lc.T_HELLO, self._hello_seq, end - lc.HEADER_SIZE)
         self.stream.write(memoryview(buf)[:n])
 
     def add_event(self, event):
@@ -262,7 +265,12 @@ class LinkHal(Hal):
         if p.n < lc.TICK_SIZE + lc.BOOT_SIZE:
             p.bad_header += 1
             return NOTHING
-        bits, vref_mv, n_rec = struct.unpack_from(lc.BOOT_FMT, p.buf, p.pos + lc.TICK_SIZE)
+        hello_seq, bits, vref_mv, n_rec = struct.unpack_from(lc.BOOT_FMT, p.buf, p.pos + lc.TICK_SIZE)
+        if hello_seq != self._hello_seq:
+            # The answer to an older HELLO (the twin read a backlog of them):
+            # only the answer to our latest one re-syncs the link.
+            self.replayed += 1
+            return NOTHING
         start = p.pos + lc.TICK_SIZE + lc.BOOT_SIZE
         if n_rec != lc.NO_RECORD:
             if start + n_rec > p.pos + p.n:
@@ -290,3 +298,84 @@ class LinkHal(Hal):
         p = self.parser
         return (p.garbage_bytes, p.bad_header, p.bad_crc, p.truncated, self.replayed,
                 self.skipped, self.link_lost)
+
+
+# ---------------------------------------------------------------------- the loop
+# boot() and serve() run the controller over a LinkHal: the composition roots
+# (firmware/link_main.py on a PC, main.py on a board with HAL_KIND = "link")
+# call them. No try blocks in the tick loop (see tests/mp/mp_wasm.py on the
+# WASI build's GC defect). The link timeout is the board's own wall clock: no
+# valid TICK for link_timeout_ms -> Controller.report_link_lost() (current 0,
+# relay open, LINK_LOST latched); the answer is still sent (the twin may hear
+# it) and HELLOs ask the twin to re-sync.
+def _answer(link, controller, ticked):
+    for ev in controller.pop_events():
+        link.add_event(ev)
+    link.send_answer(controller.telemetry(), ticked)
+
+
+def boot(link, config, device_id, hello_ms=HELLO_MS, boot_timeout_ms=None, clock=None):
+    """HELLO until the twin's boot TICK, then build the controller on it (its
+    record, its time) and send the boot answer. None if the twin never came."""
+    if clock is None:
+        clock = ticks_ms
+    t0 = clock()
+    while not link.synced:
+        link.hello(True, device_id)
+        link.poll(hello_ms)
+        if link.synced:
+            break
+        if getattr(link.stream, "eof", False):
+            return None
+        if boot_timeout_ms is not None and ticks_diff(clock(), t0) >= boot_timeout_ms:
+            return None
+    from .controller import Controller
+
+    controller = Controller(link, config, device_id=device_id)
+    link.begin_answer()
+    _answer(link, controller, False)
+    return controller
+
+
+def serve(link, controller, device_id, link_timeout_ms, hello_ms=HELLO_MS, max_ticks=None,
+          exit_on_eof=True):
+    """Tick `controller` once per TICK from the twin. Returns the number of
+    ticks run when max_ticks is reached, or when the stream closed (EOF) after
+    the link was declared lost (exit_on_eof)."""
+    n_ticks = 0
+    lost = False
+    last_hello_ms = 0
+    while max_ticks is None or n_ticks < max_ticks:
+        wait = link_timeout_ms - link.ms_since_tick()
+        if lost or wait > hello_ms:
+            wait = hello_ms
+        if wait < 1:
+            wait = 1
+        got = link.poll(wait)
+        if got == TICK:
+            lost = False
+            link.begin_answer()
+            controller.tick()
+            n_ticks += 1
+            _answer(link, controller, True)
+        elif got == COMMAND:
+            ok, code = controller.command(link.cmd_name, link.cmd_args)
+            link.send_command_result(link.cmd_id, ok, code)
+        elif not lost:
+            if link.ms_since_tick() >= link_timeout_ms:
+                lost = True
+                link.link_lost += 1
+                link.lost_flag = True
+                link.begin_answer()
+                controller.report_link_lost()
+                _answer(link, controller, False)
+                link.hello(False, device_id)
+                last_hello_ms = link.ms_since_tick()
+        else:
+            if exit_on_eof and getattr(link.stream, "eof", False):
+                return n_ticks
+            since = link.ms_since_tick()
+            if since - last_hello_ms >= hello_ms:
+                link.hello(False, device_id)
+                last_hello_ms = since
+    return n_ticks

@@ -66,11 +66,11 @@ class FakeClock:
         return self.ms
 
 
-def tick_payload(t_ms, flags=0, record=None):
+def tick_payload(t_ms, flags=0, record=None, hello_seq=0):
     p = struct.pack(lc.TICK_FMT, t_ms, 1000, 32768, 30000, flags)
     if flags & lc.TICK_BOOT:
         n = lc.NO_RECORD if record is None else len(record)
-        p += struct.pack(lc.BOOT_FMT, 16, 4096, n) + (record or b"")
+        p += struct.pack(lc.BOOT_FMT, hello_seq, 16, 4096, n) + (record or b"")
     return p
 
 
@@ -78,6 +78,7 @@ def test_fuzz_the_firmware_end():
     rng = random.Random(5)
     stream = ChunkStream()
     link = LinkHal(stream, clock=FakeClock())
+    link.hello(True, "fuzz")
     stream.chunks.append(frame(lc.T_TICK, 100, tick_payload(0, lc.TICK_BOOT, b"REC")))
     assert link.poll(10) == TICK and link.synced and link.load_record() == b"REC"
     seq, t_ms = 100, 0
@@ -132,7 +133,10 @@ def test_fuzz_the_firmware_end():
                 break
     assert n_bad >= 10000
     assert accepted == expected
-    assert link.replayed == want_replayed
+    # A frame cut by one byte and completed by the next item's first byte is a
+    # good frame again (chance 1/256 per such cut; see test_link_codec): it may
+    # add a replay or two, never a wrong tick.
+    assert want_replayed <= link.replayed <= want_replayed + 5
     assert link.skipped == want_skipped
     p = link.parser
     assert p.bad_crc + p.bad_header + p.truncated > 2000
@@ -142,9 +146,15 @@ def test_fuzz_the_firmware_end():
 def test_the_firmware_end_answers_a_retry_with_the_same_bytes_and_takes_commands():
     stream = ChunkStream()
     link = LinkHal(stream, clock=FakeClock())
-    stream.chunks.append(frame(lc.T_TICK, 7, tick_payload(0, lc.TICK_BOOT)))
-    assert link.poll(10) == TICK
+    link.hello(True, "fw")
+    link.hello(True, "fw")                          # the twin will answer both
+    stream.chunks.append(frame(lc.T_TICK, 6, tick_payload(0, lc.TICK_BOOT, b"OLD", hello_seq=0)))
+    assert link.poll(10) == NOTHING and not link.synced and link.replayed == 1
+    stream.chunks.append(frame(lc.T_TICK, 7, tick_payload(0, lc.TICK_BOOT, hello_seq=1)))
+    assert link.poll(10) == TICK and link.synced
     assert link.load_record() is None
+    link.replayed = 0
+    stream.written.clear()
     frame_dict = {"t_ms": 0, "state": "BOOT", "substate": "", "cell_mv": 100, "current_ua": 0,
                   "temp_dc": 250, "setpoint_ua": 0, "cvl_mv": 2600, "dvl_mv": 2000, "ccl_ua": 0,
                   "dcl_ua": 0, "plated_uas": 0, "inventory_uas": 0, "target_uas": 1, "soc_pm": 0,
