@@ -457,6 +457,7 @@ class HilServer:
             formation_timeout_s: float = 48 * 3600.0) -> RunResult:
         t_wall = time.perf_counter()
         connected = self.connect()
+        t_loop = time.perf_counter()
         if not connected:
             self.firmware_dead = True
             self._safe(f"no HELLO/boot answer from the firmware within {self.boot_timeout_s} s")
@@ -492,9 +493,10 @@ class HilServer:
                 break
         if self.mode == "realtime" and connected:
             self._pump(0.01)
-        return self._result(time.perf_counter() - t_wall)
+        t_end = time.perf_counter()
+        return self._result(t_end - t_wall, t_end - t_loop)
 
-    def _result(self, wall: float) -> RunResult:
+    def _result(self, wall: float, loop_wall: float) -> RunResult:
         bench, cell, rec = self.bench, self.bench.cell, self.recorder
         s = cell.state
         frame = self.last_frame or {}
@@ -536,7 +538,8 @@ class HilServer:
             "speed_factor": s.t_s / wall if wall > 0 else math.inf,
             "steps": [],
             "hil": {"mode": self.mode, "tick_ms": self.tick_ms, "ticks_sent": self.ticks_sent,
-                    "replies": self.replies, "ticks_per_s": self.ticks_sent / wall if wall > 0 else math.inf,
+                    "replies": self.replies, "loop_wall_seconds": loop_wall,
+                    "ticks_per_s": self.ticks_sent / loop_wall if loop_wall > 0 else math.inf,
                     "firmware_dead": self.firmware_dead,
                     "board_setpoint_ua": self.board.setpoint_ua, "board_relay_closed": self.board.relay_closed},
             "link_lost": self.link_lost,
