@@ -351,7 +351,7 @@ class HilServer:
         self._last_reply_s = time.perf_counter()
         self.fw_counters = counters
         self.heartbeat = heartbeat
-        if not (self.firmware_dead or (self.link_lost and self.mode == "lockstep")):
+        if not self.firmware_dead:     # a zombie's late reply never turns the source back on
             self.board.set_current_ua(max(-2048, min(2048, setpoint_ua)))
             self.board.set_relay(relay)
         if flags & lc.REPLY_LINK_LOST:
@@ -456,7 +456,8 @@ class HilServer:
     def run(self, duration_s: float | None = None, stop_after_formation: bool = True,
             formation_timeout_s: float = 48 * 3600.0) -> RunResult:
         t_wall = time.perf_counter()
-        connected = self.connect()
+        # Called again, run() continues (a test, a bench script): it connects once.
+        connected = (self.device_id is not None and self._await_seq is None) or self.connect()
         t_loop = time.perf_counter()
         if not connected:
             self.firmware_dead = True

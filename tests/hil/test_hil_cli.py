@@ -146,3 +146,40 @@ def test_no_firmware_means_no_run_and_a_safe_board():
 def test_main_refuses_a_missing_device(tmp_path):
     with pytest.raises(HilError):
         main(parse("--port", str(tmp_path / "ttyNONE"), "--out", str(tmp_path / "o")))
+
+
+class StopWhenForming:
+    """A sink with poll(controller), as the MQTT bridge drains commands: it
+    stops the formation over the link the first time it sees FORMING."""
+
+    def __init__(self):
+        self.results = []
+
+    def poll(self, controller):
+        if not self.results and controller.state == "FORMING":
+            self.results.append(controller.command("stop", {}))
+
+    def frame(self, frame):
+        pass
+
+    def event(self, event):
+        pass
+
+
+def test_a_sink_commands_the_firmware_over_the_link():
+    from hil_helpers import firmware_process
+
+    d111 = load_parameter_set("d111")
+    config = config_for(d111)
+    sink = StopWhenForming()
+    stream, slave = open_port("pty")
+    try:
+        with firmware_process("cpython", slave, config, "cmd-0001"):
+            server = HilServer(d111, stream, config=config, sinks=[sink], reply_timeout_s=20.0)
+            result = server.run(duration_s=60.0)
+    finally:
+        stream.close()
+    assert sink.results == [(True, "OK")]
+    assert result.summary["final_state"] == "SAFE"
+    assert server.board.setpoint_ua == 0 and not server.board.relay_closed
+    assert [e["command"] for e in result.events if e["event"] == "COMMAND"] == ["stop"]

@@ -179,3 +179,30 @@ def test_a_silent_twin_makes_the_firmware_latch_link_lost_with_current_off(d111,
     fw_events = [e for e in server.recorder.events if e.get("source") != "twin"]
     assert any(e["event"] == "FAULT" and e.get("fault") == "LINK_LOST" for e in fw_events)
     assert server.fw_counters["link_lost"] == 1
+
+
+def test_after_a_lost_link_the_firmware_resyncs_and_takes_reset_fault_over_the_link(d111):
+    config = config_for(d111)
+    stream, slave = open_port("pty")
+    try:
+        with firmware_process("cpython", slave, config, DEVICE, link_timeout_ms=300):
+            server = HilServer(d111, stream, seed=SEED, config=config, reply_timeout_s=20.0)
+            server.run(duration_s=200.0)
+            deadline = time.monotonic() + 15.0
+            while not server.link_lost and time.monotonic() < deadline:
+                server._pump(0.05)
+            # the firmware HELLOs; the twin's boot TICK answer re-syncs the link
+            while server.last_frame["state"] != "FAULT" or server._await_seq is not None:
+                assert time.monotonic() < deadline
+                server._pump(0.05)
+            assert server.command("no/such") == (False, "UNKNOWN_COMMAND")
+            assert server.command("reset_fault") == (True, "OK")
+            assert server.command("reset_fault") == (False, "NOT_ALLOWED_IN_STATE")
+            server.run(duration_s=server.bench.t_s + 5.0)      # and on it goes
+    finally:
+        stream.close()
+    names = [e["event"] for e in server.recorder.events if e.get("source") != "twin"]
+    assert names.count("COMMAND") == 1
+    assert "FAULT_CLEARED" in names
+    assert server.last_frame["state"] in ("BOOT", "SHIPPED", "FORMING")
+    assert "LINK_LOST" not in server.last_frame["faults"]
