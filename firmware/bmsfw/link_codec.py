@@ -204,6 +204,24 @@ class Parser:
         self.buf[self.end:self.end + n] = data
         self.end += n
 
+    def feed_from(self, src, n):
+        """Append src[0:n] without slicing it (no allocation): the firmware's
+        read chunk goes in this way."""
+        if self.end + n > len(self.buf):
+            self._compact()
+            if self.end + n > len(self.buf):
+                drop = self.end + n - len(self.buf)
+                if drop > self.end - self.start:
+                    drop = self.end - self.start
+                self.garbage_bytes += drop
+                self.start += drop
+                self._compact()
+        buf = self.buf
+        e = self.end
+        for i in range(n):
+            buf[e + i] = src[i]
+        self.end = e + n
+
     def pending(self):
         return self.end - self.start
 
@@ -239,9 +257,11 @@ class Parser:
                 continue
             if e - s < HEADER_SIZE:
                 return False
-            _, _, version, ftype, n, seq = struct.unpack_from(_HDR_FMT, buf, s)
-            hcrc = struct.unpack_from("<H", buf, s + 8)[0]
-            if (version != VERSION or ftype < 1 or ftype > self.max_type or n > self.max_payload
+            # Fields read byte by byte: unpack_from would allocate a tuple per frame.
+            ftype = buf[s + 3]
+            n = buf[s + 4] | buf[s + 5] << 8
+            hcrc = buf[s + 8] | buf[s + 9] << 8
+            if (buf[s + 2] != VERSION or ftype < 1 or ftype > self.max_type or n > self.max_payload
                     or crc16(buf, s + 2, s + 8) != hcrc):
                 self.bad_header += 1
                 self.start = s + 1
@@ -250,13 +270,13 @@ class Parser:
             if e - s < total:
                 return False
             p = s + HEADER_SIZE
-            if crc16(buf, p, p + n, hcrc) != struct.unpack_from("<H", buf, p + n)[0]:
+            if crc16(buf, p, p + n, hcrc) != buf[p + n] | buf[p + n + 1] << 8:
                 self.bad_crc += 1
                 self.start = s + 1
                 continue
             self.start = s + total
             self.ftype = ftype
-            self.seq = seq
+            self.seq = buf[s + 6] | buf[s + 7] << 8
             self.pos = p
             self.n = n
             self.frames += 1

@@ -47,10 +47,11 @@ class LinkHal(Hal):
         self._clock_ms = ticks_ms if clock is None else clock
         self.parser = lc.Parser()
         self._rx = bytearray(_RX_CHUNK)
-        self._rxmv = memoryview(self._rx)
         self._tx = bytearray(tx_bytes)
         self._txmv = memoryview(self._tx)
         self._txn = 0
+        self._view = self._txmv[:0]
+        self._view_n = 0
         self._cmdbuf = bytearray(lc.MAX_FRAME)
         self._seq = 0                   # next sequence number we send
         self._rx_seq = 0                # last TICK seq accepted
@@ -111,7 +112,6 @@ class LinkHal(Hal):
         end = lc.put_bytes(self._tx, off + lc.HEADER_SIZE, data)
         self._txn = lc.finish_frame(self._tx, off, lc.T_SAVE_RECORD, self._next_seq(),
                                     end - off - lc.HEADER_SIZE)
-        self.record = bytes(data)
 
     def feed_watchdog(self):
         self.heartbeat = (self.heartbeat + 1) & 0xFFFF
@@ -162,17 +162,25 @@ class LinkHal(Hal):
         struct.pack_into(lc.REPLY_FMT, self._tx, off + lc.HEADER_SIZE,
                          self._rx_seq, flags, self.setpoint_ua, 1 if self.relay_closed else 0,
                          self.heartbeat,
-                         frame["t_ms"] & 0xFFFFFFFF, STATES.index(frame["state"]),
+                         frame["t_ms"], STATES.index(frame["state"]),
                          SUBSTATES.index(frame["substate"]), frame["cell_mv"], frame["current_ua"],
                          frame["temp_dc"], frame["setpoint_ua"], frame["cvl_mv"], frame["dvl_mv"],
                          frame["ccl_ua"], frame["dcl_ua"], frame["plated_uas"], frame["inventory_uas"],
                          frame["target_uas"], frame["soc_pm"], frame["formation_pm"], frame["ce_ppm"],
-                         mask, frame["event_seq"] & 0xFFFFFFFF,
+                         mask, frame["event_seq"],
                          p.garbage_bytes & 0xFFFF, p.bad_header & 0xFFFF, p.bad_crc & 0xFFFF,
                          p.truncated & 0xFFFF, self.replayed & 0xFFFF, self.skipped & 0xFFFF,
                          self.link_lost & 0xFFFF)
         self._txn = lc.finish_frame(self._tx, off, lc.T_REPLY, self._next_seq(), lc.REPLY_SIZE)
-        self.stream.write(self._txmv[:self._txn])
+        self.stream.write(self._tx_view())
+
+    def _tx_view(self):
+        # In steady state every answer is one REPLY of the same length: reuse
+        # its view instead of slicing a new one per tick.
+        if self._txn != self._view_n:
+            self._view = self._txmv[:self._txn]
+            self._view_n = self._txn
+        return self._view
 
     def send_command_result(self, cmd_id, ok, code):
         buf = self._cmdbuf
@@ -199,7 +207,7 @@ class LinkHal(Hal):
             n = self.stream.readinto(self._rx)
             if n:
                 self._last_byte_ms = now
-                p.feed(self._rxmv[:n])
+                p.feed_from(self._rx, n)
                 continue
             if p.pending() and ticks_diff(now, self._last_byte_ms) > FRAME_GAP_MS:
                 p.expire()
@@ -214,7 +222,14 @@ class LinkHal(Hal):
             if p.n < lc.TICK_SIZE:
                 p.bad_header += 1
                 return NOTHING
-            t_ms, vcell, ishunt, tcell, flags = struct.unpack_from(lc.TICK_FMT, buf, p.pos)
+            # TICK_FMT read byte by byte (unpack_from would allocate a tuple per tick);
+            # t_ms stays below 2**30 (the twin wraps it), a small int on a board.
+            q = p.pos
+            t_ms = buf[q] | buf[q + 1] << 8 | buf[q + 2] << 16 | (buf[q + 3] & 0x3F) << 24
+            vcell = buf[q + 4] | buf[q + 5] << 8
+            ishunt = buf[q + 6] | buf[q + 7] << 8
+            tcell = buf[q + 8] | buf[q + 9] << 8
+            flags = buf[q + 10]
             if flags & lc.TICK_BOOT:
                 return self._boot_tick(t_ms, vcell, ishunt, tcell)
             if not self.synced:
@@ -224,7 +239,7 @@ class LinkHal(Hal):
             if d == 0 and flags & lc.TICK_RETRY:
                 # The twin lost our answer: the same bytes again, no new tick.
                 self.retries_answered += 1
-                self.stream.write(self._txmv[:self._txn])
+                self.stream.write(self._tx_view())
                 return NOTHING
             if d <= 0:
                 self.replayed += 1

@@ -14,7 +14,10 @@ bytes cross into the host through two host functions on the pty fd:
 (host_functions' convention: the guest calls host.call(name, json of
 {"args": [...]}) and gets back json of {"ok": ..., "value": ...}.) Hex keeps
 binary bytes intact through the JSON bridge; MicroPython's str has no latin-1.
-Prints the guest's exit code, stdout and stderr, and exits with the guest's code.
+Garbage collection stays off in the guest (the WASI build's collector frees
+live objects, tests/mp/mp_wasm.py); a 32 MB heap holds a whole formation's
+host-call garbage (about 0.6 kB per tick). Prints the guest's exit code, stdout
+and stderr, and exits with the guest's code.
 """
 from __future__ import annotations
 
@@ -33,6 +36,8 @@ sys.path.insert(0, str(ROOT / "tests" / "mp"))
 from mp_wasm import run_guest  # noqa: E402  (tests/mp is not a package)
 
 GUEST = r'''
+import gc
+gc.disable()    # the WASI build's collector frees live objects (tests/mp/mp_wasm.py): never collect
 import sys
 sys.path.insert(0, "/input")
 import binascii
