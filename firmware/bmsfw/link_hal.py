@@ -204,6 +204,10 @@ class LinkHal(Hal):
                 if got != NOTHING:
                     return got
             now = self._clock_ms()
+            # Checked before every read: a flood of garbage must not keep the
+            # caller from noticing that no TICK came (the link timeout).
+            if ticks_diff(now, start) >= timeout_ms:
+                return NOTHING
             n = self.stream.readinto(self._rx)
             if n:
                 self._last_byte_ms = now
@@ -212,7 +216,7 @@ class LinkHal(Hal):
             if p.pending() and ticks_diff(now, self._last_byte_ms) > FRAME_GAP_MS:
                 p.expire()
                 continue
-            if ticks_diff(now, start) >= timeout_ms or getattr(self.stream, "eof", False):
+            if getattr(self.stream, "eof", False):
                 return NOTHING
 
     def _frame(self):
@@ -250,6 +254,7 @@ class LinkHal(Hal):
             return TICK
         if p.ftype == lc.T_COMMAND:
             if not self.synced:
+                self.replayed += 1          # not ours: from before our HELLO
                 return NOTHING
             d = lc.seq_delta(p.seq, self._rx_seq)
             if d <= 0:

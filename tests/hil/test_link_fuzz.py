@@ -266,3 +266,20 @@ def test_fuzz_the_twin_end():
     assert c["bad_crc"] + c["bad_header"] + c["truncated"] > 2000
     assert c["events_lost"] == 0
     assert server.board.setpoint_ua == 50 and server.board.relay_closed
+
+
+class Flood(ChunkStream):
+    """Garbage without end, never a TICK."""
+
+    def readinto(self, buf):
+        for i in range(len(buf)):
+            buf[i] = 0x5A
+        return len(buf)
+
+
+def test_a_flood_of_garbage_does_not_hide_a_dead_link():
+    stream = Flood()
+    link = LinkHal(stream, clock=FakeClock())
+    assert link.poll(50) == NOTHING            # returns on time despite the flood
+    assert link.parser.garbage_bytes > 0
+    assert link.ms_since_tick() >= 50
