@@ -45,7 +45,7 @@ def reference(d111):
 
     bench = Bench(d111, seed=SEED, config=config, device_id=DEVICE)
     result = run_closed_loop(d111, None, seed=SEED, stop_after_formation=True, bench=bench, sinks=[sink])
-    return result, sink
+    return result, sink, bench.board.record
 
 
 def _hil_run(d111, kind):
@@ -60,13 +60,13 @@ def _hil_run(d111, kind):
             assert proc.poll() is None, "the firmware process ended during the run"
     finally:
         stream.close()
-    return result, sink
+    return result, sink, server.board.record
 
 
 @pytest.mark.parametrize("kind", ["cpython", "micropython"])
 def test_formation_over_hil_matches_the_in_process_run(d111, reference, kind):
-    ref, _ = reference
-    hil, _ = _hil_run(d111, kind)
+    ref, _, ref_record = reference
+    hil, _, hil_record = _hil_run(d111, kind)
     r, h = ref.summary, hil.summary
     assert r["final_state"] == "READY"
     assert h["final_state"] == r["final_state"]
@@ -77,6 +77,8 @@ def test_formation_over_hil_matches_the_in_process_run(d111, reference, kind):
     assert h["formation"]["counted_uAh"] == r["formation"]["counted_uAh"]
     assert h["formation"]["duration_s"] == r["formation"]["duration_s"]
     assert h["formation"]["record_writes"] == r["formation"]["record_writes"]
+    # the record the firmware saved over the link is byte for byte the in-process one
+    assert hil_record is not None and hil_record == ref_record
     assert h["sim_seconds"] == r["sim_seconds"]
     # the same events, field for field (the twin adds nothing on a clean link)
     assert [e["event"] for e in hil.events] == [e["event"] for e in ref.events]
@@ -91,8 +93,8 @@ def test_formation_over_hil_matches_the_in_process_run(d111, reference, kind):
 
 
 def test_hil_frames_reach_sinks_as_in_process_frames(d111, reference):
-    _, ref_sink = reference
-    _, sink = _hil_run(d111, "cpython")
+    _, ref_sink, _ = reference
+    _, sink, _ = _hil_run(d111, "cpython")
     assert len(sink.frames) == len(ref_sink.frames) > 1000
     keys = list(Controller(_NullHal()).telemetry().keys())
     assert sorted(keys) == sorted(TELEMETRY_KEYS)
