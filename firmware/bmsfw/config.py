@@ -50,6 +50,7 @@ class Config:
     # is sluggish cold; seed cycling was at 100 µA/cm² at room temperature.
     discharge_derating = ((-20, 0), (0, 50), (10, 100), (25, 200), (45, 200), (60, 0))
     charge_min_temp_dc = 0          # refuse formation/charging below 0 °C (plating on cold LiPON)
+    temp_accuracy_dc = 5            # ±0.5 °C NTC chain accuracy: a reading down to -0.5 °C may be 0 °C
     charge_max_temp_dc = 550        # no charging above 55 °C (CCL 0)
     discharge_cutoff_mv = 2000      # D111 stripped "to 2.0 V": keeps the catholyte above Li2S2
     charge_cutoff_mv = 2600         # upper Li-S shoulder (elemental sulfur ~2.5 V, seed Fig. 5)
@@ -105,7 +106,10 @@ class Config:
     # --- timing and persistence ------------------------------------------------
     tick_ms = 1000                  # nominal tick (the controller measures real dt)
     boot_settle_ms = 1000           # relay open this long before the boot OCV is read
-    save_interval_uas = 1800000     # save every 0.5 µAh (0.25 % of 200 µAh) of counted charge
+    # Save every 0.2 µAh (0.1 % of 200 µAh) of counted charge: a power cut loses
+    # at most one interval, so even four cuts in one formation stay within
+    # 0.5 % of target (~1000 writes per formation; 0.25 % is the allowed maximum).
+    save_interval_uas = 720000
     cycle_deadband_ua = 5           # |current| below this does not change the cycle direction
     cycle_min_uas = 3600000         # a cycle counts (CE) only if 1 µAh went each way
 

@@ -75,6 +75,8 @@ class Controller:
         self._ceiling_uas = ceiling if ceiling < supply else supply
         self._charge_taper_uas = step * (c.charge_taper_pm + c.charge_margin_pm)
         self._reserve_taper_uas = step * c.reserve_taper_pm
+        self._charge_floor_dc = limits.charge_floor_dc(c.charge_min_temp_dc, c.plating_derating,
+                                                       c.temp_accuracy_dc)
         self._tel = Telemetry(device_id, self.target_uas)
 
         # state
@@ -299,7 +301,7 @@ class Controller:
         long enough to raise the inhibit (or no valid temperature at all)."""
         prot = self.protections
         return bool(prot.mask or prot.inhibit_mask & _UT_BIT or self.ntc_fault
-                    or self.temp_dc < self.config.charge_min_temp_dc)
+                    or self.temp_dc < self._charge_floor_dc)
 
     def _step_forming(self, now):
         f = self.formation
@@ -480,7 +482,7 @@ class Controller:
         if self.ntc_fault or self.protections.inhibit_mask & _UT_BIT:
             return 0
         return c.density_to_ua(limits.plating_ua_cm2(self.temp_dc, c.plating_derating,
-                                                     c.charge_min_temp_dc, c.charge_max_temp_dc))
+                                                     self._charge_floor_dc, c.charge_max_temp_dc))
 
     def _apply_limits_and_outputs(self):
         c = self.config
@@ -496,7 +498,7 @@ class Controller:
                                 self._charge_taper_uas, self.cell_mv, self.cvl_mv, c.cv_taper_mv,
                                 self.user_ccl_ua)
             base = 0
-            if state == READY and not self.ntc_fault:
+            if state == READY and not self.ntc_fault and not self.protections.dis_hit_dvl:
                 base = c.density_to_ua(limits.interp_table(self.temp_dc, c.discharge_derating))
             elif state == FORMING and self.substate == VERIFY and self.formation.verify_step == V_DISCHARGE:
                 # The verify cycle's strip: the only discharge before formation is done.

@@ -121,13 +121,13 @@ class Formation:
                 # Voltage-ended early means the lithium is not all there.
                 self.verify_out_uas = out_uas if out_uas > 0 else 0
                 self.verify_step = V_RECHARGE
-                self._step_start_uas = inventory_uas
                 self.request_ua = current_ua
             else:
                 self.request_ua = -self.formation_ua
         else:
-            back_uas = inventory_uas - self._step_start_uas
-            if back_uas >= self.verify_out_uas:
+            # Plate back to the target, not just what came out: after a power
+            # cut the verify restarts, and an earlier partial strip is made good.
+            if inventory_uas >= self.target_uas:
                 self.request_ua = 0
                 out = self.verify_out_uas
                 ce = out * 1000000 // self.verify_uas if self.verify_uas > 0 else 0

@@ -3,10 +3,17 @@
 # Pure functions of (temperature, ledger inventory, cell voltage, config
 # figures, user-tightened limits); the controller recomputes all four every
 # tick and publishes them (the figures an inverter or charger consumes, like
-# Victron's 0x351). Each derating is a ramp to 0, never a step, so a charger
+# Victron's 0x351). Each derating is a ramp, not a step, so a charger
 # following CCL converges instead of oscillating. Products are formed as
 # (limit µA) x (per-mille factor) so intermediate values stay small ints on
 # 32-bit MicroPython.
+#
+# The inventory ramps close (0) below 5 % instead of fading: a limit
+# proportional to the distance left is approached exponentially, so the last
+# few per cent would trickle for hours at currents no inverter can use. The
+# inventory therefore stops 5 % of the taper span short of the reserve or the
+# ceiling. The voltage ramps fade (a CV-like end); DCL's end at DVL is a latch
+# in the controller instead (closed until the cell is charged again).
 #
 # Why each limit exists (docs/firmware.md, "Limits"):
 # - CCL <= plating table x area: plating faster than the glass conducts cracks
@@ -16,6 +23,7 @@
 # - CCL -> 0 as the voltage nears CVL: the upper shoulder is elemental sulfur.
 # - DCL -> 0 near the lithium reserve: a bare copper patch replates unevenly.
 # - DCL -> 0 as the voltage nears DVL: below Li2S2 lies insoluble Li2S.
+from .compat import const
 
 
 def interp_table(temp_dc, table):
@@ -41,12 +49,23 @@ def interp_table(temp_dc, table):
 
 
 def plating_ua_cm2(temp_dc, table, min_temp_dc, max_temp_dc):
-    """Highest plating current density (µA/cm²) allowed at temp_dc: 0 below
-    the table's first temperature or min_temp_dc (no plating on cold glass),
-    0 above max_temp_dc, held at the last value between the table end and it."""
-    if temp_dc < min_temp_dc or temp_dc < table[0][0] * 10 or temp_dc > max_temp_dc:
+    """Highest plating current density (µA/cm²) allowed at the reading
+    temp_dc: 0 below min_temp_dc (no plating on cold glass) or above
+    max_temp_dc; the table's end values are held outside it (so a reading
+    between min_temp_dc and the table's first point gets the first value)."""
+    if temp_dc < min_temp_dc or temp_dc > max_temp_dc:
         return 0
     return interp_table(temp_dc, table)
+
+
+def charge_floor_dc(charge_min_temp_dc, table, accuracy_dc):
+    """The lowest reading at which charging is allowed: the charging minimum
+    (or the table's first point if higher) less the sensor's accuracy. Within
+    the accuracy a reading cannot tell the limit from just below it, and the
+    bench board reads 0.0 °C as -0.2 °C (0.2 % ADC gain error)."""
+    first = table[0][0] * 10
+    floor = charge_min_temp_dc if charge_min_temp_dc > first else first
+    return floor - accuracy_dc
 
 
 def ramp_pm(distance, span):
@@ -61,6 +80,9 @@ def ramp_pm(distance, span):
     # product distance * 1000 never forms (it would be a long int on 32-bit
     # MicroPython for spans in µA·ms).
     return distance // ((span + 999) // 1000)
+
+
+_CLOSE_BELOW_PM = const(50)   # a ramp under 5 % closes the limit
 
 
 def cvl_mv(charge_cutoff_mv, user_cvl_mv):
@@ -89,7 +111,10 @@ def ccl_ua(base_ua, inventory_uas, ceiling_uas, taper_uas, cell_mv, cvl, cv_tape
     limit = base_ua
     if limit <= 0:
         return 0
-    limit = limit * ramp_pm(ceiling_uas - inventory_uas, taper_uas) // 1000
+    factor = ramp_pm(ceiling_uas - inventory_uas, taper_uas)
+    if factor < _CLOSE_BELOW_PM:
+        return 0
+    limit = limit * factor // 1000
     limit = limit * ramp_pm(cvl - cell_mv, cv_taper_mv) // 1000
     if 0 <= user_ccl_ua < limit:
         limit = user_ccl_ua
@@ -105,7 +130,10 @@ def dcl_ua(base_ua, inventory_uas, reserve_uas, taper_uas, cell_mv, dvl, dv_tape
     limit = base_ua
     if limit <= 0:
         return 0
-    limit = limit * ramp_pm(inventory_uas - reserve_uas, taper_uas) // 1000
+    factor = ramp_pm(inventory_uas - reserve_uas, taper_uas)
+    if factor < _CLOSE_BELOW_PM:
+        return 0
+    limit = limit * factor // 1000
     limit = limit * ramp_pm(cell_mv - dvl, dv_taper_mv) // 1000
     if 0 <= user_dcl_ua < limit:
         limit = user_dcl_ua

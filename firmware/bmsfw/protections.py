@@ -15,6 +15,7 @@
 # dcl_ua, cvl_mv, dvl_mv, inventory_uas, lithium_present, charging_li,
 # state, substate) so a tick passes no tuples.
 from .compat import const, ticks_diff
+from .limits import charge_floor_dc
 from .states import (CRACK_SUSPECTED, FAULTS, LINK_LOST, NO_CELL, NO_PLATING, OVER_TEMPERATURE,
                      OVERCURRENT, OVERVOLTAGE, READY, SENSOR, SHORT, UNDER_TEMPERATURE,
                      UNDERVOLTAGE)
@@ -71,6 +72,8 @@ class Protections:
         c = config
         self._c = c
         self._ov_mv = c.charge_cutoff_mv + c.ov_margin_mv
+        # below this reading it is too cold to charge (limits.charge_floor_dc)
+        self._cold_dc = charge_floor_dc(c.charge_min_temp_dc, c.plating_derating, c.temp_accuracy_dc)
         self._uv_mv = c.discharge_cutoff_mv - c.uv_margin_mv
         self._missing_uas = c.target_uas() // 1000 * c.crack_missing_pm
         self._debounce_ms = []
@@ -133,7 +136,8 @@ class Protections:
         elif sp <= -_SENSOR_FOLLOW_MIN_UA:
             follow = current_ua > sp // 4
         if m.ntc_fault:
-            self._cond(2, True, now_ms, "thermistor open or shorted")
+            # A divider on a rail is unambiguous: latched at once, no debounce.
+            self._latch(2, "thermistor open or shorted")
         elif m.vcell_stuck:
             self._cond(2, True, now_ms, "VCELL stuck")
         elif m.ishunt_railed and sp == 0:
@@ -146,6 +150,10 @@ class Protections:
         #   (b) the OCV of a cell with lithium to spare collapses at rest;
         #   (c) discharge reaches DVL with far more lithium counted than came back
         crack = False
+        if m.state == READY and current_ua <= -c.rest_ua and cell_mv <= m.dvl_mv + _DVL_REACHED_MV:
+            # The discharge ran into DVL: the cell is empty whatever the ledger
+            # says; DCL stays 0 until it has been charged again.
+            self.dis_hit_dvl = True
         if li:
             if m.charging_li and self.ref_mv - cell_mv > c.crack_drop_mv:
                 crack = True
@@ -154,11 +162,9 @@ class Protections:
                 if rest and cell_mv < c.discharge_cutoff_mv:
                     crack = True
                     self.detail = "OCV collapsed to %d mV" % cell_mv
-                elif current_ua <= -c.rest_ua and cell_mv <= m.dvl_mv + _DVL_REACHED_MV:
-                    self.dis_hit_dvl = True
-                    if m.inventory_uas - m.reserve_uas > self._missing_uas:
-                        crack = True
-                        self.detail = "DVL reached with %d uAs counted" % m.inventory_uas
+                elif self.dis_hit_dvl and m.inventory_uas - m.reserve_uas > self._missing_uas:
+                    crack = True
+                    self.detail = "DVL reached with %d uAs counted" % m.inventory_uas
         self._cond(4, crack, now_ms, None)
         # 5 UNDERVOLTAGE: a formed cell pulled below the cutoff under discharge
         self._cond(5, li and current_ua <= -c.rest_ua and cell_mv < self._uv_mv, now_ms,
@@ -173,7 +179,7 @@ class Protections:
         self._cond(7, not m.ntc_fault and m.temp_dc > c.over_temp_dc, now_ms, "above over_temp_dc")
         # 8 UNDER_TEMPERATURE (inhibit with hysteresis)
         bit = 1 << FAULTS.index(UNDER_TEMPERATURE)
-        cold = not m.ntc_fault and m.temp_dc < c.charge_min_temp_dc
+        cold = not m.ntc_fault and m.temp_dc < self._cold_dc
         if self.inhibit_mask & bit:
             warm = not m.ntc_fault and m.temp_dc >= c.charge_min_temp_dc + c.ut_hysteresis_dc
             if self._clear_deb.update(warm, now_ms, self._debounce_ms[8]):
@@ -191,15 +197,18 @@ class Protections:
         """Debounce protection i; latch it when due. detail: a constant
         string for the event (None: keep the one check() just wrote)."""
         if self._deb[i].update(condition, now_ms, self._debounce_ms[i]):
-            f = FAULTS.index(PROTECTIONS[i][0])
-            bit = 1 << f
-            if self.mask & bit:
-                return
-            if self.tripped & _VOLTAGE_GROUP and bit & _VOLTAGE_GROUP:
-                return
-            self.mask |= bit
-            self.tripped |= bit
-            self.details[f] = self.detail if detail is None else detail
+            self._latch(i, detail)
+
+    def _latch(self, i, detail):
+        f = FAULTS.index(PROTECTIONS[i][0])
+        bit = 1 << f
+        if self.mask & bit:
+            return
+        if self.tripped & _VOLTAGE_GROUP and bit & _VOLTAGE_GROUP:
+            return
+        self.mask |= bit
+        self.tripped |= bit
+        self.details[f] = self.detail if detail is None else detail
 
     def _track_reference(self, m, dt_ms):
         """The crack watch's reference follows the plating voltage up at once

@@ -219,6 +219,26 @@ def test_request_current_refuses_bad_values():
     assert ctrl.request_ua == 0
 
 
+def test_discharge_that_reaches_dvl_is_closed_until_charged():
+    ctrl, hal = ready(inventory_pm=500)                  # 10 µAh counted
+    hal.cell.voltage_fn = lambda cell, i: 2005 if i < 0 else 2300 + i // 2
+    ctrl.request_current_ua(-100)
+    run(ctrl, hal, 5)
+    assert hal.setpoint_ua == 0                          # empty by voltage ...
+    assert ctrl.faults == ("CRACK_SUSPECTED",)           # ... with half the target counted: lithium lost
+    ctrl2, hal2 = ready(inventory_pm=60)                 # 1.2 µAh counted: near the reserve
+    hal2.cell.voltage_fn = lambda cell, i: 2005 if i < 0 else 2300 + i // 2
+    ctrl2.request_current_ua(-100)
+    run(ctrl2, hal2, 5)
+    assert ctrl2.state == "READY" and ctrl2.dcl_ua == 0   # not a crack: little was counted
+    ctrl2.request_current_ua(0)
+    run(ctrl2, hal2, 5)
+    assert ctrl2.dcl_ua == 0                             # still closed at rest, voltage recovered
+    ctrl2.request_current_ua(50)
+    run(ctrl2, hal2, 5)
+    assert ctrl2.dcl_ua > 0                              # charged again: open
+
+
 def test_discharge_stops_at_the_lithium_reserve():
     ctrl, hal = ready(inventory_pm=100)                 # 2 µAh, reserve 1 µAh
     ctrl.request_current_ua(-200)
@@ -246,11 +266,19 @@ def test_fault_sets_current_zero_and_opens_relay_in_the_same_tick():
     assert hal.relay and hal.setpoint_ua == 100
     hal.ntc_open = True
     hal.step(1000)
-    ctrl.tick()                                          # condition seen, debouncing
-    assert hal.setpoint_ua == 0                          # but charging already stopped (no valid temp)
-    hal.step(1000)
     ctrl.tick()
     assert ctrl.state == "FAULT" and not hal.relay and hal.setpoint_ua == 0
+    ctrl2, hal2 = ready()
+    ctrl2.request_current_ua(100)
+    run(ctrl2, hal2, 2)
+    hal2.current_gain = 0.1                              # the source stops delivering
+    hal2.step(1000)
+    ctrl2.tick()                                         # seen, debouncing
+    assert ctrl2.state == "READY"
+    hal2.step(1000)
+    ctrl2.tick()
+    assert ctrl2.state == "FAULT" and ctrl2.faults == ("SENSOR",)
+    assert not hal2.relay and hal2.setpoint_ua == 0
 
 
 def test_link_lost_latches_at_once_and_reset_recovers():

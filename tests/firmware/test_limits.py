@@ -19,8 +19,10 @@ def test_plating_table_at_its_points_and_between():
 
 
 def test_plating_table_below_min_and_above_max():
-    assert L.plating_ua_cm2(-1, TABLE, 0, 550) == 0         # below 0 °C: no plating
+    assert L.plating_ua_cm2(-1, TABLE, 0, 550) == 0         # below the floor: no plating
     assert L.plating_ua_cm2(-100, TABLE, 0, 550) == 0
+    assert L.plating_ua_cm2(-5, TABLE, -5, 550) == 30       # at a floor below the table: first value
+    assert L.plating_ua_cm2(-6, TABLE, -5, 550) == 0
     assert L.plating_ua_cm2(500, TABLE, 0, 550) == 150      # held past the table end
     assert L.plating_ua_cm2(550, TABLE, 0, 550) == 150
     assert L.plating_ua_cm2(551, TABLE, 0, 550) == 0        # too hot to charge
@@ -37,6 +39,13 @@ def test_plating_table_stays_within_half_a_unit_of_its_line():
                 # |v - line| <= 1/2, in integers: |2 * (v - line)| * span <= span
                 line_x2span = 2 * (v0 * (t1 - t0) + (v1 - v0) * (t - t0))
                 assert abs(2 * v * (t1 - t0) - line_x2span) <= (t1 - t0)
+
+
+def test_charge_floor_is_the_minimum_less_the_sensor_accuracy():
+    assert L.charge_floor_dc(0, TABLE, 5) == -5
+    assert L.charge_floor_dc(0, TABLE, 0) == 0
+    assert L.charge_floor_dc(-100, TABLE, 5) == -5          # never below the table's first point
+    assert L.charge_floor_dc(50, TABLE, 5) == 45
 
 
 def test_ramp_pm_ends_and_middle():
@@ -76,6 +85,7 @@ def test_ccl_ramps_to_zero_at_target_plus_margin():
     assert _ccl(inv=TARGET - TARGET // 25) == 100                 # taper starts at 96 %
     assert 0 < _ccl(inv=TARGET) < 100                              # slowed, not stopped, at target
     assert _ccl(inv=ceiling) == 0
+    assert _ccl(inv=ceiling - TARGET // 1000) == 0            # 2.5 % of the span left: closed
     assert _ccl(inv=ceiling + UAH) == 0                            # above: still 0, never negative
 
 
@@ -105,6 +115,8 @@ def test_dcl_ramps_to_zero_at_the_reserve():
     assert _dcl(inv=15 * UAH) == 200
     assert _dcl(inv=10 * UAH) == 100
     assert _dcl(inv=5 * UAH) == 0
+    assert _dcl(inv=5 * UAH + UAH // 2 + UAH // 10) == 12     # 6 % of the span left: 6 % of 200
+    assert _dcl(inv=5 * UAH + UAH // 2 - UAH // 10) == 0      # under 5 %: closed, not a trickle
     assert _dcl(inv=0) == 0
     assert _dcl(inv=-UAH) == 0
 

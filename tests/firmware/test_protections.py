@@ -85,7 +85,7 @@ def test_overcurrent_beyond_limit_and_margin():
 
 def test_sensor_open_thermistor_and_current_not_following():
     t, mask = _trip_time(Measurements(ntc_fault=True))
-    assert mask == _bit("SENSOR") and t == 1000
+    assert mask == _bit("SENSOR") and t == 0                 # a rail reading: at once
     t, mask = _trip_time(Measurements(current_ua=0, prev_setpoint_ua=100))
     assert mask == _bit("SENSOR")
     t, mask = _trip_time(Measurements(ishunt_railed=True, current_ua=2048, prev_setpoint_ua=0,
@@ -174,6 +174,14 @@ def test_under_temperature_inhibits_and_clears_with_hysteresis():
     p.check(m, 20000, 1000)
     p.check(m, 23000, 1000)
     assert p.inhibit_mask == 0 and p.cleared == bit
+
+
+def test_under_temperature_allows_the_sensor_accuracy_at_the_limit():
+    # a reading of -0.3 °C may be 0 °C: within the 0.5 °C accuracy, no inhibit
+    t, mask = _trip_time(Measurements(temp_dc=-3))
+    assert t is None and mask == 0
+    t, mask = _trip_time(Measurements(temp_dc=-6))
+    assert mask == _bit("UNDER_TEMPERATURE")
 
 
 def test_trip_from_an_event_latches_once():
