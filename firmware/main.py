@@ -58,13 +58,17 @@ def build_hal(config):
         import machine
         from bmsfw.link_hal import LinkHal
 
+        # timeout: reads return what arrived within 10 ms, so the link HAL's
+        # poll keeps its own deadlines; rxbuf holds a few frames (docs/hil.md)
         uart = machine.UART(
             config.LINK_UART_ID,
             baudrate=config.LINK_BAUD,
             tx=machine.Pin(config.LINK_TX_PIN),
             rx=machine.Pin(config.LINK_RX_PIN),
+            timeout=10,
+            rxbuf=1024,
         )
-        return LinkHal(uart)
+        return LinkHal(uart, watchdog=machine.WDT(timeout=config.LINK_WATCHDOG_MS))
     raise BoardConfigError("HAL_KIND", kind, 'must be "board" or "link"')
 
 
@@ -124,7 +128,18 @@ def main(board=board_config):
         return None
     hal = build_hal(board)
     config = Config()
-    controller = Controller(hal, config, device_id=device_id(board))
+    did = device_id(board)
+    if board.HAL_KIND == "link":
+        # The twin owns time: the controller is built on the twin's boot TICK
+        # (its record, its clock) and ticks once per TICK. No JSON lines here:
+        # the frames go over the link (and the USB port may be the link).
+        from bmsfw.link_hal import boot, serve
+
+        controller = boot(hal, config, did)
+        if controller is not None:
+            serve(hal, controller, did, 3 * config.tick_ms)
+        return None
+    controller = Controller(hal, config, device_id=did)
     run(controller, config.tick_ms, telemetry_every=board.TELEMETRY_EVERY_TICKS)
 
 

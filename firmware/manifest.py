@@ -49,4 +49,4 @@ if options.board_hal:
 
 # Link HAL: the firmware runs against the twin over a framed UART protocol (HIL).
 if options.link_hal:
-    package("bmsfw", files=("link_hal.py",), base_path=".")
+    package("bmsfw", files=("link_hal.py", "link_codec.py"), base_path=".")

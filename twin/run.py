@@ -55,7 +55,8 @@ def config_for(parameters, **overrides) -> Config:
         discharge_cutoff_mv=int(round(design["discharge_cutoff_V"] * 1000)),
         charge_cutoff_mv=int(round(design["charge_cutoff_V"] * 1000)),
         has_wetting_layer=values["wetting_capacity_uAh_cm2"] > 0,
-        save_interval_uas=target_uah * UAS_PER_UAH // 400,
+        # the firmware default is 0.1 % of target: a power cut loses at most that
+        save_interval_uas=target_uah * UAS_PER_UAH // 1000,
     )
     if values["wetting_capacity_uAh_cm2"] > 0:
         settings["wetting_capacity_uah"] = max(1, int(round(values["wetting_capacity_uAh_cm2"] * area_cm2)))

@@ -50,3 +50,4 @@ LINK_UART_ID = 0  # UART0
 LINK_TX_PIN = 0  # GP0 = UART0 TX
 LINK_RX_PIN = 1  # GP1 = UART0 RX
 LINK_BAUD = 115_200  # framed protocol to the twin on the PC (docs/hil.md)
+LINK_WATCHDOG_MS = 8_000  # link HAL: the watchdog resets the board if serve() ever stalls this long

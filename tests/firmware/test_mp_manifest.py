@@ -22,7 +22,7 @@ import mip_package  # noqa: E402
 from mp_wasm import run_guest  # noqa: E402
 
 BMSFW = ROOT / "firmware" / "bmsfw"
-OPTIONAL = {"board_hal.py", "link_hal.py"}
+OPTIONAL = {"board_hal.py", "link_hal.py", "link_codec.py"}
 
 
 def _names(files):
