@@ -20,6 +20,7 @@ _NTC_RAIL_PART = const(50)
 _NTC_TABLE_SHIFT = const(8)   # table step = 2**(bits - 8) counts: 257 points for any ADC width
 _ZERO_WINDOW_UA = const(50)   # an open-relay reading beyond ±50 µA of nominal zero is a fault, not an offset
 _ZERO_SHIFT = const(3)        # running mean over ~8 open-relay ticks
+_ZERO_AVERAGE_N = const(8)    # the first 8 samples are averaged plainly (an unbiased start)
 
 
 def _div_round(num, den):
@@ -114,6 +115,7 @@ class FrontEnd:
         # _ZERO_WINDOW_UA from nominal are not a zero and are ignored.
         self._i_mid_nominal = self._i_mid
         self._zero_acc = -1
+        self.zero_samples = 0
         self._zero_window = self._ua_to_counts(_ZERO_WINDOW_UA)
         # Thermistor table: temp_dc at counts = i << step_shift, built once.
         self._t_shift = self.bits - _NTC_TABLE_SHIFT if self.bits > _NTC_TABLE_SHIFT else 0
@@ -164,8 +166,15 @@ class FrontEnd:
         off = counts - self._i_mid_nominal
         if off > self._zero_window or -off > self._zero_window:
             return
-        if self._zero_acc < 0:
-            self._zero_acc = counts << 4          # the first sample is taken whole
+        n = self.zero_samples
+        if n < _ZERO_AVERAGE_N:
+            # plain mean of the first samples: one noisy sample must not set the
+            # zero for a whole formation (a reboot has only the boot settle)
+            if n == 0:
+                self._zero_acc = counts << 4
+            else:
+                self._zero_acc += ((counts << 4) - self._zero_acc) // (n + 1)
+            self.zero_samples = n + 1
         else:
             self._zero_acc += ((counts << 4) - self._zero_acc) >> _ZERO_SHIFT
         self._i_mid = (self._zero_acc + 8) >> 4

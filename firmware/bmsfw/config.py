@@ -105,7 +105,10 @@ class Config:
 
     # --- timing and persistence ------------------------------------------------
     tick_ms = 1000                  # nominal tick (the controller measures real dt)
-    boot_settle_ms = 1000           # relay open this long before the boot OCV is read
+    # Relay open this long before the boot OCV is read; it is also when the
+    # shunt zero is learned (8 samples at 1 s ticks: ~0.03 µA, so a formation
+    # resumed after a power cut does not count a noisy zero for hours).
+    boot_settle_ms = 8000
     # Save every 0.2 µAh (0.1 % of 200 µAh) of counted charge: a power cut loses
     # at most one interval, so even four cuts in one formation stay within
     # 0.5 % of target (~1000 writes per formation; 0.25 % is the allowed maximum).

@@ -218,7 +218,8 @@ def small_config(**overrides):
     simulated time: fast under MicroPython too. Same densities and voltages."""
     from bmsfw.config import Config
     kw = {"target_inventory_uah": 20, "lithium_reserve_uah": 1, "nucleation_uas": 600000,
-          "no_plating_uas": 1800000, "save_interval_uas": 180000, "verify_rest_ms": 5000}
+          "no_plating_uas": 1800000, "save_interval_uas": 180000, "verify_rest_ms": 5000,
+          "boot_settle_ms": 1000}
     for k in overrides:
         kw[k] = overrides[k]
     return Config(**kw)

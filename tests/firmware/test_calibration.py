@@ -133,6 +133,22 @@ def test_front_end_learns_the_shunt_zero_with_the_relay_open():
     assert fe.current_ua == 100
 
 
+def test_front_end_zero_is_the_plain_mean_of_the_first_samples():
+    hal = FakeHal()
+    hal.relay = False
+    fe = cal.FrontEnd(hal, Config())
+    # samples 2, 6, 2, 6 µA above nominal: a single first sample would leave 2 µA
+    for offset_ua in (2, 6, 2, 6, 4, 4, 4, 4):
+        hal.current_offset_ua = offset_ua
+        fe.read()
+        fe.learn_zero()
+    assert fe.zero_samples == 8
+    assert fe.zero_counts() == 32768 + 64           # 4 µA = 64 counts: the mean
+    hal.current_offset_ua = 4
+    fe.read()
+    assert fe.current_ua == 0
+
+
 def test_front_end_ignores_an_open_relay_reading_that_is_not_a_zero():
     hal = FakeHal()
     hal.current_offset_ua = 300        # a welded relay or a broken amplifier

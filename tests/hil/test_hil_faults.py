@@ -120,7 +120,7 @@ class KillAt:
 @pytest.mark.parametrize("mode", ["lockstep", "realtime"])
 def test_killing_the_firmware_mid_formation_leaves_the_board_safe(d111, mode):
     tick_ms = 1000 if mode == "lockstep" else 20
-    config = config_for(d111, tick_ms=tick_ms)
+    config = config_for(d111, tick_ms=tick_ms, boot_settle_ms=8 * tick_ms)  # 8 zero samples
     stream, slave = open_port("pty")
     killer = KillAt(3_000_000 if mode == "lockstep" else 1600)
     try:
