@@ -2,6 +2,8 @@
 
   bms-twin run --cell d111 --out runs/d111            firmware forms and cycles a shipped cell
   bms-twin simulate --cell d111 --protocol d111 --out runs/sim   open loop, no firmware
+  bms-twin hil --port pty --cell d111                 the twin plays the cell for a firmware on a link
+  bms-twin watch [--broker URL]                       live view of devices on an MQTT broker
   bms-twin params [NAME]                              parameter sets
 """
 from __future__ import annotations
@@ -97,6 +99,18 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_hil(args) -> int:
+    from twin import hil
+
+    return hil.main(args, sinks=mqtt_sinks(args))
+
+
+def cmd_watch(args) -> int:
+    from mqtt_bridge.watch import main as watch_main
+
+    return watch_main(args.rest)
+
+
 def cmd_params(args) -> int:
     from twin.parameters import available_parameter_sets, load_parameter_set
 
@@ -136,13 +150,36 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--off-s", type=float, default=60.0, help="how long each power cut lasts, s")
     run.set_defaults(func=cmd_run)
 
+    from twin import hil
+
+    hil_parser = sub.add_parser("hil", help="hardware-in-the-loop: the twin plays the cell for a firmware "
+                                            "on a serial port, pty or tcp://")
+    hil.add_arguments(hil_parser)
+    hil_parser.set_defaults(func=cmd_hil)
+
+    watch = sub.add_parser("watch", help="live terminal view of devices on an MQTT broker "
+                                         "(bms-twin watch --help)", add_help=False)
+    watch.add_argument("rest", nargs=argparse.REMAINDER)
+    watch.set_defaults(func=cmd_watch)
+
     par = sub.add_parser("params", help="list parameter sets, or show one")
     par.add_argument("name", nargs="?")
     par.set_defaults(func=cmd_params)
     return parser
 
 
+def mqtt_sinks(args) -> list:
+    """The MQTT sink of a run, if the command has broker options (added below)."""
+    return []
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["watch"]:
+        # watch has its own parser (mqtt_bridge.watch); argparse would eat its options
+        from mqtt_bridge.watch import main as watch_main
+
+        return watch_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
