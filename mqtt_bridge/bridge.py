@@ -49,8 +49,9 @@ log = logging.getLogger("mqtt_bridge")
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 HA_STATUS_TOPIC_SUFFIX = "/status"
-# Acked rows are deleted in batches: at this many, or at the sender's next wake (<= 0.5 s).
-ACK_BATCH = 256  # <discovery_prefix>/status carries HA's birth message
+# Acked rows are deleted in batches: at this many, or at the sender's next wake.
+ACK_BATCH = 256
+SENDER_IDLE_S = 2.0  # <discovery_prefix>/status carries HA's birth message
 
 
 class _QuietDisconnectRace(logging.Filter):
@@ -201,8 +202,9 @@ class Bridge:
 
     def stop(self, timeout: float = 5.0, flush: bool = True) -> None:
         """Flush what can be flushed, publish ``offline`` (retained), disconnect, close."""
-        if self._sender is None:
+        if self._sender is None:      # never started (or stopped already)
             self.outbox.close()
+            self._stop_owned_broker()
             return
         if flush and self.connected:
             self.flush(timeout)
@@ -220,6 +222,9 @@ class Bridge:
         self._sender = None
         self._connected.clear()
         self.outbox.close()
+        self._stop_owned_broker()
+
+    def _stop_owned_broker(self) -> None:
         if self.owned_broker is not None:
             self.owned_broker.stop()
             self.owned_broker = None
@@ -372,7 +377,9 @@ class Bridge:
 
     def _sender_loop(self) -> None:
         while not self._stopping:
-            self._wake.wait(0.5)
+            # Woken by work (connect, a full ack batch, an offline frame, flush); the
+            # timeout only bounds how long acked rows linger, and keeps idle fleets cheap.
+            self._wake.wait(SENDER_IDLE_S)
             self._wake.clear()
             if self._early_acks:
                 with self._hand_lock:   # no hander is between publish() and recording its mid

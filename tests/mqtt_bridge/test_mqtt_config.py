@@ -72,6 +72,12 @@ def test_from_args_without_broker_starts_and_stops_an_embedded_one(tmp_path, dev
     assert bridge.wait_connected(10)
     bridge.stop()
     assert not handle.running
+    # a bridge that is never started still stops the broker it owns
+    unused = Bridge.from_args(parser.parse_args(["--mqtt-queue", str(tmp_path / "q2.sqlite")]), device_id)
+    handle = unused.owned_broker
+    assert handle.running
+    unused.stop()
+    assert not handle.running
 
 
 @pytest.mark.parametrize("bad", ["", "a/b", "a+b", "#", "x" * 65, "dev 1", None, 7])
