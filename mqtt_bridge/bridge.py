@@ -86,7 +86,7 @@ class Bridge:
     def __init__(self, device_id: str, broker_url: str = DEFAULT_BROKER_URL, queue_path: str | None = None,
                  telemetry_period_ms: int = 1000, username: str | None = None, password: str | None = None,
                  tls_ca: str | None = None, protocol: int | str | None = None, *,
-                 state_period_ms: int = 10_000, discovery: bool = True, discovery_prefix: str = "homeassistant",
+                 state_period_ms: int | None = None, discovery: bool = True, discovery_prefix: str = "homeassistant",
                  client_id: str | None = None, queue_max_rows: int = 100_000, telemetry_buffer: int = 100,
                  keepalive_s: int = 30, reconnect_min_s: float = 1, reconnect_max_s: float = 30,
                  inflight_window: int = 200, command_queue_max: int = 64, synchronous: str = "NORMAL") -> None:
@@ -101,6 +101,10 @@ class Bridge:
             cfg.tls_ca = tls_ca
         self.config = cfg
         self.telemetry_period_ms = _positive_int("telemetry_period_ms", telemetry_period_ms)
+        # Inventory drift refreshes the retained state at most this often (controller
+        # time); by default never more often than telemetry, and at least 10 s apart.
+        if state_period_ms is None:
+            state_period_ms = max(10_000, self.telemetry_period_ms)
         self.state_period_ms = _positive_int("state_period_ms", state_period_ms)
         self.discovery = discovery
         self.discovery_prefix = discovery_prefix
@@ -132,6 +136,7 @@ class Bridge:
         self._early_acks: collections.deque = collections.deque()   # (mid, refused) acked before publish() returned
         self._mid_to_row: dict[int, int] = {}
         self._handing = False
+        self._backlog = False   # stored rows wait for window room (sender hands them on acks)
         self._hand_lock = threading.Lock()  # keeps hand-over to paho in row order across threads
         self._wake = threading.Event()
         self._stopping = False
@@ -307,6 +312,7 @@ class Bridge:
                     if self._early_acks:
                         self._resolve_early_acks()
                     return
+        self._backlog = True
         self._wake.set()
 
     def _telemetry_frame(self, frame: dict) -> None:
@@ -419,8 +425,10 @@ class Bridge:
         with self._hand_lock:
             room = self._window - len(self._mid_to_row)
             if room <= 0:
+                self._backlog = True
                 return
             rows = self.outbox.next_rows(room)
+            self._backlog = len(rows) == room   # maybe more stored rows than room: come back on acks
             if not rows:
                 return
             self._handing = True  # on_publish keeps acks for mids not yet recorded
@@ -484,8 +492,8 @@ class Bridge:
         row = self._mid_to_row.pop(mid, None)
         if row is not None:
             self._acked_rows.append((row, bool(getattr(reason_code, "is_failure", False))))
-            if len(self._acked_rows) >= ACK_BATCH:
-                self._wake.set()
+            if len(self._acked_rows) >= ACK_BATCH or (self._backlog and len(self._mid_to_row) <= self._window // 2):
+                self._wake.set()   # rows to delete, or room to hand stored rows that wait
         elif handing:
             self._early_acks.append((mid, bool(getattr(reason_code, "is_failure", False))))
 
