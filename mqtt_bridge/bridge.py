@@ -19,6 +19,7 @@ What goes where (docs/mqtt.md):
 """
 
 import collections
+import copy
 import json
 import logging
 import os
@@ -36,7 +37,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from . import payloads
 from .commands import Command, Rejection, check_command
-from .config import DEFAULT_BROKER_URL, BrokerConfig, normalise_protocol, parse_broker_url
+from .config import DEFAULT_BROKER_URL, BrokerConfig, BrokerUrlError, normalise_protocol, parse_broker_url
 from .discovery import discovery_configs
 from .errors import FrameError
 from .outbox import Outbox
@@ -92,13 +93,15 @@ class Bridge:
                  inflight_window: int = 200, command_queue_max: int = 64, synchronous: str = "NORMAL") -> None:
         self.topics = Topics(device_id)
         self.device_id = device_id
-        cfg = broker_url if isinstance(broker_url, BrokerConfig) else parse_broker_url(broker_url)
+        cfg = copy.copy(broker_url) if isinstance(broker_url, BrokerConfig) else parse_broker_url(broker_url)
         if protocol is not None:
             cfg.protocol = normalise_protocol(protocol)
         if username is not None:
             cfg.username, cfg.password = username, password
         if tls_ca is not None:
             cfg.tls_ca = tls_ca
+        if cfg.tls_ca is not None and not cfg.tls:
+            raise BrokerUrlError("scheme", "mqtt", "a TLS CA was given for a plain broker; use mqtts://")
         self.config = cfg
         self.telemetry_period_ms = _positive_int("telemetry_period_ms", telemetry_period_ms)
         # Inventory drift refreshes the retained state at most this often (controller
@@ -153,8 +156,12 @@ class Bridge:
         self._events_stored = 0
         self._telemetry_sent = 0
 
-        self._client = self._make_client(client_id or "bms-twin-" + device_id, keepalive_s,
-                                         reconnect_min_s, reconnect_max_s)
+        try:
+            self._client = self._make_client(client_id or "bms-twin-" + device_id, keepalive_s,
+                                             reconnect_min_s, reconnect_max_s)
+        except BaseException:
+            self.outbox.close()   # e.g. an unreadable CA file: leave nothing open
+            raise
 
     # ------------------------------------------------------------------ setup
 

@@ -101,3 +101,12 @@ def test_topics_and_command_names():
 def test_bridge_constructor_refuses_bad_settings(kwargs, tmp_path, device_id):
     with pytest.raises(ValueError):
         Bridge(device_id, queue_path=str(tmp_path / "q.sqlite"), **kwargs)
+
+
+def test_tls_settings_must_match_the_scheme(tmp_path, device_id):
+    with pytest.raises(BrokerUrlError, match="mqtts"):
+        Bridge(device_id, "mqtt://127.0.0.1:1883", queue_path=str(tmp_path / "q.sqlite"), tls_ca="/some/ca.pem")
+    with pytest.raises(OSError):   # a missing CA file is reported, and the queue file is released
+        Bridge(device_id, "mqtts://127.0.0.1:8883", queue_path=str(tmp_path / "q.sqlite"),
+               tls_ca=str(tmp_path / "missing-ca.pem"))
+    Bridge(device_id, queue_path=str(tmp_path / "q.sqlite")).stop()   # not left locked
