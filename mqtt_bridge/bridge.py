@@ -602,6 +602,20 @@ class Bridge:
             done.append((cmd.name, bool(ok), code))
         return done
 
+    # ------------------------------------------- run-loop sink (twin/run.py)
+
+    def frame(self, frame: dict) -> None:
+        """Sink interface of twin.run.run_closed_loop: one telemetry frame."""
+        self.publish_frame(frame)
+
+    def event(self, frame: dict) -> None:
+        """Sink interface: one event frame."""
+        self.publish_frame(frame)
+
+    def poll(self, controller) -> None:
+        """Sink interface: called by the run loop between ticks, on its own thread."""
+        self.drain_commands(controller)
+
     # ------------------------------------------------------------- CLI
 
     @classmethod

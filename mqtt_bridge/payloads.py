@@ -84,9 +84,12 @@ def state_payload(frame: dict, device_id: str) -> dict:
 
 
 def state_key(frame: dict) -> tuple:
-    """What makes a state change worth a retained update at once (not just inventory drift)."""
-    return (frame.get("state"), frame.get("substate"), tuple(frame.get("faults", ())),
-            frame.get("formation_pm"), frame.get("soc_pm"), frame.get("event_seq"))
+    """What makes a state change worth a retained update at once.
+
+    Progress (formation and SOC per mille, inventory) is not in it: it moves every few
+    ticks during formation and is refreshed at the state period instead.
+    """
+    return (frame.get("state"), frame.get("substate"), tuple(frame.get("faults", ())), frame.get("event_seq"))
 
 
 limits_key = operator.itemgetter(*LIMIT_FIELDS)   # on a checked frame: a tuple of ints
