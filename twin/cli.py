@@ -63,7 +63,7 @@ def cmd_run(args) -> int:
 
     params = load_parameter_set(args.cell)
     duty = load_protocol(args.protocol) if args.protocol else load_protocol(str(DUTY_D111))
-    sinks = []
+    sinks = mqtt_sinks(args)
     bar = _progress_bar(0, f"run {params.name}")
     bar.unit = "h"
     last = [0.0]
@@ -78,9 +78,11 @@ def cmd_run(args) -> int:
     try:
         result = run_closed_loop(params, duty, ambient_c=args.ambient_c, seed=args.seed,
                                  power_cuts_s=args.power_cut_at, off_s=args.off_s,
-                                 on_tick=progress, sinks=sinks)
+                                 on_tick=_paced(progress, args.speed), sinks=sinks)
     finally:
         bar.close()
+        for sink in sinks:
+            sink.close()
     out = Path(args.out)
     write_run_outputs(result, out, title=f"{params.name}: firmware-formed, duty {Path(args.protocol or 'd111_duty').name}")
     s = result.summary
@@ -102,7 +104,12 @@ def cmd_run(args) -> int:
 def cmd_hil(args) -> int:
     from twin import hil
 
-    return hil.main(args, sinks=mqtt_sinks(args))
+    sinks = mqtt_sinks(args)
+    try:
+        return hil.main(args, sinks=sinks)
+    finally:
+        for sink in sinks:
+            sink.close()
 
 
 def cmd_watch(args) -> int:
@@ -125,6 +132,8 @@ def cmd_params(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mqtt_bridge.cli_options import add_broker_arguments
+
     parser = argparse.ArgumentParser(prog="bms-twin", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -148,14 +157,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="cut board power at this simulated time (repeatable); the firmware "
                           "restarts from its persistent record")
     run.add_argument("--off-s", type=float, default=60.0, help="how long each power cut lasts, s")
-    run.set_defaults(func=cmd_run)
+    run.add_argument("--speed", type=float, default=None, metavar="FACTOR",
+                     help="run at most FACTOR x real time (e.g. 600: ten simulated minutes a second, "
+                          "to watch on a dashboard); default: as fast as the CPU allows")
+    add_broker_arguments(run)
+    # default telemetry period: see MqttSink (1 s when paced, 60 s flat out)
+    run.set_defaults(func=cmd_run, telemetry_period_ms=None)
 
     from twin import hil
 
     hil_parser = sub.add_parser("hil", help="hardware-in-the-loop: the twin plays the cell for a firmware "
                                             "on a serial port, pty or tcp://")
     hil.add_arguments(hil_parser)
-    hil_parser.set_defaults(func=cmd_hil)
+    add_broker_arguments(hil_parser)
+    hil_parser.set_defaults(func=cmd_hil, telemetry_period_ms=None)
 
     watch = sub.add_parser("watch", help="live terminal view of devices on an MQTT broker "
                                          "(bms-twin watch --help)", add_help=False)
@@ -168,9 +183,72 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class MqttSink:
+    """Feeds a run's frames to the MQTT bridge and its commands to the controller.
+
+    The bridge is made at the first frame, when the device id is known (over HIL
+    only the firmware's HELLO tells it)."""
+
+    def __init__(self, args):
+        self.args = args
+        self.bridge = None
+
+    def _bridge_for(self, frame):
+        if self.bridge is None:
+            from mqtt_bridge.bridge import Bridge
+
+            period = getattr(self.args, "telemetry_period_ms", None)
+            if period is None:
+                # watched live (--speed): every second; flat out: once a simulated
+                # minute, so publishing does not become the run's bottleneck
+                period = 1000 if getattr(self.args, "speed", None) else 60_000
+            self.bridge = Bridge.from_args(self.args, frame["device"], telemetry_period_ms=period)
+            self.bridge.start()
+            where = self.bridge.config
+            print(f"MQTT: publishing bms/{frame['device']}/# to {where.host}:{where.port}"
+                  + (" (embedded broker, stops with this run)" if self.bridge.owned_broker else "")
+                  + f"; watch with: bms-twin watch --broker mqtt://{where.host}:{where.port}"
+                  + (" --mqtt-protocol 3.1.1" if self.bridge.owned_broker else ""), flush=True)
+        return self.bridge
+
+    def frame(self, frame):
+        self._bridge_for(frame).publish_frame(frame)
+
+    def event(self, event):
+        self._bridge_for(event).publish_frame(event)
+
+    def poll(self, controller):
+        if self.bridge is not None:
+            self.bridge.drain_commands(controller)
+
+    def close(self):
+        if self.bridge is not None:
+            self.bridge.stop(timeout=10.0)
+
+
 def mqtt_sinks(args) -> list:
-    """The MQTT sink of a run, if the command has broker options (added below)."""
-    return []
+    """The MQTT sink of a run or HIL session, unless --no-mqtt."""
+    if getattr(args, "no_mqtt", True):
+        return []
+    return [MqttSink(args)]
+
+
+def _paced(on_tick, speed):
+    """Wrap an on_tick hook so simulated time runs at most `speed` x wall time."""
+    if not speed:
+        return on_tick
+    import time
+
+    start = time.monotonic()
+
+    def hook(bench):
+        if on_tick:
+            on_tick(bench)
+        ahead = bench.t_s / speed - (time.monotonic() - start)
+        if ahead > 0:
+            time.sleep(ahead)
+
+    return hook
 
 
 def main(argv=None) -> int:
