@@ -48,6 +48,7 @@ def test_valid_commands_pass_with_envelope_stripped(name, doc, args):
     ("charge", b'{"current_ua": -5}', "OUT_OF_RANGE", "current_ua"),
     ("discharge", b'{"current_ua": 10, "duration_s": 0}', "OUT_OF_RANGE", "duration_s"),
     ("charge", b'{"current_ua": 1000000000}', "OUT_OF_RANGE", "current_ua"),
+    ("charge", b'{"current_ua": 1, "duration_s": 1000001}', "OUT_OF_RANGE", "duration_s"),
     ("rest", b'{"current_ua": 1}', "BAD_ARGS", "current_ua"),
     ("set_limits", b"{}", "BAD_ARGS", "at least one"),
     ("set_limits", b'{"cvl_mv": 20000}', "OUT_OF_RANGE", "cvl_mv"),
