@@ -78,7 +78,8 @@ def cmd_run(args) -> int:
     try:
         result = run_closed_loop(params, duty, ambient_c=args.ambient_c, seed=args.seed,
                                  power_cuts_s=args.power_cut_at, off_s=args.off_s,
-                                 on_tick=_paced(progress, args.speed), sinks=sinks)
+                                 on_tick=_paced(progress, args.speed), sinks=sinks,
+                                 device_id=args.device_id)
     finally:
         bar.close()
         for sink in sinks:
@@ -157,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="cut board power at this simulated time (repeatable); the firmware "
                           "restarts from its persistent record")
     run.add_argument("--off-s", type=float, default=60.0, help="how long each power cut lasts, s")
+    run.add_argument("--device-id", default=None, help="device id in telemetry and MQTT topics "
+                                                       "(default: <cell>-<seed>, e.g. d111-0000)")
     run.add_argument("--speed", type=float, default=None, metavar="FACTOR",
                      help="run at most FACTOR x real time (e.g. 600: ten simulated minutes a second, "
                           "to watch on a dashboard); default: as fast as the CPU allows")

@@ -175,12 +175,13 @@ def run_closed_loop(parameters, duty: Protocol | None = None, ambient_c: float =
                     on_tick: Callable | None = None, sinks: Iterable = (), record_every: int = 1,
                     config: Config | None = None, ambient_profile: Callable | None = None,
                     stop_after_formation: bool = False, bench: Bench | None = None,
-                    formation_timeout_s: float = FORMATION_TIMEOUT_S) -> RunResult:
+                    formation_timeout_s: float = FORMATION_TIMEOUT_S,
+                    device_id: str | None = None) -> RunResult:
     """Boot the firmware on a shipped cell, let it form the cell, then play the
     duty protocol as requests. `sinks` receive frames: objects with
     frame(dict), event(dict) and, optionally, poll(controller) for commands.
     `on_tick(bench)` runs after every tick (tests use it to inject faults)."""
-    bench = bench or Bench(parameters, ambient_c=ambient_c, seed=seed, config=config)
+    bench = bench or Bench(parameters, ambient_c=ambient_c, seed=seed, config=config, device_id=device_id)
     recorder = _Recorder(bench, record_every)
     sinks = list(sinks)
     pollers = [s for s in sinks if hasattr(s, "poll")]
