@@ -121,18 +121,27 @@ double core_electrochemical_current(const cell_params_t *p, const core_derived_t
     return view_electrochemical_current(p, d, &v, current_A);
 }
 
-int cell_voltage_at(const cell_params_t *p, const cell_state_t *s, double current_A,
-                    double *voltage_V)
+/* What every entry point checks before touching anything. */
+static int entry_check(const cell_params_t *p, const cell_state_t *s, double current_A)
 {
-    if (!p || !s || !voltage_V)
+    if (!p || !s)
         return CELL_ERR_NULL;
     if (!isfinite(current_A))
         return CELL_ERR_NOT_FINITE;
     int rc = cell_params_check(p, NULL);
     if (rc)
         return rc;
-    if (!core_state_ok(s))
-        return CELL_ERR_STATE;
+    return core_state_ok(s) ? CELL_OK : CELL_ERR_STATE;
+}
+
+int cell_voltage_at(const cell_params_t *p, const cell_state_t *s, double current_A,
+                    double *voltage_V)
+{
+    if (!voltage_V)
+        return CELL_ERR_NULL;
+    int rc = entry_check(p, s, current_A);
+    if (rc)
+        return rc;
     core_derived_t d;
     core_derive(p, &d);
     cell_state_t w = *s;
@@ -401,17 +410,11 @@ int core_advance(const cell_params_t *p, const core_derived_t *d, cell_state_t *
 
 int cell_step(const cell_params_t *p, cell_state_t *s, double current_A, double dt_s)
 {
-    if (!p || !s)
-        return CELL_ERR_NULL;
-    if (!isfinite(current_A))
-        return CELL_ERR_NOT_FINITE;
-    if (!isfinite(dt_s) || dt_s <= 0.0)
-        return CELL_ERR_DT;
-    int rc = cell_params_check(p, NULL);
+    int rc = entry_check(p, s, current_A);
     if (rc)
         return rc;
-    if (!core_state_ok(s))
-        return CELL_ERR_STATE;
+    if (!isfinite(dt_s) || dt_s <= 0.0)
+        return CELL_ERR_DT;
     core_derived_t d;
     core_derive(p, &d);
     cell_state_t w = *s;
