@@ -211,7 +211,9 @@ class MqttSink:
             print(f"MQTT: publishing bms/{frame['device']}/# to {where.host}:{where.port}"
                   + (" (embedded broker, stops with this run)" if self.bridge.owned_broker else "")
                   + f"; watch with: bms-twin watch --broker mqtt://{where.host}:{where.port}"
-                  + (" --mqtt-protocol 3.1.1" if self.bridge.owned_broker else ""), flush=True)
+                  + (" --mqtt-protocol 3.1.1" if self.bridge.owned_broker else "")
+                  + ("" if getattr(self.args, "speed", None) or not hasattr(self.args, "speed")
+                     else " (add --speed 600 to follow a run live)"), flush=True)
         return self.bridge
 
     def frame(self, frame):
