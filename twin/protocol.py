@@ -514,24 +514,33 @@ class _Line:
             self.fail("unexpected %r at the end" % fragment, expected, fragment)
 
 
-def _parse_current_step(line: _Line, kind: str) -> Step:
-    line.expect_word("at", "'at <current>' after '%s'" % kind.capitalize())
-    current_A, current_frag = line.quantity(_CURRENT_UNITS, "current", _CURRENT_HINT)
-    duration_s = duration_frag = until_V = until_frag = None
+def _parse_ending(line: _Line, units, what: str, hint: str, expected: str):
+    """The end of a step: 'for <duration>', 'until <what>' or 'for <duration> or
+    until <what>'. Returns (duration_s, its fragment, until value, its fragment)."""
+    duration_s = duration_frag = until = until_frag = None
     word = line.peek_word()
     if word == "for":
         line.take()
         duration_s, duration_frag = line.quantity(_TIME_UNITS, "duration", _TIME_HINT)
         if line.peek_word() == "or":
             line.take()
-            line.expect_word("until", "'until <voltage>' after 'or'")
-            until_V, until_frag = line.quantity(_VOLTAGE_UNITS, "voltage", _VOLTAGE_HINT)
+            line.expect_word("until", "'until <%s>' after 'or'" % what)
+            until, until_frag = line.quantity(units, what, hint)
     elif word == "until":
         line.take()
-        until_V, until_frag = line.quantity(_VOLTAGE_UNITS, "voltage", _VOLTAGE_HINT)
+        until, until_frag = line.quantity(units, what, hint)
     else:
-        line.fail_at(line.peek(), "'for <duration>', 'until <voltage>' or 'for <duration> or until <voltage>'")
-    line.end("the end of the line (or 'or until <voltage>' right after the duration)")
+        line.fail_at(line.peek(), expected)
+    line.end("the end of the line (or 'or until <%s>' right after the duration)" % what)
+    return duration_s, duration_frag, until, until_frag
+
+
+def _parse_current_step(line: _Line, kind: str) -> Step:
+    line.expect_word("at", "'at <current>' after '%s'" % kind.capitalize())
+    current_A, current_frag = line.quantity(_CURRENT_UNITS, "current", _CURRENT_HINT)
+    duration_s, duration_frag, until_V, until_frag = _parse_ending(
+        line, _VOLTAGE_UNITS, "voltage", _VOLTAGE_HINT,
+        "'for <duration>', 'until <voltage>' or 'for <duration> or until <voltage>'")
     return _current_step(kind, current_A, duration_s, until_V, (line.line_no, line.text),
                          (current_frag, duration_frag, until_frag))
 
@@ -556,21 +565,9 @@ def _parse_rest(line: _Line) -> Step:
 def _parse_hold(line: _Line) -> Step:
     line.expect_word("at", "'at <voltage>' after 'Hold'")
     voltage_V, voltage_frag = line.quantity(_VOLTAGE_UNITS, "voltage", _VOLTAGE_HINT)
-    duration_s = duration_frag = until_A = until_frag = None
-    word = line.peek_word()
-    if word == "for":
-        line.take()
-        duration_s, duration_frag = line.quantity(_TIME_UNITS, "duration", _TIME_HINT)
-        if line.peek_word() == "or":
-            line.take()
-            line.expect_word("until", "'until <current>' after 'or'")
-            until_A, until_frag = line.quantity(_CURRENT_UNITS, "current", _CURRENT_HINT)
-    elif word == "until":
-        line.take()
-        until_A, until_frag = line.quantity(_CURRENT_UNITS, "current", _CURRENT_HINT)
-    else:
-        line.fail_at(line.peek(), "'until <current>', 'for <duration>' or 'for <duration> or until <current>'")
-    line.end("the end of the line (or 'or until <current>' right after the duration)")
+    duration_s, duration_frag, until_A, until_frag = _parse_ending(
+        line, _CURRENT_UNITS, "current", _CURRENT_HINT,
+        "'until <current>', 'for <duration>' or 'for <duration> or until <current>'")
     return _hold_step(voltage_V, until_A, duration_s, (line.line_no, line.text),
                       (voltage_frag, duration_frag, until_frag))
 

@@ -256,3 +256,18 @@ def wait_until(predicate, timeout: float = WAIT_S, poll_s: float = 0.01) -> bool
             return False
         time.sleep(poll_s)
     return True
+
+
+def event_seqs(col: "Collector", topic: str) -> list:
+    """The seq of every event message the collector saw on topic, in arrival order."""
+    return [json.loads(m[1])["seq"] for m in col.on(topic)]
+
+
+def first_arrivals(seqs: list) -> list:
+    """seqs with repeats removed (a QoS 1 redelivery), first arrival kept."""
+    seen, out = set(), []
+    for s in seqs:
+        if s not in seen:
+            seen.add(s)
+            out.append(s)
+    return out

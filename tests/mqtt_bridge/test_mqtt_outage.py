@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 
-from mqtt_helpers import WAIT_S, Collector, wait_until
+from mqtt_helpers import WAIT_S, Collector, event_seqs, first_arrivals, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "mqtt_fake_device.py")
@@ -64,19 +64,6 @@ class DeviceProcess:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(WAIT_S)
-
-
-def event_seqs(col: Collector, topic: str) -> list:
-    return [json.loads(m[1])["seq"] for m in col.on(topic)]
-
-
-def first_arrivals(seqs: list) -> list:
-    seen, out = set(), []
-    for s in seqs:
-        if s not in seen:
-            seen.add(s)
-            out.append(s)
-    return out
 
 
 def test_broker_restart_loses_no_event_and_last_will_says_offline(mosquitto_factory, device_id, tmp_path):

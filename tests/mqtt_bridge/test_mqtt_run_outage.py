@@ -8,7 +8,6 @@ test_mqtt_outage.py, the private Mosquitto keeps no state across its restart, so
 the publisher is paused (SIGSTOP) until the subscriber has resubscribed.
 Run: .venv/bin/python -m pytest tests/mqtt_bridge/test_mqtt_run_outage.py
 """
-import json
 import queue
 import shutil
 import signal
@@ -18,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from mqtt_helpers import WAIT_S, Collector, wait_until
+from mqtt_helpers import WAIT_S, Collector, event_seqs, first_arrivals, wait_until
 
 BMS_TWIN = shutil.which("bms-twin", path=str(Path(sys.executable).parent))
 # formation (~2.7 h) then six 30-minute cycles: one CYCLE event each
@@ -55,19 +54,6 @@ class RunProcess:
         self.proc.wait(WAIT_S)
 
 
-def seqs_of(col, topic):
-    return [json.loads(m[1])["seq"] for m in col.on(topic)]
-
-
-def first_arrivals(seqs):
-    seen, out = set(), []
-    for s in seqs:
-        if s not in seen:
-            seen.add(s)
-            out.append(s)
-    return out
-
-
 def test_broker_restart_mid_run_loses_no_event(mosquitto_factory, device_id, tmp_path):
     broker = mosquitto_factory().start()
     event_topic = f"bms/{device_id}/event"
@@ -81,7 +67,7 @@ def test_broker_restart_mid_run_loses_no_event(mosquitto_factory, device_id, tmp
                      "--no-discovery", "--speed", "2500")
     try:
         run.wait_line("MQTT: publishing")
-        assert col.wait_for(lambda m: len(seqs_of(col, event_topic)) >= 3, timeout=30)
+        assert col.wait_for(lambda m: len(event_seqs(col, event_topic)) >= 3, timeout=30)
         broker.kill()                                  # mid-formation, no clean shutdown
         time.sleep(1.5)                                # the run goes on: events pile up in its queue
         run.proc.send_signal(signal.SIGSTOP)
@@ -93,9 +79,9 @@ def test_broker_restart_mid_run_loses_no_event(mosquitto_factory, device_id, tmp
         assert run.proc.wait(120) == 0, run.proc.stderr.read()
         n_events = len((out / "events.jsonl").read_text().splitlines())
         assert n_events >= 10
-        assert col.wait_for(lambda m: set(range(1, n_events + 1)) <= set(seqs_of(col, event_topic)),
-                            timeout=30), sorted(set(range(1, n_events + 1)) - set(seqs_of(col, event_topic)))
-        assert first_arrivals(seqs_of(col, event_topic)) == list(range(1, n_events + 1))
+        assert col.wait_for(lambda m: set(range(1, n_events + 1)) <= set(event_seqs(col, event_topic)),
+                            timeout=30), sorted(set(range(1, n_events + 1)) - set(event_seqs(col, event_topic)))
+        assert first_arrivals(event_seqs(col, event_topic)) == list(range(1, n_events + 1))
     finally:
         run.close()
         col.stop()
