@@ -32,12 +32,11 @@ from pathlib import Path
 from typing import Iterable
 
 from bmsfw import link_codec as lc
-from bmsfw.config import UAS_PER_UAH, Config
+from bmsfw.config import Config
 from bmsfw.hal import ISHUNT, TCELL, VCELL
 from bmsfw.states import FAULTS, STATES, SUBSTATES
 from bmsfw.telemetry import TELEMETRY_KEYS
-from twin.core import COULOMB_PER_UAH
-from twin.run import Bench, RunResult, _Recorder, config_for
+from twin.run import Bench, FormationWatch, RunResult, _Recorder, config_for, summarize
 
 _TICKS_MASK = (1 << 30) - 1     # the firmware compares ticks modulo 2**30 (bmsfw.hal)
 FRAME_GAP_S = 0.05      # a frame quiet this long after its start is truncated (firmware: FRAME_GAP_MS)
@@ -292,8 +291,7 @@ class HilServer:
         self._cmd_results: dict = {}
         self._remote = RemoteController(self)
         self._pollers = [s for s in self.sinks if hasattr(s, "poll")]
-        self.formation = {"start_s": None, "end_s": None, "plated_uAh": None, "counted_uAh": None,
-                          "max_current_density_uA_cm2": 0.0, "record_writes": None}
+        self.formation = FormationWatch(self.bench)
 
     # ------------------------------------------------------------ frames in
     def _scan(self):
@@ -386,22 +384,13 @@ class HilServer:
             self.recorder.event(ev)
             for sink in self.sinks:
                 sink.event(ev)
-            if ev.get("event") == "STATE" and ev.get("to") == "FORMING" and self.formation["start_s"] is None:
-                self.formation["start_s"] = self.bench.t_s
-            if ev.get("event") == "FORMATION_DONE":
-                self.formation["end_s"] = self.bench.t_s
-                self.formation["plated_uAh"] = self.bench.cell.plated_uAh
-                self.formation["counted_uAh"] = ev.get("plated_uas", 0) / UAS_PER_UAH
-                self.formation["record_writes"] = self.board.record_writes
+            self.formation.event(ev)
 
     def _record(self, frame: dict) -> None:
         self.recorder.tick(frame)
         for sink in self.sinks:
             sink.frame(frame)
-        if frame["state"] == "FORMING" and frame["current_ua"] > 0:
-            density = frame["current_ua"] / self.parameters.values["area_cm2"]
-            if density > self.formation["max_current_density_uA_cm2"]:
-                self.formation["max_current_density_uA_cm2"] = density
+        self.formation.frame(frame)
 
     def _twin_event(self, name: str, detail: str) -> None:
         self.recorder.event({"kind": "event", "device": self.device_id, "seq": None,
@@ -498,54 +487,17 @@ class HilServer:
         return self._result(t_end - t_wall, t_end - t_loop)
 
     def _result(self, wall: float, loop_wall: float) -> RunResult:
-        bench, cell, rec = self.bench, self.bench.cell, self.recorder
-        s = cell.state
-        frame = self.last_frame or {}
-        f = self.formation
-        charged = s.charge_in_C / COULOMB_PER_UAH
-        returned = s.charge_out_C / COULOMB_PER_UAH
-        faults = sorted({ev["fault"] for ev in rec.events if ev.get("event") == "FAULT" and ev.get("fault")})
-        duration = (f["end_s"] - f["start_s"]) if f["end_s"] and f["start_s"] is not None else None
-        summary = {
-            "cell": self.parameters.name,
-            "device": self.device_id,
-            "ambient_c": self.ambient_c,
-            "seed": self.seed,
-            "final_state": frame.get("state"),
-            "final_substate": frame.get("substate"),
-            "faults": faults,
-            "active_faults": list(frame.get("faults", [])),
-            "formation": {
-                "plated_uAh": f["plated_uAh"],
-                "counted_uAh": f["counted_uAh"],
-                "duration_s": duration,
-                "max_current_density_uA_cm2": f["max_current_density_uA_cm2"],
-                "record_writes": f["record_writes"],
-            },
-            "layer_cracked": cell.layer_cracked,
-            "layer_damage": cell.layer_damage,
-            "charge_in_uAh": charged,
-            "charge_out_uAh": returned,
-            "retained_fraction": returned / charged if charged > 0 else None,
-            "lithium_lost_uAh": cell.lithium_lost_uAh,
-            "plated_uAh_end": cell.plated_uAh,
-            "final_voltage_V": cell.voltage_V,
-            "min_li_to_s": None,
-            "record_writes": self.board.record_writes,
-            "boots": bench.boots,
-            "events": len(rec.events),
-            "sim_seconds": s.t_s,
-            "wall_seconds": wall,
-            "speed_factor": s.t_s / wall if wall > 0 else math.inf,
-            "steps": [],
-            "hil": {"mode": self.mode, "tick_ms": self.tick_ms, "ticks_sent": self.ticks_sent,
-                    "replies": self.replies, "loop_wall_seconds": loop_wall,
-                    "ticks_per_s": self.ticks_sent / loop_wall if loop_wall > 0 else math.inf,
-                    "firmware_dead": self.firmware_dead,
-                    "board_setpoint_ua": self.board.setpoint_ua, "board_relay_closed": self.board.relay_closed},
-            "link_lost": self.link_lost,
-            "link": {"twin": dict(self.link.counters), "firmware": dict(self.fw_counters)},
-        }
+        rec = self.recorder
+        self.bench.device_id = self.device_id
+        summary = summarize(
+            self.bench, rec, self.formation, self.last_frame or {}, wall, steps=[],
+            hil={"mode": self.mode, "tick_ms": self.tick_ms, "ticks_sent": self.ticks_sent,
+                 "replies": self.replies, "loop_wall_seconds": loop_wall,
+                 "ticks_per_s": self.ticks_sent / loop_wall if loop_wall > 0 else math.inf,
+                 "firmware_dead": self.firmware_dead,
+                 "board_setpoint_ua": self.board.setpoint_ua, "board_relay_closed": self.board.relay_closed},
+            link_lost=self.link_lost,
+            link={"twin": dict(self.link.counters), "firmware": dict(self.fw_counters)})
         return RunResult(rec.rows, rec.events, summary, rec.cycles)
 
 

@@ -70,6 +70,8 @@ class Bench:
     def __init__(self, parameters, ambient_c: float = 25.0, seed: int = 0, board="bench_ua",
                  device_id: str | None = None, config: Config | None = None):
         self.parameters = parameters
+        self.ambient_c = ambient_c
+        self.seed = seed
         self.cell = Cell(parameters, ambient_c=ambient_c)
         # a board name (twin/parameters/boards) or a mapping of its values
         self.board = TwinBoard(self.cell, load_board(board) if isinstance(board, str) else board,
@@ -163,6 +165,76 @@ class _Recorder:
         self.events.append(dict(ev, time_s=self.bench.t_s))
 
 
+class FormationWatch:
+    """What a run reports about formation, from the firmware's frames and events
+    and the twin's truth: when it started and ended, the lithium plated (twin)
+    and counted (firmware ledger), the peak current density, record writes."""
+
+    def __init__(self, bench: Bench):
+        self.bench = bench
+        self.area_cm2 = bench.parameters.values["area_cm2"]
+        self.start_s = self.end_s = None
+        self.plated_uAh = self.counted_uAh = self.record_writes = None
+        self.max_density_uA_cm2 = 0.0
+
+    def frame(self, frame: dict) -> None:
+        if frame["state"] == "FORMING" and frame["current_ua"] > 0:
+            self.max_density_uA_cm2 = max(self.max_density_uA_cm2, frame["current_ua"] / self.area_cm2)
+
+    def event(self, ev: dict) -> None:
+        if ev.get("event") == "STATE" and ev.get("to") == "FORMING" and self.start_s is None:
+            self.start_s = self.bench.t_s
+        elif ev.get("event") == "FORMATION_DONE":
+            self.end_s = self.bench.t_s
+            self.plated_uAh = self.bench.cell.plated_uAh
+            self.counted_uAh = ev.get("plated_uas", 0) / UAS_PER_UAH
+            self.record_writes = self.bench.board.record_writes
+
+    def as_dict(self) -> dict:
+        done = self.end_s is not None and self.start_s is not None
+        return {"plated_uAh": self.plated_uAh, "counted_uAh": self.counted_uAh,
+                "duration_s": self.end_s - self.start_s if done else None,
+                "max_current_density_uA_cm2": self.max_density_uA_cm2,
+                "record_writes": self.record_writes}
+
+
+def summarize(bench: Bench, recorder: "_Recorder", formation: FormationWatch, final_frame: dict,
+              wall_s: float, **more) -> dict:
+    """The summary.json of a closed-loop run (in-process or over HIL)."""
+    cell, s = bench.cell, bench.cell.state
+    charged = s.charge_in_C / COULOMB_PER_UAH
+    returned = s.charge_out_C / COULOMB_PER_UAH
+    summary = {
+        "cell": bench.parameters.name,
+        "device": bench.device_id,
+        "ambient_c": bench.ambient_c,
+        "seed": bench.seed,
+        "final_state": final_frame.get("state"),
+        "final_substate": final_frame.get("substate"),
+        "faults": sorted({ev["fault"] for ev in recorder.events
+                          if ev.get("event") == "FAULT" and ev.get("fault")}),
+        "active_faults": list(final_frame.get("faults", [])),
+        "formation": formation.as_dict(),
+        "layer_cracked": cell.layer_cracked,
+        "layer_damage": cell.layer_damage,
+        "charge_in_uAh": charged,
+        "charge_out_uAh": returned,
+        # as the seed counts it for D111: all charge returned over all charge put in
+        "retained_fraction": returned / charged if charged > 0 else None,
+        "lithium_lost_uAh": cell.lithium_lost_uAh,
+        "plated_uAh_end": cell.plated_uAh,
+        "final_voltage_V": cell.voltage_V,
+        "record_writes": bench.board.record_writes,
+        "boots": bench.boots,
+        "events": len(recorder.events),
+        "sim_seconds": s.t_s,
+        "wall_seconds": wall_s,
+        "speed_factor": s.t_s / wall_s if wall_s > 0 else math.inf,
+    }
+    summary.update(more)
+    return summary
+
+
 def _until_reached(step, cell_mv: int) -> bool:
     if step.stop_voltage_V is None:
         return False
@@ -187,11 +259,8 @@ def run_closed_loop(parameters, duty: Protocol | None = None, ambient_c: float =
     pollers = [s for s in sinks if hasattr(s, "poll")]
     cuts = sorted(float(t) for t in power_cuts_s)
     tick_s = bench.tick_ms / 1000.0
-    formation = {"start_s": None, "end_s": None, "plated_uAh": None, "counted_uAh": None,
-                 "max_current_density_uA_cm2": 0.0, "record_writes": None}
+    formation = FormationWatch(bench)
     steps_report: list = []
-    wall = 0.0
-    area_cm2 = parameters.values["area_cm2"]
 
     def one_tick() -> dict:
         nonlocal cuts
@@ -209,21 +278,12 @@ def run_closed_loop(parameters, duty: Protocol | None = None, ambient_c: float =
         for sink in sinks:
             sink.frame(frame)
         events = c.pop_events()
+        formation.frame(frame)
         for ev in events:
             recorder.event(ev)
+            formation.event(ev)
             for sink in sinks:
                 sink.event(ev)
-            if ev["event"] == "STATE" and ev.get("to") == "FORMING" and formation["start_s"] is None:
-                formation["start_s"] = bench.t_s
-            if ev["event"] == "FORMATION_DONE":
-                formation["end_s"] = bench.t_s
-                formation["plated_uAh"] = bench.cell.plated_uAh
-                formation["counted_uAh"] = c.ledger.plated_uas / UAS_PER_UAH
-                formation["record_writes"] = bench.board.record_writes
-        if c.state == "FORMING" and frame["current_ua"] > 0:
-            density = frame["current_ua"] / area_cm2
-            if density > formation["max_current_density_uA_cm2"]:
-                formation["max_current_density_uA_cm2"] = density
         if on_tick is not None:
             on_tick(bench)
         return frame
@@ -247,45 +307,8 @@ def run_closed_loop(parameters, duty: Protocol | None = None, ambient_c: float =
             one_tick()
     wall = time.perf_counter() - t_wall
 
-    c = bench.controller
-    s = bench.cell.state
-    charged = s.charge_in_C / COULOMB_PER_UAH
-    returned = s.charge_out_C / COULOMB_PER_UAH
-    faults = sorted({ev["fault"] for ev in recorder.events if ev["event"] == "FAULT" and ev.get("fault")})
-    duration = (formation["end_s"] - formation["start_s"]) if formation["end_s"] and formation["start_s"] is not None else None
-    summary = {
-        "cell": parameters.name,
-        "device": bench.device_id,
-        "ambient_c": ambient_c,
-        "seed": seed,
-        "final_state": c.state,
-        "final_substate": c.substate,
-        "faults": faults,
-        "active_faults": list(c.faults),
-        "formation": {
-            "plated_uAh": formation["plated_uAh"],
-            "counted_uAh": formation["counted_uAh"],
-            "duration_s": duration,
-            "max_current_density_uA_cm2": formation["max_current_density_uA_cm2"],
-            "record_writes": formation["record_writes"],
-        },
-        "layer_cracked": bench.cell.layer_cracked,
-        "layer_damage": bench.cell.layer_damage,
-        "charge_in_uAh": charged,
-        "charge_out_uAh": returned,
-        "retained_fraction": returned / charged if charged > 0 else None,
-        "lithium_lost_uAh": bench.cell.lithium_lost_uAh,
-        "plated_uAh_end": bench.cell.plated_uAh,
-        "final_voltage_V": bench.cell.voltage_V,
-        "min_li_to_s": None,
-        "record_writes": bench.board.record_writes,
-        "boots": bench.boots,
-        "events": len(recorder.events),
-        "sim_seconds": s.t_s,
-        "wall_seconds": wall,
-        "speed_factor": s.t_s / wall if wall > 0 else math.inf,
-        "steps": steps_report,
-    }
+    summary = summarize(bench, recorder, formation, bench.controller.telemetry(), wall,
+                        steps=steps_report)
     return RunResult(recorder.rows, recorder.events, summary, recorder.cycles)
 
 

@@ -4,7 +4,6 @@ Every test boots the real controller on the twin board (twin/board.py, the C cor
 underneath) and checks the firmware's behaviour against the twin's truth.
 Run: .venv/bin/python -m pytest tests/integration/test_closed_loop.py
 """
-import pytest
 
 from twin.cell import Cell
 from twin.parameters import load_parameter_set
