@@ -158,7 +158,7 @@ def test_shipped_to_safe_on_stop():
 # --- FORMING -----------------------------------------------------------------------------
 def test_forming_nucleate_to_plate_when_nucleated():
     ctrl, hal, events = _boot(auto_form=True)
-    events = run(ctrl, hal, 3600, until=lambda c: c.substate == "PLATE")
+    run(ctrl, hal, 3600, until=lambda c: c.substate == "PLATE")
     assert ctrl.substate == "PLATE"
     # the nucleation charge was counted and the plateau seen first
     assert ctrl.ledger.plated_uas >= ctrl.config.nucleation_uas

@@ -1,7 +1,6 @@
 """The SQLite store-and-forward queue (real files), and the telemetry ring
 buffer's `dropped` count across a real broker outage."""
 
-import json
 import sqlite3
 
 import pytest

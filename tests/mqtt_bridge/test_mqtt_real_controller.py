@@ -3,7 +3,6 @@ Bridge as its MQTT sink on the shared mosquitto: every published payload of a
 whole formation matches its schema, events arrive complete and in order, and
 commands sent over MQTT reach the real controller on the run loop's thread."""
 
-import json
 import threading
 
 from mqtt_bridge import Bridge
