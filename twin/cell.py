@@ -6,6 +6,7 @@ Current sign: + charges the cell (plates lithium), - discharges it.
 """
 from __future__ import annotations
 
+from math import isfinite
 from typing import Mapping
 
 import numpy as np
@@ -67,28 +68,34 @@ class Cell:
 
         Samples are written every sample_interval_s and at the end; a long
         segment is resumed transparently when the sample buffer fills."""
-        unknown = sorted(set(fields) - SEGMENT_FIELDS)
-        if unknown:
+        if not SEGMENT_FIELDS.issuperset(fields):
+            unknown = sorted(set(fields) - SEGMENT_FIELDS)
             raise core.SegmentError(f"unknown segment field(s): {', '.join(unknown)}; "
                                     f"known: {', '.join(sorted(SEGMENT_FIELDS))}")
         seg = self._segment
+        # Checked here, cheaply (this is called once per protocol step), so that an
+        # error names its field; the core checks the same again and stays safe alone.
         for name in _SEGMENT_INTS:
             value = fields.get(name, 0)
-            if isinstance(value, bool) or not isinstance(value, int):
+            if type(value) is not int:
                 raise core.SegmentError(f"{name}: expected an int, got {value!r}")
             setattr(seg, name, value)
         for name in _SEGMENT_FLOATS:
-            setattr(seg, name, core._finite(name, fields.get(name, 0.0), core.SegmentError))
+            value = fields.get(name, 0.0)
+            if type(value) is not float or not isfinite(value):
+                value = core._finite(name, value, core.SegmentError)
+            setattr(seg, name, value)
         seg.sample_interval_s = core._finite("sample_interval_s", sample_interval_s, core.SegmentError)
         n_buf = max_samples if sample_interval_s > 0 else 0
-        buf = ffi.new("cell_sample_t[]", max(n_buf, 1))
+        buf = ffi.new("cell_sample_t[]", n_buf) if n_buf > 0 else ffi.NULL
         result = self._result
         chunks = []
         elapsed = charge = 0.0
         steps = 0
         while True:
-            core.check(lib.cell_run_segment(self.params, self.state, seg, buf if n_buf else ffi.NULL,
-                                            n_buf, result), "cell_run_segment")
+            code = lib.cell_run_segment(self.params, self.state, seg, buf, n_buf, result)
+            if code:
+                core.check(code, "cell_run_segment")
             if result.n_samples:
                 raw = ffi.buffer(buf, result.n_samples * ffi.sizeof("cell_sample_t"))
                 chunks.append(np.frombuffer(raw, dtype=SAMPLE_DTYPE).copy())
