@@ -28,6 +28,8 @@ package(
     files=(
         "hal.py",
         "compat.py",
+        "errors.py",
+        "commands.py",
         "config.py",
         "calibration.py",
         "states.py",

@@ -39,7 +39,7 @@ from bmsfw.telemetry import TELEMETRY_KEYS
 from twin.run import Bench, FormationWatch, RunResult, _Recorder, config_for, summarize
 
 _TICKS_MASK = (1 << 30) - 1     # the firmware compares ticks modulo 2**30 (bmsfw.hal)
-FRAME_GAP_S = 0.05      # a frame quiet this long after its start is truncated (firmware: FRAME_GAP_MS)
+FRAME_GAP_S = lc.FRAME_GAP_MS / 1000.0
 TWIN_COUNTERS = ("frames", "garbage_bytes", "bad_header", "bad_crc", "truncated", "bad_payload",
                  "replayed", "skipped", "retries", "events_lost")
 

@@ -15,8 +15,10 @@
 # length is measured, never assumed. See docs/firmware.md.
 from . import limits
 from .calibration import FrontEnd
+from .commands import COMMANDS, LIMIT_KEYS, MAX_DURATION_S
 from .compat import ticks_add, ticks_diff
 from .config import Config
+from .errors import FieldError
 from .formation import V_DISCHARGE, Formation
 from .ledger import Ledger
 from .protections import Protections
@@ -30,20 +32,14 @@ from .states import (BOOT, CHARGE, CHARGING, CRACK_SUSPECTED, DISCHARGE, DISCHAR
                      UNDER_TEMPERATURE, UNDERVOLTAGE, VERIFY, next_state)
 from .telemetry import Telemetry, make_event
 
-COMMANDS = ("formation/start", "charge", "discharge", "rest", "stop", "reset_fault", "set_limits")
-LIMIT_KEYS = ("cvl_mv", "dvl_mv", "ccl_ua", "dcl_ua")
-MAX_DURATION_S = 1000000        # ~11.6 days: duration in ms stays below the 2**29 ticks horizon
 MAX_PENDING_EVENTS = 64         # oldest dropped beyond this (counted in events_dropped)
 
 _UT_BIT = 1 << FAULTS.index(UNDER_TEMPERATURE)
 _OPERATING = (SHIPPED, FORMING, READY)
 
 
-class ControllerError(ValueError):
-    def __init__(self, field, value, why):
-        super().__init__("%s=%r: %s" % (field, value, why))
-        self.field = field
-        self.value = value
+class ControllerError(FieldError):
+    pass
 
 
 def _is_int(value):

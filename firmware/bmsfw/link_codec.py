@@ -30,6 +30,7 @@ TRAILER_SIZE = const(2)
 OVERHEAD = const(12)
 MAX_PAYLOAD = const(512)
 MAX_FRAME = const(524)          # OVERHEAD + MAX_PAYLOAD
+FRAME_GAP_MS = const(50)        # a frame quiet this long after its start is truncated (both ends)
 
 # message types (docs/hil.md, "Messages")
 T_HELLO = const(1)              # firmware -> twin: boot or link re-sync; asks for the record

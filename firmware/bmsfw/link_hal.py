@@ -37,7 +37,6 @@ COMMAND = const(2)
 HELLO_MS = 500                  # HELLO repeat while waiting for the twin (boot, lost link)
 _RX_CHUNK = const(256)
 TX_BYTES = 2048                 # a tick's answer: a record, a few events, the REPLY
-FRAME_GAP_MS = 50               # a frame quiet this long after its start is truncated
 
 
 class LinkHal(Hal):
@@ -213,7 +212,7 @@ class LinkHal(Hal):
                 self._last_byte_ms = now
                 p.feed_from(self._rx, n)
                 continue
-            if p.pending() and ticks_diff(now, self._last_byte_ms) > FRAME_GAP_MS:
+            if p.pending() and ticks_diff(now, self._last_byte_ms) > lc.FRAME_GAP_MS:
                 p.expire()
                 continue
             if getattr(self.stream, "eof", False):

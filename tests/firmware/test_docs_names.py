@@ -9,7 +9,7 @@ import re
 import pytest
 
 from bmsfw import states
-from bmsfw.controller import COMMANDS
+from bmsfw.commands import COMMANDS
 from bmsfw.telemetry import TELEMETRY_KEYS
 
 DOCS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs")
