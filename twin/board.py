@@ -19,13 +19,8 @@ from typing import Mapping
 
 from bmsfw.hal import ISHUNT, TCELL, VCELL, Hal
 from twin.cell import KELVIN, Cell
-
-BOARD_FIELDS = (
-    "adc_bits", "adc_vref_mV", "adc_gain_error", "adc_offset_counts", "adc_noise_counts",
-    "vcell_gain", "shunt_ohm", "shunt_amp_gain", "ishunt_offset_mV",
-    "ntc_r25_ohm", "ntc_beta_K", "ntc_pullup_ohm",
-    "source_resolution_uA", "source_range_uA", "source_slew_uA_per_ms", "source_compliance_V",
-)
+from twin.core import MODE_VOLTAGE
+from twin.parameters.board import BOARD_FIELDS
 
 FAULTS = {
     "open_cell": "the cell is disconnected: VCELL pulled to full scale, no current",
@@ -188,7 +183,7 @@ class TwinBoard(Hal):
             if v > compliance or v < 0.0:
                 self.compliance_hits += 1
                 hold = compliance if v > compliance else 1e-3
-                self.cell.run_segment({"mode": 1, "voltage_V": hold, "duration_s": dt_s})
+                self.cell.run_segment({"mode": MODE_VOLTAGE, "voltage_V": hold, "duration_s": dt_s})
                 return
         self.cell.step(current_A, dt_s)
 

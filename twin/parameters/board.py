@@ -50,6 +50,7 @@ _BOARD = (
     ("source_slew_uA_per_ms", "uA/ms", POSITIVE, False),
     ("source_compliance_V", "V", POSITIVE, False),
 )
+BOARD_FIELDS = tuple(name for name, _, _, _ in _BOARD)
 BOARD_UNITS = types.MappingProxyType({name: unit for name, unit, _, _ in _BOARD})
 
 
