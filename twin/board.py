@@ -51,6 +51,7 @@ class TwinBoard(Hal):
             raise BoardError(f"board description lacks {', '.join(missing)}")
         self.cell = cell
         self.b = {f: float(values[f]) for f in BOARD_FIELDS}
+        self.seed = seed
         self._bits = int(self.b["adc_bits"])
         self._full = (1 << self._bits) - 1
         self._counts_per_mV = (1 << self._bits) / self.b["adc_vref_mV"]
@@ -239,6 +240,11 @@ class TwinBoard(Hal):
             counts += self._rng.gauss(0.0, noise)
         counts = int(round(counts))
         return 0 if counts < 0 else self._full if counts > self._full else counts
+
+    @property
+    def description(self) -> dict:
+        """The board description it was built from (all values as floats)."""
+        return dict(self.b)
 
     @property
     def temperature_c(self) -> float:

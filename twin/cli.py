@@ -59,7 +59,8 @@ def cmd_simulate(args) -> int:
 
 def cmd_run(args) -> int:
     from twin.parameters import load_parameter_set
-    from twin.run import DUTY_D111, run_closed_loop, write_run_outputs
+    from twin.run import DUTY_D111, run_closed_loop
+    from twin.run_files import write_run_outputs
 
     params = load_parameter_set(args.cell)
     duty = load_protocol(args.protocol) if args.protocol else load_protocol(str(DUTY_D111))
