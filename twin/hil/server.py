@@ -41,8 +41,14 @@ class RemoteController:
 
 
 class HilServer:
+    """A HIL session on a new bench: a shipped cell of `parameters` at `ambient_c`
+    on `board` (a name, path, Board or mapping of its values; `seed` seeds its ADC
+    noise), the firmware at the other end of `stream`. `config` is only used for
+    the default tick (the firmware carries its own); it defaults to config_for the
+    cell on this board."""
+
     def __init__(self, parameters, stream, mode: str = "lockstep", ambient_c: float = 25.0, seed: int = 0,
-                 board: str = "bench_ua", tick_ms: int | None = None, config: Config | None = None,
+                 board="bench_ua", tick_ms: int | None = None, config: Config | None = None,
                  sinks: Iterable = (), record_every: int = 1, reply_timeout_s: float = 5.0,
                  retry_s: float = 0.5, link_timeout_ms: int | None = None, boot_timeout_s: float = 60.0):
         if mode not in ("lockstep", "realtime"):
