@@ -1,4 +1,4 @@
-"""`bms-twin hil` (twin/hil.py add_arguments/main) end to end: a pty the
+"""`bms-twin hil` (twin/hil/cli.py add_arguments/main) end to end: a pty the
 firmware opens from the printed path, the run's files; tcp:// with the
 firmware's link on its stdin/stdout; refusals of bad ports and settings.
 
