@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from twin.board import TwinBoard
 from twin.cell import Cell
-from twin.parameters.board import board_values
 
 
 class Bench:
@@ -29,7 +28,7 @@ class Bench:
         (twin/parameters/boards), a path, a Board, or a mapping of its values; `seed`
         seeds the board's ADC noise."""
         cell = Cell(parameters, ambient_c=ambient_c)
-        return cls(cell, TwinBoard(cell, board_values(board), seed=seed))
+        return cls(cell, TwinBoard(cell, board, seed=seed))
 
     def power_cut(self, off_s: float) -> None:
         """Power off for off_s: the source stops, the relay drops, the cell rests;

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Mapping
 
 from bmsfw.hal import ISHUNT, TCELL, VCELL, Hal
 from twin.cell import KELVIN, Cell
 from twin.core import MODE_VOLTAGE
-from twin.parameters.board import BOARD_FIELDS
+from twin.parameters.board import BOARD_FIELDS, board_values
 
 FAULTS = {
     "open_cell": "the cell is disconnected: VCELL pulled to full scale, no current",
@@ -42,13 +41,9 @@ class TwinBoard(Hal):
     """A HAL implementation backed by the C cell model."""
 
     def __init__(self, cell: Cell, board, seed: int = 0):
-        """board: a board description (twin.parameters.load_board) or a mapping of its values."""
-        values = board if isinstance(board, Mapping) else getattr(board, "values", None)
-        if not isinstance(values, Mapping):
-            raise BoardError(f"board: expected a board description or a mapping, got {type(board).__name__}")
-        missing = [f for f in BOARD_FIELDS if f not in values]
-        if missing:
-            raise BoardError(f"board description lacks {', '.join(missing)}")
+        """board: a board name or path, a board description (twin.parameters.load_board)
+        or a mapping of its values; a missing field is refused by name."""
+        values = board_values(board)
         self.cell = cell
         self.b = {f: float(values[f]) for f in BOARD_FIELDS}
         self.seed = seed
