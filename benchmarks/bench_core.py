@@ -1,12 +1,12 @@
 """How fast the C core is (printed, not asserted).
 
-    cd /work/main && PYTHONPATH=. .venv/bin/python benchmarks/bench_core.py [--quick]
+    .venv/bin/python benchmarks/bench_core.py [--quick]
 
 Reports, on the d111 parameter set:
   1. single-cell internal steps/s through the segment runner (cell_run_segment)
   2. fleet cell-steps/s: N = 10,000 cells mid-formation at 100 uA, dt 1 s,
      100 calls of cell_fleet_step on a numpy array of STATE_DTYPE
-  3. C against the pure-Python oracle (twin/oracle.py) on the same short protocol
+  3. C against the pure-Python oracle (tests/twin/oracle.py) on the same short protocol
   4. wall time of the D111 protocol run open-loop through Cell.run_segment
      (10 uA 10 min; 100 uA 2 h; 20 x [discharge 100 uA 15 min, charge 100 uA
      15 min]; discharge 100 uA to 2.0 V; discharge 20 uA to 2.0 V), best of 5
@@ -17,14 +17,20 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from twin import core, oracle
-from twin._core import ffi, lib
-from twin.cell import Cell
-from twin.parameters import load_parameter_set
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[0:0] = [str(ROOT), str(ROOT / "tests" / "twin")]
+
+import oracle  # noqa: E402  (tests/twin is not a package)
+from twin import core  # noqa: E402
+from twin._core import ffi, lib  # noqa: E402
+from twin.cell import Cell  # noqa: E402
+from twin.parameters import load_parameter_set  # noqa: E402
 
 UA = 1e-6
 GOAL_FLEET_CELL_STEPS_S = 20e6

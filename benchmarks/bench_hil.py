@@ -27,7 +27,8 @@ sys.path[0:0] = [str(ROOT), str(ROOT / "firmware"), str(ROOT / "tests" / "hil")]
 from hil_helpers import firmware_process  # noqa: E402
 from twin.hil import HilServer, open_port  # noqa: E402
 from twin.parameters import load_parameter_set  # noqa: E402
-from twin.run import Bench, config_for, run_closed_loop  # noqa: E402
+from twin.firmware_config import config_for  # noqa: E402
+from twin.run import run_closed_loop  # noqa: E402
 
 DEVICE = "bench-hil"
 
@@ -46,8 +47,7 @@ def main() -> int:
     params = load_parameter_set("d111")
     config = config_for(params)
     t0 = time.perf_counter()
-    bench = Bench(params, config=config, device_id=DEVICE)
-    ref = run_closed_loop(params, None, stop_after_formation=True, bench=bench).summary
+    ref = run_closed_loop(params, None, stop_after_formation=True, config=config, device_id=DEVICE).summary
     ref_wall = time.perf_counter() - t0
     ticks = int(round(ref["sim_seconds"] * 1000 / config.tick_ms))
     print(f"d111 formation, lockstep, {ticks} ticks of {config.tick_ms} ms, seed 0")

@@ -15,17 +15,11 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Mapping
 
 from bmsfw.hal import ISHUNT, TCELL, VCELL, Hal
 from twin.cell import KELVIN, Cell
-
-BOARD_FIELDS = (
-    "adc_bits", "adc_vref_mV", "adc_gain_error", "adc_offset_counts", "adc_noise_counts",
-    "vcell_gain", "shunt_ohm", "shunt_amp_gain", "ishunt_offset_mV",
-    "ntc_r25_ohm", "ntc_beta_K", "ntc_pullup_ohm",
-    "source_resolution_uA", "source_range_uA", "source_slew_uA_per_ms", "source_compliance_V",
-)
+from twin.core import MODE_VOLTAGE
+from twin.parameters.board import BOARD_FIELDS, board_values
 
 FAULTS = {
     "open_cell": "the cell is disconnected: VCELL pulled to full scale, no current",
@@ -47,15 +41,12 @@ class TwinBoard(Hal):
     """A HAL implementation backed by the C cell model."""
 
     def __init__(self, cell: Cell, board, seed: int = 0):
-        """board: a board description (twin.parameters.load_board) or a mapping of its values."""
-        values = board if isinstance(board, Mapping) else getattr(board, "values", None)
-        if not isinstance(values, Mapping):
-            raise BoardError(f"board: expected a board description or a mapping, got {type(board).__name__}")
-        missing = [f for f in BOARD_FIELDS if f not in values]
-        if missing:
-            raise BoardError(f"board description lacks {', '.join(missing)}")
+        """board: a board name or path, a board description (twin.parameters.load_board)
+        or a mapping of its values; a missing field is refused by name."""
+        values = board_values(board)
         self.cell = cell
         self.b = {f: float(values[f]) for f in BOARD_FIELDS}
+        self.seed = seed
         self._bits = int(self.b["adc_bits"])
         self._full = (1 << self._bits) - 1
         self._counts_per_mV = (1 << self._bits) / self.b["adc_vref_mV"]
@@ -188,7 +179,7 @@ class TwinBoard(Hal):
             if v > compliance or v < 0.0:
                 self.compliance_hits += 1
                 hold = compliance if v > compliance else 1e-3
-                self.cell.run_segment({"mode": 1, "voltage_V": hold, "duration_s": dt_s})
+                self.cell.run_segment({"mode": MODE_VOLTAGE, "voltage_V": hold, "duration_s": dt_s})
                 return
         self.cell.step(current_A, dt_s)
 
@@ -244,6 +235,11 @@ class TwinBoard(Hal):
             counts += self._rng.gauss(0.0, noise)
         counts = int(round(counts))
         return 0 if counts < 0 else self._full if counts > self._full else counts
+
+    @property
+    def description(self) -> dict:
+        """The board description it was built from (all values as floats)."""
+        return dict(self.b)
 
     @property
     def temperature_c(self) -> float:

@@ -38,6 +38,7 @@ class Cell:
 
     def __init__(self, parameters, ambient_c: float = 25.0):
         self.parameters = parameters
+        self.start_ambient_c = ambient_c    # as built; set_ambient_c moves the state's ambient_K
         self.params = core.make_params(_values_of(parameters))
         self.state = ffi.new("cell_state_t *")
         core.check(lib.cell_init(self.params, _ambient_K(ambient_c), self.state), "cell_init")

@@ -59,7 +59,8 @@ def cmd_simulate(args) -> int:
 
 def cmd_run(args) -> int:
     from twin.parameters import load_parameter_set
-    from twin.run import DUTY_D111, run_closed_loop, write_run_outputs
+    from twin.run import DUTY_D111, run_closed_loop
+    from twin.run_files import write_run_outputs
 
     params = load_parameter_set(args.cell)
     duty = load_protocol(args.protocol) if args.protocol else load_protocol(str(DUTY_D111))
@@ -116,7 +117,7 @@ def cmd_hil(args) -> int:
 def cmd_watch(args) -> int:
     from mqtt_bridge.watch import main as watch_main
 
-    return watch_main(args.rest)
+    return watch_main(args.watch_args)
 
 
 def cmd_params(args) -> int:
@@ -175,9 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_broker_arguments(hil_parser)
     hil_parser.set_defaults(func=cmd_hil, telemetry_period_ms=None)
 
+    # watch has its own parser (mqtt_bridge.watch); main() hands it every argument after "watch"
     watch = sub.add_parser("watch", help="live terminal view of devices on an MQTT broker "
                                          "(bms-twin watch --help)", add_help=False)
-    watch.add_argument("rest", nargs=argparse.REMAINDER)
     watch.set_defaults(func=cmd_watch)
 
     par = sub.add_parser("params", help="list parameter sets, or show one")
@@ -258,12 +259,14 @@ def _paced(on_tick, speed):
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["watch"]:
-        # watch has its own parser (mqtt_bridge.watch); argparse would eat its options
-        from mqtt_bridge.watch import main as watch_main
-
-        return watch_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # argparse cannot pass options through to a sub-parser (a REMAINDER positional
+    # refuses a leading --option), so watch's arguments are what parsing leaves over;
+    # every other command refuses leftovers, as parse_args would.
+    args, leftover = parser.parse_known_args(argv)
+    if leftover and args.command != "watch":
+        parser.error("unrecognized arguments: %s" % " ".join(leftover))
+    args.watch_args = leftover
     try:
         return args.func(args)
     except (ValueError, OSError) as exc:   # our errors inherit ValueError: say it plainly

@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "mp"))
 
 import closed_loop  # noqa: E402  (tests/mp is not a package)
 from twin.parameters import load_parameter_set  # noqa: E402
-from twin.run import Bench, run_closed_loop  # noqa: E402
+from twin.bench import Bench  # noqa: E402
+from twin.run import run_closed_loop  # noqa: E402
 
 SEED = 7
 REL_TOL = 1e-9
@@ -34,7 +35,7 @@ def d111():
 
 @pytest.fixture(scope="module")
 def cpython_run(d111):
-    bench = Bench(d111, seed=SEED)
+    bench = Bench.build(d111, seed=SEED)
     result = run_closed_loop(d111, seed=SEED, stop_after_formation=True, bench=bench)
     return result, bench
 

@@ -1,4 +1,4 @@
-"""`bms-twin hil` (twin/hil.py add_arguments/main) end to end: a pty the
+"""`bms-twin hil` (twin/hil/cli.py add_arguments/main) end to end: a pty the
 firmware opens from the printed path, the run's files; tcp:// with the
 firmware's link on its stdin/stdout; refusals of bad ports and settings.
 
@@ -16,7 +16,7 @@ import pytest
 from hil_helpers import ROOT, firmware_command
 from twin.hil import HilError, HilServer, add_arguments, main, open_port
 from twin.parameters import load_parameter_set
-from twin.run import config_for
+from twin.firmware_config import config_for
 
 RUN_HIL = ("import sys, argparse; from twin.hil import add_arguments, main; "
            "p = argparse.ArgumentParser(prog='bms-twin hil'); add_arguments(p); "

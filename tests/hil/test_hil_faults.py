@@ -15,7 +15,8 @@ from bmsfw import link_codec as lc
 from hil_helpers import firmware_process
 from twin.hil import HilServer, open_port
 from twin.parameters import load_parameter_set
-from twin.run import Bench, config_for, run_closed_loop
+from twin.firmware_config import config_for
+from twin.run import run_closed_loop
 
 SEED = 3
 DEVICE = "d111-faults"
@@ -70,8 +71,7 @@ class Injector:
 
 def test_garbage_both_ways_is_counted_and_changes_nothing(d111):
     config = config_for(d111)
-    bench = Bench(d111, seed=SEED, config=config, device_id=DEVICE)
-    ref = run_closed_loop(d111, None, seed=SEED, stop_after_formation=True, bench=bench)
+    ref = run_closed_loop(d111, None, seed=SEED, stop_after_formation=True, config=config, device_id=DEVICE)
     stream, slave = open_port("pty")
     inj = Injector(stream.fd, slave)
     try:

@@ -11,7 +11,9 @@ from bmsfw.telemetry import EVENT_KEYS, TELEMETRY_KEYS
 from hil_helpers import firmware_process
 from twin.hil import HilServer, open_port
 from twin.parameters import load_parameter_set
-from twin.run import config_for, run_closed_loop
+from twin.bench import Bench
+from twin.firmware_config import config_for
+from twin.run import run_closed_loop
 
 SEED = 7
 DEVICE = "d111-hil"
@@ -41,10 +43,9 @@ def reference(d111):
     """The in-process closed loop: same cell, seed, config and device id."""
     config = config_for(d111)
     sink = FakeSink()
-    from twin.run import Bench
-
-    bench = Bench(d111, seed=SEED, config=config, device_id=DEVICE)
-    result = run_closed_loop(d111, None, seed=SEED, stop_after_formation=True, bench=bench, sinks=[sink])
+    bench = Bench.build(d111, seed=SEED)
+    result = run_closed_loop(d111, None, seed=SEED, stop_after_formation=True, bench=bench, sinks=[sink],
+                             config=config, device_id=DEVICE)
     return result, sink, bench.board.record
 
 

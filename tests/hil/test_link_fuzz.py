@@ -9,10 +9,12 @@ import json
 import random
 import struct
 
+import pytest
+
 from bmsfw import link_codec as lc
 from bmsfw.link_hal import COMMAND, NOTHING, TICK, LinkHal
 from twin.hil import HilServer
-from twin.parameters import load_parameter_set
+from twin.parameters import load_board, load_parameter_set
 
 
 def frame(ftype, seq, payload):
@@ -266,6 +268,24 @@ def test_fuzz_the_twin_end():
     assert c["bad_crc"] + c["bad_header"] + c["truncated"] > 2000
     assert c["events_lost"] == 0
     assert server.board.setpoint_ua == 50 and server.board.relay_closed
+
+
+@pytest.mark.parametrize("board, range_ua", [
+    ("bench_ua", 2048),
+    (dict(load_board("bench_ua").values, source_range_uA=700.0, source_resolution_uA=1400 / 65536), 700),
+])
+def test_the_twin_end_holds_a_replys_setpoint_to_its_boards_source_range(board, range_ua):
+    feed = TwinFeed()
+    server = HilServer(load_parameter_set("d111"), feed, mode="lockstep", seed=1, board=board)
+    hello = struct.pack(lc.HELLO_FMT, lc.HELLO_WANT_RECORD, 4) + b"wide"
+    feed.chunks.append(frame(lc.T_HELLO, 0, hello))
+    server._pump(0)
+    for seq, setpoint in enumerate((5000, -5000, 650, -650), start=1):
+        feed.chunks.append(frame(lc.T_REPLY, seq, reply_payload(0, setpoint=setpoint)))
+        server._pump(0)
+        assert server.replies == seq
+        expected = max(-range_ua, min(range_ua, setpoint))
+        assert server.board.setpoint_ua == pytest.approx(expected, abs=0.05), setpoint
 
 
 class Flood(ChunkStream):

@@ -75,7 +75,7 @@ def test_a_twin_that_goes_away_leaves_the_firmware_safe_and_exits_3():
     from hil_helpers import firmware_process
     from twin.hil import HilServer, open_port
     from twin.parameters import load_parameter_set
-    from twin.run import config_for
+    from twin.firmware_config import config_for
 
     d111 = load_parameter_set("d111")
     config = config_for(d111)

@@ -8,7 +8,8 @@ Run: .venv/bin/python -m pytest tests/integration/test_closed_loop.py
 from twin.cell import Cell
 from twin.parameters import load_parameter_set
 from twin.protocol import Protocol, charge
-from twin.run import DUTY_D111, Bench, run_closed_loop
+from twin.bench import Bench
+from twin.run import DUTY_D111, run_closed_loop
 
 D111 = load_parameter_set("d111")
 
@@ -99,7 +100,7 @@ def test_control_cell_without_lipon_gives_no_plating_after_a_bounded_charge():
 
 
 def test_a_shorted_cell_at_boot_is_a_short_and_never_sees_current():
-    bench = Bench(D111, seed=2)
+    bench = Bench.build(D111, seed=2)
     bench.cell.inject_short(1.0)
     watch = Watch()
     result = run_closed_loop(D111, bench=bench, on_tick=watch, stop_after_formation=True,

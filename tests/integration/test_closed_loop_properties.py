@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 
 from twin.parameters import load_board, load_parameter_set
 from twin.protocol import Protocol, charge, discharge, rest
-from twin.run import Bench, run_closed_loop
+from twin.bench import Bench
+from twin.firmware_config import config_for
+from twin.run import run_closed_loop
 
 D111 = load_parameter_set("d111")
 UNCUT = run_closed_loop(D111, seed=5, stop_after_formation=True).summary["formation"]
@@ -62,7 +64,7 @@ request = st.tuples(st.sampled_from(["charge", "discharge", "rest"]),
 def test_the_firmware_keeps_any_cell_inside_its_limits(factors, requests, ambient, noise_counts, seed):
     params = spread_cell(load_parameter_set("al_wetting_layer"), factors)
     board = dict(load_board("bench_ua").values, adc_noise_counts=noise_counts)
-    bench = Bench(params, ambient_c=ambient[0], seed=seed, board=board)
+    bench = Bench.build(params, ambient_c=ambient[0], seed=seed, board=board)
     steps = []
     for kind, current_ua, minutes in requests:
         if kind == "rest":
@@ -75,7 +77,7 @@ def test_the_firmware_keeps_any_cell_inside_its_limits(factors, requests, ambien
     def ambient_at(t_s):
         return ambient[min(int(t_s // phase_s), len(ambient) - 1)]
 
-    config = bench.config
+    config = config_for(params, board)
     margin_mv = config.ov_margin_mv
     limits = {"ccl": 0, "dcl": 0, "cvl": config.charge_cutoff_mv}
     over = {"ticks": 0, "worst": 0}

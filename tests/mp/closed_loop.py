@@ -17,8 +17,8 @@ few, because each one crosses wasmtime and JSON on both sides (~55 µs):
 
 adc_read/ticks_ms answer from the latched step result, set_current_ua/set_relay
 are stored and travel with the next twin_step, feed_watchdog is local. This is
-the order twin/run.py's Bench keeps per tick (board.advance(tick_ms), then
-controller.tick()): the board only acts on its setpoint and relay when time
+the order twin/run.py's run_closed_loop keeps per tick (board.advance(tick_ms),
+then controller.tick()): the board only acts on its setpoint and relay when time
 advances, so delivering them at the start of the next step is the same thing.
 Events the controller popped during a tick travel with the next step too, before
 the board advances, so the host stamps them with the same twin time (and twin
@@ -242,27 +242,23 @@ class MpRunResult:
 
 
 def _guest_bench(parameters, ambient_c: float, seed: int, board, config, device_id):
-    """twin.run.Bench as run_closed_loop builds it (cell, board, config,
-    device id, tick), but with its controller left to the guest."""
-    from twin.run import Bench
+    """The bench run_closed_loop builds, and the config and device id it gives its
+    controller; the controller itself runs under MicroPython."""
+    from twin.bench import Bench
+    from twin.run import controller_settings
 
-    class GuestBench(Bench):
-        def _boot(self):
-            self.boots += 1
-            return None     # the controller runs under MicroPython
-
-    return GuestBench(parameters, ambient_c=ambient_c, seed=seed, board=board, device_id=device_id,
-                      config=config)
+    bench = Bench.build(parameters, ambient_c=ambient_c, seed=seed, board=board)
+    return (bench,) + controller_settings(bench, config, device_id)
 
 
 class _HostTwin:
     """The host half: the bench's twin board, and the host functions the guest calls."""
 
-    def __init__(self, bench):
+    def __init__(self, bench, tick_ms: int):
         self.bench = bench
         self.cell = bench.cell
         self.board = bench.board
-        self.tick_ms = bench.tick_ms
+        self.tick_ms = tick_ms
         self.events: list = []
         self.formation: dict = {"start_s": None, "end_s": None, "plated_uAh": None, "counted_uAh": None,
                                 "record_writes": None}
@@ -370,13 +366,12 @@ def run_mp_closed_loop(parameters, seed: int = 0, config=None, ambient_c: float 
     `board` is a board name (twin/parameters/boards) or its values, as for Bench."""
     from twin.run import FORMATION_TIMEOUT_S
 
-    bench = _guest_bench(parameters, ambient_c, seed, board, config, device_id)
+    bench, config, dev = _guest_bench(parameters, ambient_c, seed, board, config, device_id)
     timeout_s = FORMATION_TIMEOUT_S if formation_timeout_s is None else formation_timeout_s
     # run_closed_loop ticks while t_s < timeout: ceil(timeout / tick) ticks at most.
-    tick_cap = -(-int(round(timeout_s * 1000)) // bench.tick_ms)
-    twin = _HostTwin(bench)
-    dev = bench.device_id
-    code = _GUEST % {"config": _config_literal(bench.config), "device_id": dev, "tick_cap": tick_cap,
+    tick_cap = -(-int(round(timeout_s * 1000)) // config.tick_ms)
+    twin = _HostTwin(bench, config.tick_ms)
+    code = _GUEST % {"config": _config_literal(config), "device_id": dev, "tick_cap": tick_cap,
                      "every": HEAP_EVERY_TICKS, "profile": bool(profile)}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bmsfw-closed-loop-") as tmp:

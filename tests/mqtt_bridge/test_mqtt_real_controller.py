@@ -10,7 +10,8 @@ from mqtt_bridge.schemas import validator
 from mqtt_helpers import Collector, connect_client, wait_until
 
 from twin.parameters import load_parameter_set
-from twin.run import Bench, run_closed_loop
+from twin.bench import Bench
+from twin.run import run_closed_loop
 
 
 class ThreadRecordingBridge(Bridge):
@@ -26,7 +27,7 @@ class ThreadRecordingBridge(Bridge):
 
 def test_a_real_formation_published_through_the_bridge(shared_broker, device_id, tmp_path):
     params = load_parameter_set("d111")
-    bench = Bench(params, device_id=device_id)
+    bench = Bench.build(params)
     bridge = ThreadRecordingBridge(device_id, queue_path=str(tmp_path / "q.sqlite"), telemetry_period_ms=60_000,
                                    discovery=False)
     bridge.poll_threads = set()
@@ -40,14 +41,16 @@ def test_a_real_formation_published_through_the_bridge(shared_broker, device_id,
         op.publish(base + "cmd/rest", b'{"request_id": "too-early"}', qos=1).wait_for_publish(5)
         op.publish(base + "cmd/charge", b'{"current_ua": 0, "request_id": "zero"}', qos=1).wait_for_publish(5)
         assert wait_until(lambda: bridge.pending_commands() == 1)   # the zero-current charge is refused at once
-        result = run_closed_loop(params, bench=bench, stop_after_formation=True, sinks=[bridge])
+        result = run_closed_loop(params, bench=bench, stop_after_formation=True, sinks=[bridge],
+                                 device_id=device_id)
         assert result.summary  # the formation ran
         assert bridge.poll_threads == {threading.get_ident()}       # commands ran on the run loop's thread
         # formed and READY: now "rest" is accepted; one more tick of the same loop by hand
         op.publish(base + "cmd/rest", b'{"request_id": "after"}', qos=1).wait_for_publish(5)
         assert wait_until(lambda: bridge.pending_commands() == 1)
         bridge.poll(bench.controller)
-        bench.tick()
+        bench.board.advance(bench.controller.config.tick_ms)
+        bench.controller.tick()
         bridge.publish_frames([bench.controller.telemetry(), *bench.controller.pop_events()])
         assert bridge.flush(20)
         last_frame = bench.controller.telemetry()

@@ -9,7 +9,7 @@ import pytest
 from bmsfw.hal import ISHUNT, TCELL, VCELL, Hal
 from twin.board import FAULTS, BoardError, TwinBoard
 from twin.cell import Cell
-from twin.parameters import load_board, load_parameter_set
+from twin.parameters import ParameterError, load_board, load_parameter_set
 
 IDEAL = dict(load_board("bench_ua").values, adc_gain_error=0.0, adc_offset_counts=0.0,
              adc_noise_counts=0.0)
@@ -216,3 +216,14 @@ def test_every_read_of_a_tick_sees_the_same_scan_and_advance_rescans():
 def test_an_unknown_channel_is_refused():
     with pytest.raises(BoardError, match="no channel 9"):
         board().adc_read(9)
+
+
+def test_a_board_is_given_by_name_description_or_values_and_a_missing_field_is_named():
+    cell = Cell(load_parameter_set("d111"))
+    by_name = TwinBoard(cell, "bench_ua")
+    assert by_name.description == TwinBoard(cell, load_board("bench_ua")).description == \
+        {k: float(v) for k, v in load_board("bench_ua").values.items()}
+    values = dict(IDEAL)
+    del values["ntc_pullup_ohm"]
+    with pytest.raises(ParameterError, match=r"ntc_pullup_ohm: missing field\(s\) ntc_pullup_ohm"):
+        TwinBoard(cell, values)

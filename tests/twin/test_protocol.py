@@ -1,4 +1,4 @@
-"""Tests for twin/protocol.py: the cycler-language parser and the step constructors.
+"""Tests for twin/protocol/: the cycler-language parser and the step constructors.
 
 Run: cd /work/main && .venv/bin/python -m pytest tests/twin/test_protocol.py -q
 """

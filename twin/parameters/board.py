@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import types
 from pathlib import Path
+from typing import Mapping
 
 from twin.parameters._entries import (
     ANY,
@@ -50,6 +51,7 @@ _BOARD = (
     ("source_slew_uA_per_ms", "uA/ms", POSITIVE, False),
     ("source_compliance_V", "V", POSITIVE, False),
 )
+BOARD_FIELDS = tuple(name for name, _, _, _ in _BOARD)
 BOARD_UNITS = types.MappingProxyType({name: unit for name, unit, _, _ in _BOARD})
 
 
@@ -116,3 +118,16 @@ def load_board(name_or_path) -> Board:
         raise ParameterError("offset %r mV lies above the ADC reference %r mV"
                              % (values["ishunt_offset_mV"], values["adc_vref_mV"]), "ishunt_offset_mV", path)
     return Board(path.stem, path, values, sources)
+
+
+def board_values(board) -> dict:
+    """The values of a board given as a name or path (loaded and checked), a Board,
+    or a mapping of its values (checked for missing fields)."""
+    if isinstance(board, Board):
+        return board.values
+    if isinstance(board, Mapping):
+        missing = [field for field in BOARD_FIELDS if field not in board]
+        if missing:
+            raise ParameterError("missing field(s) %s" % ", ".join(missing), missing[0], "board mapping")
+        return dict(board)
+    return load_board(board).values

@@ -1,6 +1,7 @@
 """A pure-Python twin of the C core (c_core/), for testing it: the same equations,
 the same step-size rule, the same segment runner, written from the C source
-with nothing but `math`.
+with nothing but `math`. A test oracle (tests/twin/test_oracle.py,
+benchmarks/bench_core.py); it does not ship with the twin.
 
 It is slow (about a thousand times slower than C) and is never used to simulate:
 tests run a short protocol through both and require agreement to 1e-9
@@ -19,42 +20,29 @@ from __future__ import annotations
 import math
 from typing import Mapping
 
-# ---- constants, as in submodels.h / core_internal.h / cell.c / segment.c ----
-
-FARADAY_C_MOL = 96485.33212
-GAS_J_MOL_K = 8.314462618
-BOLTZMANN_EV_K = 8.617333262e-5
-COULOMB_PER_UAH = 3.6e-3
-ARRHENIUS_REFRESH_K = 1e-3
-CORE_MIN_DT_S = 1e-4
-CORE_ADAPTIVE_FLOOR_S = 0.5
-ALLOY_SWITCH_FRACTION = 0.001
-BISECT_ITERATIONS = 40
-
-CELL_OK = 0
-CELL_ERR_NOT_FINITE = -2
-CELL_ERR_DT = -4
-CELL_ERR_SEGMENT = -5
-CELL_ERR_STATE = -6
-CELL_ERR_DIVERGED = -7
-CELL_ERR_LENGTH = -8
-
-STOP_TIME, STOP_VOLTAGE, STOP_CURRENT, STOP_CHARGE, STOP_BUFFER_FULL = 1, 2, 3, 4, 5
-MODE_CURRENT, MODE_VOLTAGE, MODE_REST = 0, 1, 2
-
-# cell_state_t, in order (reserved/padding fields included so a C state maps 1:1)
-STATE_FIELDS = (
-    "t_s", "li_catholyte_mol", "s_catholyte_mol", "li_alloy_mol", "li_metal_mol",
-    "li_dead_mol", "li_precipitated_mol", "s_precipitated_mol", "layer_damage",
-    "layer_cracked", "ocv_index", "charge_since_crack_C", "short_ohm", "v_rc_V",
-    "temperature_K", "ambient_K", "current_A", "voltage_V", "ocv_V", "overpotential_V",
-    "short_current_A", "cache_T_K", "electrolyte_factor", "layer_factor", "transfer_factor",
-    "critical_factor", "cache_dt_s", "rc_decay", "thermal_decay", "cache_ct_j_A_cm2",
-    "cache_ct_T_K", "ct_overpotential_V", "charge_in_C", "charge_out_C", "li_plated_C",
-    "li_corroded_C",
+from twin._core import lib
+from twin.core import (
+    COULOMB_PER_UAH,
+    FARADAY_C_MOL,
+    MODE_CURRENT,
+    MODE_REST,
+    MODE_VOLTAGE,
+    SAMPLE_FIELDS,
+    STATE_FIELDS,
 )
-SAMPLE_FIELDS = ("t_s", "voltage_V", "current_A", "temperature_K", "li_metal_mol",
-                 "li_alloy_mol", "li_catholyte_mol", "li_lost_mol", "layer_damage")
+
+# ---- constants --------------------------------------------------------------
+# The C contract's codes, layouts and the physical constants the binding exports
+# come from the binding itself (status codes as lib.CELL_*); what the C core keeps
+# to itself is mirrored here, and test_oracle.py checks each against its #define.
+
+GAS_J_MOL_K = 8.314462618               # submodels.h
+BOLTZMANN_EV_K = 8.617333262e-5         # submodels.h
+ARRHENIUS_REFRESH_K = 1e-3              # submodels.h
+CORE_MIN_DT_S = 1e-4                    # core_internal.h
+CORE_ADAPTIVE_FLOOR_S = 0.5             # core_internal.h
+ALLOY_SWITCH_FRACTION = 0.001           # cell.c
+BISECT_ITERATIONS = 40                  # segment.c
 
 
 class OracleParameterError(ValueError):
@@ -379,7 +367,7 @@ def core_substep(p: dict, d: dict, s: dict, current_A: float, dt: float) -> int:
 
     check = v + T + v_rc + cath + metal + alloy + dead + sulfur + damage
     if not math.isfinite(check) or T <= 150.0 or T >= 500.0:
-        return CELL_ERR_DIVERGED
+        return lib.CELL_ERR_DIVERGED
 
     s.update(li_catholyte_mol=cath, s_catholyte_mol=sulfur, li_alloy_mol=alloy,
              li_metal_mol=metal, li_dead_mol=dead, li_precipitated_mol=li_prec,
@@ -396,7 +384,7 @@ def core_substep(p: dict, d: dict, s: dict, current_A: float, dt: float) -> int:
     if dt != s["cache_dt_s"]:
         s.update(cache_dt_s=dt, rc_decay=rc_decay, thermal_decay=thermal_decay)
     s.update(cache_ct_j_A_cm2=j_end, cache_ct_T_K=s["cache_T_K"], ct_overpotential_V=eta_ct)
-    return CELL_OK
+    return lib.CELL_OK
 
 
 def core_choose_dt(p: dict, d: dict, s: dict, current_A: float, dt_left: float) -> float:
@@ -435,20 +423,20 @@ def core_advance(p: dict, d: dict, s: dict, current_A: float, dt_s: float) -> tu
         left -= dt
         if left < 1e-12 * dt_s:
             break
-    return CELL_OK, n
+    return lib.CELL_OK, n
 
 
 def cell_step(p: dict, s: dict, current_A: float, dt_s: float) -> int:
     """cell_step: s changes only if the whole step succeeds."""
     if not math.isfinite(current_A):
-        return CELL_ERR_NOT_FINITE
+        return lib.CELL_ERR_NOT_FINITE
     if not math.isfinite(dt_s) or dt_s <= 0.0:
-        return CELL_ERR_DT
+        return lib.CELL_ERR_DT
     if not core_state_ok(s):
-        return CELL_ERR_STATE
+        return lib.CELL_ERR_STATE
     w = dict(s)
     rc, _ = core_advance(p, derive(p), w, current_A, dt_s)
-    if rc == CELL_OK:
+    if rc == lib.CELL_OK:
         s.update(w)
     return rc
 
@@ -456,14 +444,14 @@ def cell_step(p: dict, s: dict, current_A: float, dt_s: float) -> int:
 def cell_fleet_step(p: dict, states: list, currents: list, dt_s: float) -> tuple[int, list]:
     """(first non-zero code, per-cell codes), stepping each cell in place."""
     if not math.isfinite(dt_s) or dt_s <= 0.0:
-        return CELL_ERR_DT, []
+        return lib.CELL_ERR_DT, []
     d = derive(p)
-    first, status = CELL_OK, []
+    first, status = lib.CELL_OK, []
     for s, current_A in zip(states, currents):
         if not math.isfinite(current_A):
-            code = CELL_ERR_NOT_FINITE
+            code = lib.CELL_ERR_NOT_FINITE
         elif not core_state_ok(s):
-            code = CELL_ERR_STATE
+            code = lib.CELL_ERR_STATE
         else:
             code = core_advance(p, d, s, current_A, dt_s)[0]
         status.append(code)
@@ -484,7 +472,7 @@ def current_for_voltage(p: dict, d: dict, s: dict, target_V: float,
     lo = hi = guess_A
     v = core_voltage(p, d, s, guess_A)[0]
     if not math.isfinite(v):
-        return CELL_ERR_DIVERGED, 0.0
+        return lib.CELL_ERR_DIVERGED, 0.0
     if v < target_V:
         while True:
             lo = hi
@@ -516,7 +504,7 @@ def current_for_voltage(p: dict, d: dict, s: dict, target_V: float,
             hi = mid
         k += 1
     current = 0.5 * (lo + hi) + through_short
-    return (CELL_OK if math.isfinite(current) else CELL_ERR_DIVERGED), current
+    return (lib.CELL_OK if math.isfinite(current) else lib.CELL_ERR_DIVERGED), current
 
 
 SEGMENT_DEFAULTS = {"mode": MODE_CURRENT, "current_A": 0.0, "voltage_V": 0.0, "duration_s": 0.0,
@@ -527,26 +515,26 @@ SEGMENT_DEFAULTS = {"mode": MODE_CURRENT, "current_A": 0.0, "voltage_V": 0.0, "d
 
 def _segment_ok(g: dict, max_samples: int) -> int:
     if g["mode"] not in (MODE_CURRENT, MODE_VOLTAGE, MODE_REST):
-        return CELL_ERR_SEGMENT
+        return lib.CELL_ERR_SEGMENT
     for name in ("current_A", "voltage_V", "duration_s", "stop_voltage_V", "stop_current_A",
                  "stop_charge_C", "sample_interval_s"):
         if not math.isfinite(g[name]):
-            return CELL_ERR_NOT_FINITE
+            return lib.CELL_ERR_NOT_FINITE
     if g["duration_s"] <= 0.0:
-        return CELL_ERR_SEGMENT
+        return lib.CELL_ERR_SEGMENT
     if g["mode"] == MODE_VOLTAGE and not 0.0 < g["voltage_V"] <= 10.0:
-        return CELL_ERR_SEGMENT
+        return lib.CELL_ERR_SEGMENT
     if g["use_stop_voltage"] and not 0.0 < g["stop_voltage_V"] <= 10.0:
-        return CELL_ERR_SEGMENT
+        return lib.CELL_ERR_SEGMENT
     if g["use_stop_current"] and g["stop_current_A"] < 0.0:
-        return CELL_ERR_SEGMENT
+        return lib.CELL_ERR_SEGMENT
     if g["use_stop_charge"] and g["stop_charge_C"] <= 0.0:
-        return CELL_ERR_SEGMENT
+        return lib.CELL_ERR_SEGMENT
     if g["sample_interval_s"] < 0.0 or max_samples < 0:
-        return CELL_ERR_LENGTH
+        return lib.CELL_ERR_LENGTH
     if g["sample_interval_s"] > 0.0 and max_samples < 2:
-        return CELL_ERR_LENGTH
-    return CELL_OK
+        return lib.CELL_ERR_LENGTH
+    return lib.CELL_OK
 
 
 def _sample(s: dict) -> dict:
@@ -572,7 +560,7 @@ def cell_run_segment(p: dict, s: dict, segment: Mapping[str, float],
     if rc:
         return rc, {}, []
     if not core_state_ok(s):
-        return CELL_ERR_STATE, {}, []
+        return lib.CELL_ERR_STATE, {}, []
     d = derive(p)
     result = {"stop_reason": 0, "n_samples": 0, "elapsed_s": 0.0, "charge_C": 0.0, "n_steps": 0}
     samples: list = []
@@ -597,10 +585,10 @@ def cell_run_segment(p: dict, s: dict, segment: Mapping[str, float],
         else:
             direction = 1 if v_now < g["stop_voltage_V"] else -1
         if not voltage_mode and _crossed(direction, v_now, g["stop_voltage_V"]):
-            result["stop_reason"] = STOP_VOLTAGE
-            return CELL_OK, result, samples
+            result["stop_reason"] = lib.CELL_STOP_VOLTAGE
+            return lib.CELL_OK, result, samples
 
-    rc = CELL_OK
+    rc = lib.CELL_OK
     while True:
         left = g["duration_s"] - elapsed
         if voltage_mode:
@@ -636,7 +624,7 @@ def cell_run_segment(p: dict, s: dict, segment: Mapping[str, float],
             while k < BISECT_ITERATIONS and hi - lo > CORE_MIN_DT_S * 1e-2:
                 mid = 0.5 * (lo + hi)
                 trial = dict(before)
-                if (core_substep(p, d, trial, current, mid) == CELL_OK
+                if (core_substep(p, d, trial, current, mid) == lib.CELL_OK
                         and _crossed(direction, trial["voltage_V"], g["stop_voltage_V"])):
                     hi = mid
                 else:
@@ -648,17 +636,17 @@ def cell_run_segment(p: dict, s: dict, segment: Mapping[str, float],
             if rc:
                 break
             dt = hi
-            stop = STOP_VOLTAGE
+            stop = lib.CELL_STOP_VOLTAGE
         result["n_steps"] += 1
         elapsed += dt
         charge += current * dt
 
         if not stop and g["use_stop_current"] and abs(current) <= g["stop_current_A"]:
-            stop = STOP_CURRENT
+            stop = lib.CELL_STOP_CURRENT
         if not stop and g["use_stop_charge"] and abs(charge) >= g["stop_charge_C"] * (1.0 - 1e-12):
-            stop = STOP_CHARGE
+            stop = lib.CELL_STOP_CHARGE
         if not stop and elapsed >= g["duration_s"] * (1.0 - 1e-12):
-            stop = STOP_TIME
+            stop = lib.CELL_STOP_TIME
 
         if interval > 0.0:
             if stop:
@@ -667,7 +655,7 @@ def cell_run_segment(p: dict, s: dict, segment: Mapping[str, float],
                 samples.append(_sample(s))
                 next_sample += interval
                 if len(samples) >= max_samples - 1:
-                    stop = STOP_BUFFER_FULL
+                    stop = lib.CELL_STOP_BUFFER_FULL
         if stop:
             result["stop_reason"] = stop
             break

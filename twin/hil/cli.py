@@ -1,0 +1,65 @@
+"""`bms-twin hil`: its options (twin/cli.py adds the subcommand) and its run."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Iterable
+
+from twin.hil.server import HilServer
+from twin.hil.transport import open_port
+
+
+def add_arguments(parser) -> None:
+    """Options of `bms-twin hil` (twin/cli.py adds the subcommand)."""
+    parser.add_argument("--port", required=True,
+                        help="serial device (e.g. /dev/ttyACM0), pty (prints the path for the firmware), "
+                             "or tcp://host:port (a serial-to-TCP bridge)")
+    parser.add_argument("--cell", default="d111", help="parameter set name or TOML path (default d111)")
+    parser.add_argument("--ambient-c", type=float, default=25.0, help="ambient temperature, °C")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the board's ADC noise")
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument("--lockstep", dest="mode", action="store_const", const="lockstep",
+                      help="wait for each reply (deterministic; default)")
+    pace.add_argument("--realtime", dest="mode", action="store_const", const="realtime",
+                      help="one TICK per tick_ms of wall time; a late firmware sees time move on")
+    parser.set_defaults(mode="lockstep")
+    parser.add_argument("--tick-ms", type=int, default=None,
+                        help="simulated ms per tick (default: the firmware config's tick_ms, 1000)")
+    parser.add_argument("--duration-s", type=float, default=None,
+                        help="simulated seconds to run (default: until formation ends, READY or FAULT)")
+    parser.add_argument("--out", default="runs/hil", help="output directory (default runs/hil)")
+    parser.add_argument("--baud", type=int, default=115200, help="serial baud rate (device ports)")
+    parser.add_argument("--reply-timeout-s", type=float, default=5.0,
+                        help="lockstep: no reply this long (wall) marks the firmware dead")
+    parser.add_argument("--link-timeout-ms", type=int, default=None,
+                        help="realtime: no reply this long (wall) puts the board safe (default 3 ticks)")
+    parser.add_argument("--boot-timeout-s", type=float, default=60.0,
+                        help="wall seconds to wait for the firmware's HELLO")
+
+
+def main(args, sinks: Iterable = ()) -> int:
+    from twin.parameters import load_parameter_set
+    from twin.run_files import write_run_outputs
+
+    params = load_parameter_set(args.cell)
+    stream, slave = open_port(args.port, args.baud)
+    try:
+        if slave is not None:
+            print(f"bms-twin hil: firmware port {slave}", flush=True)
+        server = HilServer(params, stream, mode=args.mode, ambient_c=args.ambient_c, seed=args.seed,
+                           tick_ms=args.tick_ms, sinks=sinks, reply_timeout_s=args.reply_timeout_s,
+                           link_timeout_ms=args.link_timeout_ms, boot_timeout_s=args.boot_timeout_s)
+        result = server.run(duration_s=args.duration_s)
+    finally:
+        stream.close()
+    out = Path(args.out)
+    write_run_outputs(result, out, title=f"{params.name}: HIL ({args.mode})")
+    s = result.summary
+    print(f"{params.name} over HIL ({args.mode}): final state {s['final_state']}, faults {s['faults'] or 'none'}, "
+          f"link {'LOST' if s['link_lost'] else 'ok'}; {s['hil']['ticks_sent']} ticks, "
+          f"{s['sim_seconds'] / 3600:.2f} h simulated in {s['wall_seconds']:.1f} s")
+    bad = {k: v for k, v in s["link"]["twin"].items() if v and k != "frames"}
+    if bad:
+        print(f"link faults seen by the twin: {bad}", file=sys.stderr)
+    print(f"wrote {out}/timeseries.csv, events.jsonl, summary.json, voltage.png, inventory.png")
+    return 1 if s["link_lost"] else 0
