@@ -39,7 +39,7 @@ from . import payloads
 from .commands import Command, Rejection, check_command
 from .config import DEFAULT_BROKER_URL, BrokerConfig, BrokerUrlError, normalise_protocol, parse_broker_url
 from .discovery import discovery_configs
-from .errors import FrameError
+from .errors import FrameError, SettingError
 from .outbox import Outbox
 from .topics import STATUS_OFFLINE, STATUS_ONLINE, Topics
 
@@ -77,7 +77,7 @@ def default_queue_path(device_id: str) -> str:
 
 def _positive_int(name: str, value: object) -> int:
     if type(value) is not int or value < 1:
-        raise ValueError("%s must be an int >= 1, got %r" % (name, value))
+        raise SettingError(name, value, "must be an int >= 1")
     return value
 
 

@@ -22,7 +22,7 @@ import os
 import sqlite3
 import threading
 
-from .errors import OutboxError
+from .errors import OutboxError, SettingError
 
 FORMAT = "bms-twin-outbox/1"
 _SYNC_MODES = ("OFF", "NORMAL", "FULL")
@@ -31,9 +31,9 @@ _SYNC_MODES = ("OFF", "NORMAL", "FULL")
 class Outbox:
     def __init__(self, path: str, max_rows: int = 100_000, synchronous: str = "NORMAL") -> None:
         if type(max_rows) is not int or max_rows < 1:
-            raise ValueError("max_rows must be an int >= 1, got %r" % (max_rows,))
+            raise SettingError("max_rows", max_rows, "must be an int >= 1")
         if synchronous not in _SYNC_MODES:
-            raise ValueError("synchronous must be one of %s, got %r" % (_SYNC_MODES, synchronous))
+            raise SettingError("synchronous", synchronous, "must be one of %s" % (_SYNC_MODES,))
         self.path = path
         self.max_rows = max_rows
         self.evicted = 0
