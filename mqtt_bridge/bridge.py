@@ -328,7 +328,7 @@ class Bridge:
         rows = []
         limits_key = payloads.limits_key(frame)   # frame already checked: plain lookups
         if limits_key != self._last_limits_key:
-            self._limits_now = dict(zip(payloads.LIMIT_FIELDS, limits_key))
+            self._limits_now = dict(zip(payloads.LIMIT_KEYS, limits_key))
             rows.append((self.topics.limits, dumps(payloads.limits_payload(frame, self.device_id)), 1, True, True))
             self._last_limits_key = limits_key
         state_key = payloads.state_key(frame)
