@@ -7,6 +7,7 @@ Payload shapes are pinned by mqtt_bridge/schemas/<kind>.json. The frame's field
 names are the firmware's (bmsfw.telemetry, bmsfw.commands), imported, not copied.
 """
 
+import json
 import operator
 
 from bmsfw.commands import LIMIT_KEYS
@@ -15,6 +16,7 @@ from bmsfw.telemetry import TELEMETRY_KEYS
 from .errors import FrameError
 
 _ONLY_INT = {int}
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 SCHEMA_STATE = "bms-state/1"
 SCHEMA_LIMITS = "bms-limits/1"
@@ -29,6 +31,11 @@ STATE_INT_FIELDS = ("formation_pm", "inventory_uas", "target_uas", "plated_uas",
 # the state names and the faults list.
 TELEMETRY_FRAME_NON_INTS = ("kind", "device", "state", "substate", "faults")
 TELEMETRY_FRAME_INTS = tuple(key for key in TELEMETRY_KEYS if key not in TELEMETRY_FRAME_NON_INTS)
+
+
+def dumps(payload: dict) -> bytes:
+    """Compact UTF-8 JSON, the bytes every topic but ``status`` carries."""
+    return _encode(payload).encode("utf-8")
 
 
 def check_telemetry_frame(frame: dict) -> None:
@@ -83,6 +90,11 @@ def state_payload(frame: dict, device_id: str) -> dict:
     for key in STATE_INT_FIELDS:
         payload[key] = get_int(frame, key)
     return payload
+
+
+def state_figures(frame: dict) -> tuple:
+    """The state payload's figures: a periodic refresh is due only if one of them moved."""
+    return tuple(frame.get(k) for k in STATE_INT_FIELDS)
 
 
 def state_key(frame: dict) -> tuple:
