@@ -8,7 +8,8 @@ threads. One job per part:
 - ``telemetry_ring.py``: telemetry at QoS 0, its rate limit, its outage ring buffer;
 - ``outbox.py``: the SQLite store-and-forward queue;
 - ``sender.py``: stored rows to paho in order, PUBACKs back (the sender thread);
-- ``intake.py``: commands checked, de-duplicated, queued and run between ticks.
+- ``intake.py``: commands checked, de-duplicated, queued and run between ticks;
+- ``sink.py``: the run loop's sink that makes the bridge at the first frame.
 
 Threads (none of them the controller's), and what each owns:
 - paho's network thread (``loop_start``) runs the callbacks: ``_on_connect`` and
