@@ -153,17 +153,8 @@ class Outbox:
             self.handed_id = row_id
             return True
 
-    def rewind(self) -> None:
-        """Forget what was handed to paho: the next ``next_rows`` starts at the oldest row."""
-        with self._lock:
-            self.handed_id = 0
-
     def __len__(self) -> int:
         return self._count
-
-    def pending_unsent(self) -> bool:
-        with self._lock:
-            return self._db.execute("SELECT 1 FROM outbox WHERE id > ? LIMIT 1", (self.handed_id,)).fetchone() is not None
 
     def close(self) -> None:
         with self._lock:
