@@ -238,8 +238,7 @@ class Bridge:
         return False
 
     def stats(self) -> dict:
-        out = self.counters + self._sender.counters + self._ring.counters + self._intake.counters
-        out = dict(out)
+        out = dict(self.counters + self._sender.counters + self._ring.counters + self._intake.counters)
         out["events_stored"] = self._events_stored
         out["telemetry_sent"] = self._ring.sent
         out["outbox_rows"] = len(self.outbox)

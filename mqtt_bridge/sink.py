@@ -34,8 +34,9 @@ class MqttSink:
     def _bridge_for(self, frame: dict) -> Bridge:
         if self.bridge is None:
             device_id = frame["device"]
-            # not None: mqtt_sinks makes no MqttSink with --no-mqtt
             bridge = Bridge.from_args(self.args, device_id, telemetry_period_ms=telemetry_period_ms(self.args))
+            if bridge is None:
+                raise ValueError("MqttSink: --no-mqtt was given (mqtt_sinks then makes no sink)")
             self.bridge = bridge.start()
             print(self._where_line(bridge, device_id), flush=True)
         return self.bridge

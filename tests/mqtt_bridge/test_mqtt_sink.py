@@ -9,6 +9,8 @@ Run: .venv/bin/python -m pytest tests/mqtt_bridge/test_mqtt_sink.py -q
 import argparse
 import threading
 
+import pytest
+
 from mqtt_bridge.cli_options import add_broker_arguments
 from mqtt_bridge.sink import MqttSink, mqtt_sinks, telemetry_period_ms
 from mqtt_helpers import Collector, FakeController, connect_client, event_frame, telemetry_frame, wait_until
@@ -23,10 +25,14 @@ def run_args(*argv: str) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
-def test_no_sink_with_no_mqtt_and_one_without():
+def test_no_sink_with_no_mqtt_and_one_without(device_id):
     assert mqtt_sinks(run_args("--no-mqtt")) == []
     sinks = mqtt_sinks(run_args())
     assert len(sinks) == 1 and isinstance(sinks[0], MqttSink) and sinks[0].bridge is None
+    forced = MqttSink(run_args("--no-mqtt"))      # made by hand anyway: says why it cannot publish
+    with pytest.raises(ValueError, match="--no-mqtt"):
+        forced.frame(telemetry_frame(device_id, 0))
+    assert forced.bridge is None
 
 
 def test_telemetry_period_follows_the_pace_unless_given():
