@@ -12,14 +12,11 @@ import re
 
 from bmsfw import states
 from bmsfw.commands import COMMANDS, LIMIT_KEYS, MAX_DURATION_S
-from bmsfw.telemetry import EVENT_KEYS, TELEMETRY_KEYS
+from bmsfw.telemetry import EVENT_KEYS, TELEMETRY_KEYS, Telemetry
 from mqtt_bridge import commands, payloads
 from mqtt_bridge.commands import Rejection, check_command
 from mqtt_bridge.discovery import discovery_configs
 from mqtt_bridge.schemas import SCHEMA_DIR, command_stem, load_schema
-
-from twin.parameters import load_parameter_set
-from twin.run import Bench
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 PACKAGE = os.path.join(ROOT, "mqtt_bridge")
@@ -34,10 +31,9 @@ def _figures(kind: str) -> list:
 
 
 def _firmware_frame() -> dict:
-    """A telemetry frame of the real controller, one tick after boot."""
-    bench = Bench(load_parameter_set("d111"), device_id="names-0001")
-    bench.tick()
-    return bench.controller.telemetry()
+    """The firmware's telemetry frame, typed as its constructor makes it (the
+    controller refreshes this same dict in place every tick)."""
+    return Telemetry("names-0001", 720_000_000).frame
 
 
 # ------------------------------------------------------------------ commands
