@@ -36,7 +36,7 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from mqtt_bridge import Bridge  # noqa: E402
 from mqtt_bridge import payloads  # noqa: E402
-from mqtt_bridge.bridge import dumps  # noqa: E402
+from mqtt_bridge.payloads import dumps  # noqa: E402
 
 HOST, PORT = "127.0.0.1", 1883
 URL = "mqtt://%s:%d" % (HOST, PORT)

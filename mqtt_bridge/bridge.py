@@ -1,14 +1,27 @@
 """The telemetry bridge: controller frames in, MQTT out, commands back.
 
-Threads (none of them the controller's):
-- paho's network thread (``loop_start``) runs the callbacks. They never touch
-  the controller and never block: acks go to a deque, commands are checked and
-  queued, rejections are answered at once.
-- the bridge's sender thread owns the store-and-forward queue's read side: it
-  hands stored rows to paho in order while connected, deletes them on PUBACK and
-  flushes the telemetry ring buffer after an outage.
-- the caller's thread (the run loop) calls ``publish_frame`` and
-  ``drain_commands``; the latter is the only place the controller is called.
+``Bridge`` is the public entry. It checks its settings, builds the paho client
+and the parts that do the work, routes frames to them and starts and stops the
+threads. One job per part:
+
+- ``retained.py``: when the retained state and limits are due (coalescing);
+- ``telemetry_ring.py``: telemetry at QoS 0, its rate limit, its outage ring buffer;
+- ``outbox.py``: the SQLite store-and-forward queue;
+- ``sender.py``: stored rows to paho in order, PUBACKs back (the sender thread);
+- ``intake.py``: commands checked, de-duplicated, queued and run between ticks;
+- ``sink.py``: the run loop's sink that makes the bridge at the first frame.
+
+Threads (none of them the controller's), and what each owns:
+- paho's network thread (``loop_start``) runs the callbacks: ``_on_connect`` and
+  ``_on_disconnect`` here set and clear ``_connected`` (an Event the parts read),
+  and write ``last_connect_error`` and ``counters``; ``_on_message`` answers Home
+  Assistant's birth message here and passes commands to intake.py;
+  ``on_publish`` is sender.py's. None of them touches the controller or blocks.
+- the sender thread: see sender.py.
+- the caller's thread (the run loop) calls ``publish_frame(s)`` and
+  ``drain_commands`` (or the sink methods); it alone writes ``_events_stored``,
+  retained.py's last keys and the ring's rate limit, and only it calls the
+  controller (in ``drain_commands``).
 
 What goes where (docs/mqtt.md):
 - event frames -> outbox (SQLite) -> ``event`` QoS 1, in order, at least once;
@@ -20,27 +33,26 @@ What goes where (docs/mqtt.md):
 
 import collections
 import copy
-import json
 import logging
 import os
-import queue
 import threading
 import time
 
 from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from . import payloads
-from .commands import Command, Rejection, check_command
 from .config import DEFAULT_BROKER_URL, BrokerConfig, BrokerUrlError, normalise_protocol, parse_broker_url
 from .discovery import discovery_configs
-from .errors import FrameError
+from .errors import FrameError, SettingError
+from .intake import CommandIntake
 from .outbox import Outbox
+from .retained import RetainedTopics
+from .sender import Sender
+from .telemetry_ring import TelemetryRing
 from .topics import STATUS_OFFLINE, STATUS_ONLINE, Topics
 
 if TYPE_CHECKING:
@@ -48,11 +60,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mqtt_bridge")
 
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-HA_STATUS_TOPIC_SUFFIX = "/status"
-# Acked rows are deleted in batches: at this many, or at the sender's next wake.
-ACK_BATCH = 256
-SENDER_IDLE_S = 2.0  # <discovery_prefix>/status carries HA's birth message
+HA_STATUS_TOPIC_SUFFIX = "/status"   # <discovery_prefix>/status carries HA's birth message
 
 
 class _QuietDisconnectRace(logging.Filter):
@@ -65,10 +73,6 @@ class _QuietDisconnectRace(logging.Filter):
 logging.getLogger("mqtt_bridge.paho").addFilter(_QuietDisconnectRace())
 
 
-def dumps(payload: dict) -> bytes:
-    return _encode(payload).encode("utf-8")
-
-
 def default_queue_path(device_id: str) -> str:
     """$XDG_STATE_HOME/bms-twin/mqtt/<device>.sqlite (~/.local/state if unset)."""
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
@@ -77,7 +81,7 @@ def default_queue_path(device_id: str) -> str:
 
 def _positive_int(name: str, value: object) -> int:
     if type(value) is not int or value < 1:
-        raise ValueError("%s must be an int >= 1, got %r" % (name, value))
+        raise SettingError(name, value, "must be an int >= 1")
     return value
 
 
@@ -103,15 +107,15 @@ class Bridge:
         if cfg.tls_ca is not None and not cfg.tls:
             raise BrokerUrlError("scheme", "mqtt", "a TLS CA was given for a plain broker; use mqtts://")
         self.config = cfg
-        self.telemetry_period_ms = _positive_int("telemetry_period_ms", telemetry_period_ms)
+        _positive_int("telemetry_period_ms", telemetry_period_ms)
         # Inventory drift refreshes the retained state at most this often (controller
         # time); by default never more often than telemetry, and at least 10 s apart.
         if state_period_ms is None:
-            state_period_ms = max(10_000, self.telemetry_period_ms)
-        self.state_period_ms = _positive_int("state_period_ms", state_period_ms)
+            state_period_ms = max(10_000, telemetry_period_ms)
+        _positive_int("state_period_ms", state_period_ms)
         self.discovery = discovery
         self.discovery_prefix = discovery_prefix
-        self._window = _positive_int("inflight_window", inflight_window)
+        _positive_int("inflight_window", inflight_window)
         _positive_int("telemetry_buffer", telemetry_buffer)
         _positive_int("command_queue_max", command_queue_max)
         self.queue_path = queue_path or default_queue_path(device_id)
@@ -119,54 +123,40 @@ class Bridge:
         self.outbox = Outbox(self.queue_path, max_rows=queue_max_rows, synchronous=synchronous)
         self.owned_broker: EmbeddedBroker | None = None  # an embedded broker this bridge started (from_args) and stops
 
-        # Caller-thread state (publish_frame).
-        self._last_tel_t: int | None = None
-        self._last_state_key: tuple | None = None
-        self._last_state_full: tuple | None = None
-        self._last_state_t: int | None = None
-        self._last_limits_key: tuple | None = None
-        # Read by the network thread for the set_limits pre-check; replaced, never mutated.
-        self._limits_now: dict | None = None
-
-        # Telemetry ring buffer (caller thread appends, sender thread flushes).
-        self._tel_lock = threading.Lock()
-        self._tel_ring: collections.deque = collections.deque(maxlen=_positive_int("telemetry_buffer", telemetry_buffer))
-        self._tel_dropped = 0
-        self._last_tel_info: mqtt.MQTTMessageInfo | None = None
-
-        # Sender thread state.
-        self._acked_rows: collections.deque = collections.deque()   # (row id, refused) whose PUBACK came
-        self._early_acks: collections.deque = collections.deque()   # (mid, refused) acked before publish() returned
-        self._mid_to_row: dict[int, int] = {}
-        self._handing = False
-        self._backlog = False   # stored rows wait for window room (sender hands them on acks)
-        self._hand_lock = threading.Lock()  # keeps hand-over to paho in row order across threads
-        self._wake = threading.Event()
-        self._stopping = False
-        self._sender: threading.Thread | None = None
-
-        # Commands.
-        self._commands: queue.Queue = queue.Queue(maxsize=_positive_int("command_queue_max", command_queue_max))
-        self._recent_lock = threading.Lock()
-        self._recent: collections.OrderedDict = collections.OrderedDict()  # (name, request key) -> reply bytes, or None while pending
-
         self._connected = threading.Event()
         self.last_connect_error: str | None = None
-        self.counters: collections.Counter = collections.Counter()   # rare events; the hot counts are plain ints
+        self.counters: collections.Counter = collections.Counter()   # connects; the parts keep their own
         self._events_stored = 0
-        self._telemetry_sent = 0
-
+        self._keepalive_s = keepalive_s
         try:
-            self._client = self._make_client(client_id or "bms-twin-" + device_id, keepalive_s,
-                                             reconnect_min_s, reconnect_max_s)
+            client = self._client = self._make_client(client_id or "bms-twin-" + device_id,
+                                                      reconnect_min_s, reconnect_max_s)
         except BaseException:
             self.outbox.close()   # e.g. an unreadable CA file: leave nothing open
             raise
+        wake_sender = self._wake_sender = threading.Event()   # work for the sender thread
+        self._retained = RetainedTopics(self.topics, state_period_ms)
+        self._ring = TelemetryRing(client, self.topics.telemetry, device_id, telemetry_period_ms, telemetry_buffer,
+                                   self._connected, wake_sender)
+        self._sender = Sender(client, self.outbox, self._connected, wake_sender, inflight_window, device_id,
+                              each_wake=self._ring.flush)
+        self._intake = CommandIntake(client, self.topics, cfg.protocol == 5, command_queue_max,
+                                     limits_now=lambda: self._retained.limits_now)
+        client.on_publish = self._sender.on_publish
+        self._started = False
+        self._stopping = False
+
+    @property
+    def telemetry_period_ms(self) -> int:
+        return self._ring.period_ms
+
+    @property
+    def state_period_ms(self) -> int:
+        return self._retained.state_period_ms
 
     # ------------------------------------------------------------------ setup
 
-    def _make_client(self, client_id: str, keepalive_s: int, reconnect_min_s: float,
-                     reconnect_max_s: float) -> mqtt.Client:
+    def _make_client(self, client_id: str, reconnect_min_s: float, reconnect_max_s: float) -> mqtt.Client:
         cfg = self.config
         v5 = cfg.protocol == 5
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
@@ -186,17 +176,14 @@ class Bridge:
             client.tls_set(ca_certs=cfg.tls_ca)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
         client.on_message = self._on_message
-        self._keepalive_s = keepalive_s
         return client
 
     def start(self) -> "Bridge":
         """Connect in the background (retrying with backoff) and start the sender."""
         self._stopping = False
-        self._sender = threading.Thread(target=self._sender_loop, name="mqtt-bridge-sender-" + self.device_id,
-                                        daemon=True)
         self._sender.start()
+        self._started = True
         kwargs: dict = {}
         if self.config.protocol == 5:
             # Commands are not queued for an offline device: a late "charge" is unsafe.
@@ -214,7 +201,7 @@ class Bridge:
 
     def stop(self, timeout: float = 5.0, flush: bool = True) -> None:
         """Flush what can be flushed, publish ``offline`` (retained), disconnect, close."""
-        if self._sender is None:      # never started (or stopped already)
+        if not self._started:      # never started (or stopped already)
             self.outbox.close()
             self._stop_owned_broker()
             return
@@ -226,12 +213,11 @@ class Bridge:
                 info.wait_for_publish(timeout)
             except (RuntimeError, ValueError) as exc:
                 log.warning("%s: offline status not confirmed: %s", self.device_id, exc)
-        self._stopping = True
+        self._stopping = True   # before disconnect(): on_disconnect then stays quiet
         self._client.disconnect()
         self._client.loop_stop()
-        self._wake.set()
-        self._sender.join(timeout)
-        self._sender = None
+        self._sender.stop(timeout)
+        self._started = False
         self._connected.clear()
         self.outbox.close()
         self._stop_owned_broker()
@@ -245,22 +231,20 @@ class Bridge:
         """Wait until every stored message is acknowledged and buffered telemetry sent."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if len(self.outbox) == 0 and not self._mid_to_row and not self._tel_ring and not self._acked_rows:
-                info = self._last_tel_info
-                if info is None or info.is_published():
-                    return True
-            self._wake.set()
+            if len(self.outbox) == 0 and self._sender.idle() and self._ring.idle():
+                return True
+            self._wake_sender.set()
             time.sleep(0.005)
         return False
 
     def stats(self) -> dict:
-        out = dict(self.counters)
+        out = dict(self.counters + self._sender.counters + self._ring.counters + self._intake.counters)
         out["events_stored"] = self._events_stored
-        out["telemetry_sent"] = self._telemetry_sent
+        out["telemetry_sent"] = self._ring.sent
         out["outbox_rows"] = len(self.outbox)
         out["outbox_evicted"] = self.outbox.evicted
-        out["telemetry_buffered"] = len(self._tel_ring)
-        out["commands_queued"] = self._commands.qsize()
+        out["telemetry_buffered"] = self._ring.buffered()
+        out["commands_queued"] = self._intake.pending()
         return out
 
     # ---------------------------------------------------------- frames in
@@ -271,7 +255,7 @@ class Bridge:
         if kind == "telemetry":
             self._telemetry_frame(frame)
         elif kind == "event":
-            self._event_frame(frame)
+            self._store_event(payloads.dumps(payloads.event_payload(frame, self.device_id)))
         else:
             raise FrameError("kind", kind, "expected 'telemetry' or 'event'")
 
@@ -281,7 +265,7 @@ class Bridge:
         All frames are checked before anything is stored: one bad frame refuses the lot.
         """
         events = [f for f in frames if f.get("kind") == "event"]
-        blobs = [dumps(payloads.event_payload(f, self.device_id)) for f in events]
+        blobs = [payloads.dumps(payloads.event_payload(f, self.device_id)) for f in events]
         for frame in frames:
             if frame.get("kind") == "telemetry":
                 payloads.check_telemetry_frame(frame)
@@ -292,169 +276,24 @@ class Bridge:
         elif blobs:
             self.outbox.put_many([(self.topics.event, blob, 1, False, False) for blob in blobs])
             self._events_stored += len(blobs)
-            if self._connected.is_set():
-                self._hand_rows()
-            else:
-                self._wake.set()
+            self._sender.rows_stored()
         for frame in frames:
             if frame.get("kind") == "telemetry":
                 self._telemetry_frame(frame)
-
-    def _event_frame(self, frame: dict) -> None:
-        self._store_event(dumps(payloads.event_payload(frame, self.device_id)))
 
     def _store_event(self, blob: bytes) -> None:
         topic = self.topics.event
         row_id = self.outbox.put_one(topic, blob, 1, False)   # durable before anything else
         self._events_stored += 1
-        if self._connected.is_set():
-            # Fast path: nothing older is waiting, so hand it to paho right here, in order.
-            with self._hand_lock:
-                if len(self._mid_to_row) < self._window and self.outbox.mark_handed(row_id):
-                    self._handing = True
-                    try:
-                        self._mid_to_row[self._client.publish(topic, blob, qos=1).mid] = row_id
-                    finally:
-                        self._handing = False
-                    if self._early_acks:
-                        self._resolve_early_acks()
-                    return
-        self._backlog = True
-        self._wake.set()
+        self._sender.hand_one(row_id, topic, blob)
 
     def _telemetry_frame(self, frame: dict) -> None:
         payloads.check_telemetry_frame(frame)
-        t_ms = frame["t_ms"]
-        rows = []
-        limits_key = payloads.limits_key(frame)   # frame already checked: plain lookups
-        if limits_key != self._last_limits_key:
-            self._limits_now = dict(zip(payloads.LIMIT_FIELDS, limits_key))
-            rows.append((self.topics.limits, dumps(payloads.limits_payload(frame, self.device_id)), 1, True, True))
-            self._last_limits_key = limits_key
-        state_key = payloads.state_key(frame)
-        last_t = self._last_state_t
-        if state_key != self._last_state_key or last_t is None or t_ms < last_t:
-            due = True
-        elif t_ms - last_t >= self.state_period_ms:
-            # Periodic refresh, only if something (inventory, plated charge, CE) moved.
-            due = self._state_full(frame) != self._last_state_full
-        else:
-            due = False
-        if due:
-            payload = payloads.state_payload(frame, self.device_id)
-            rows.append((self.topics.state, dumps(payload), 1, True, True))
-            self._last_state_key = state_key
-            self._last_state_full = self._state_full(frame)
-            self._last_state_t = t_ms
+        rows = self._retained.due_rows(frame)
         if rows:
             self.outbox.put_many(rows)
-            if self._connected.is_set():
-                self._hand_rows()      # on this thread: no hand-off latency when all is well
-            else:
-                self._wake.set()
-        last_tel = self._last_tel_t
-        # A clock that goes backwards is a controller reboot: publish at once.
-        if last_tel is None or t_ms - last_tel >= self.telemetry_period_ms or t_ms < last_tel:
-            self._last_tel_t = t_ms
-            self._send_telemetry(payloads.telemetry_payload(frame, self.device_id))
-
-    @staticmethod
-    def _state_full(frame: dict) -> tuple:
-        return tuple(frame.get(k) for k in payloads.STATE_INT_FIELDS)
-
-    def _send_telemetry(self, payload: dict) -> None:
-        with self._tel_lock:
-            if self._connected.is_set() and not self._tel_ring:
-                self._publish_telemetry_locked(payload)
-                return
-            if len(self._tel_ring) == self._tel_ring.maxlen:
-                self._tel_dropped += 1  # the deque evicts the oldest
-                self.counters["telemetry_dropped"] += 1
-            self._tel_ring.append(payload)
-        self._wake.set()
-
-    def _publish_telemetry_locked(self, payload: dict) -> bool:
-        payload["dropped"] = self._tel_dropped
-        info = self._client.publish(self.topics.telemetry, dumps(payload), qos=0)
-        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            # QoS 0 while the link is down: paho drops it; count it for the next message.
-            self._tel_dropped += 1
-            self.counters["telemetry_dropped"] += 1
-            return False
-        self._tel_dropped = 0
-        self._last_tel_info = info
-        self._telemetry_sent += 1
-        return True
-
-    # ----------------------------------------------------------- sender
-
-    def _sender_loop(self) -> None:
-        while not self._stopping:
-            # Woken by work (connect, a full ack batch, an offline frame, flush); the
-            # timeout only bounds how long acked rows linger, and keeps idle fleets cheap.
-            self._wake.wait(SENDER_IDLE_S)
-            self._wake.clear()
-            if self._early_acks:
-                with self._hand_lock:   # no hander is between publish() and recording its mid
-                    self._resolve_early_acks()
-            self._process_acks()
-            if not self._connected.is_set():
-                continue
-            self._flush_telemetry()
-            self._hand_rows()
-
-    def _process_acks(self) -> None:
-        """Delete acknowledged rows, in one transaction per batch (sender thread)."""
-        ids = []
-        acked = self._acked_rows
-        while acked:
-            row, failed = acked.popleft()
-            ids.append(row)
-            if failed:
-                # The broker refused it (MQTT 5, e.g. 135 Not authorized): resending won't help.
-                self.counters["rejected_by_broker"] += 1
-                log.warning("%s: broker refused a stored message (row %d)", self.device_id, row)
-        if ids:
-            self.outbox.ack(ids)
-            self.counters["stored_acked"] += len(ids)
-
-    def _resolve_early_acks(self) -> None:
-        """PUBACKs that beat publish() returning: match them now that the mids are recorded."""
-        early = self._early_acks
-        while early:
-            mid, failed = early.popleft()
-            row = self._mid_to_row.pop(mid, None)
-            if row is not None:
-                self._acked_rows.append((row, failed))
-
-    def _hand_rows(self) -> None:
-        """Hand stored rows to paho in id order (caller or sender thread, never both at once)."""
-        with self._hand_lock:
-            room = self._window - len(self._mid_to_row)
-            if room <= 0:
-                self._backlog = True
-                return
-            rows = self.outbox.next_rows(room)
-            self._backlog = len(rows) == room   # maybe more stored rows than room: come back on acks
-            if not rows:
-                return
-            self._handing = True  # on_publish keeps acks for mids not yet recorded
-            try:
-                for row_id, topic, payload, qos, retain in rows:
-                    info = self._client.publish(topic, payload, qos=qos, retain=bool(retain))
-                    self._mid_to_row[info.mid] = row_id
-            finally:
-                self._handing = False
-            if self._early_acks:
-                self._resolve_early_acks()
-        if len(rows) == room:
-            self._wake.set()
-
-    def _flush_telemetry(self) -> None:
-        with self._tel_lock:
-            while self._tel_ring and self._connected.is_set():
-                if not self._publish_telemetry_locked(self._tel_ring.popleft()):
-                    break
+            self._sender.rows_stored()
+        self._ring.offer(frame)
 
     # ------------------------------------------------------ paho callbacks
 
@@ -475,11 +314,11 @@ class Bridge:
         client.publish(self.topics.status, STATUS_ONLINE, qos=1, retain=True)
         self.counters["connects"] += 1
         self._connected.set()
-        self._wake.set()
+        self._wake_sender.set()
 
     def _publish_discovery(self, client: mqtt.Client) -> None:
         for topic, config in discovery_configs(self.device_id, self.discovery_prefix):
-            client.publish(topic, dumps(config), qos=1, retain=True)
+            client.publish(topic, payloads.dumps(config), qos=1, retain=True)
 
     def remove_discovery(self) -> None:
         """Delete this device's Home Assistant entities (empty retained configs)."""
@@ -491,91 +330,19 @@ class Bridge:
             log.info("%s: disconnected (%s); will reconnect", self.device_id, reason_code)
         self._connected.clear()
 
-    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        # Network thread: only deque/dict operations (atomic under the GIL), no SQLite, no locks.
-        # Read the flag *before* looking the mid up: a hander records the mid before it
-        # clears the flag, so "not found and flag was clear" means "not ours" (QoS 0 telemetry).
-        handing = self._handing
-        row = self._mid_to_row.pop(mid, None)
-        if row is not None:
-            self._acked_rows.append((row, bool(getattr(reason_code, "is_failure", False))))
-            if len(self._acked_rows) >= ACK_BATCH or (self._backlog and len(self._mid_to_row) <= self._window // 2):
-                self._wake.set()   # rows to delete, or room to hand stored rows that wait
-        elif handing:
-            self._early_acks.append((mid, bool(getattr(reason_code, "is_failure", False))))
-
     def _on_message(self, client, userdata, msg) -> None:
         if self.discovery and msg.topic == self.discovery_prefix + HA_STATUS_TOPIC_SUFFIX:
             if msg.payload == b"online":
                 self._publish_discovery(client)  # HA restarted: re-announce (its birth message)
             return
         name = self.topics.command_name(msg.topic)
-        if name is None:
-            return
-        response_topic = correlation = None
-        props = getattr(msg, "properties", None)
-        if props is not None:
-            response_topic = getattr(props, "ResponseTopic", None)
-            correlation = getattr(props, "CorrelationData", None)
-        if msg.retain:
-            # A retained command would re-run on every reconnect; refuse it.
-            self._reply_now(Rejection(name, "RETAINED_IGNORED", "retained commands are not executed; "
-                                      "publish with retain=false"), response_topic, correlation)
-            return
-        result = check_command(name, msg.payload, self._limits_now)
-        if isinstance(result, Rejection):
-            self.counters["commands_rejected"] += 1
-            self._reply_now(result, response_topic, correlation)
-            return
-        result.response_topic = response_topic
-        result.correlation_data = correlation
-        key = self._dedupe_key(result)
-        if key is not None:
-            with self._recent_lock:
-                if key in self._recent:
-                    cached = self._recent[key]
-                    if cached is not None:  # answered already: same answer, not a second execution
-                        self._publish_reply(name, cached, response_topic, correlation)
-                    self.counters["commands_duplicate"] += 1
-                    return
-                self._recent[key] = None
-                while len(self._recent) > 256:
-                    self._recent.popitem(last=False)
-        try:
-            self._commands.put_nowait(result)
-        except queue.Full:
-            with self._recent_lock:
-                self._recent.pop(key, None)
-            self._reply_now(Rejection(name, "BUSY", "command queue full; retry later", result.request_id),
-                            response_topic, correlation)
-
-    @staticmethod
-    def _dedupe_key(cmd: Command) -> tuple | None:
-        if cmd.correlation_data is not None:
-            return (cmd.name, "c", bytes(cmd.correlation_data))
-        if cmd.request_id is not None:
-            return (cmd.name, "r", cmd.request_id)
-        return None
+        if name is not None:
+            self._intake.on_command(name, msg)
 
     # ---------------------------------------------------------- commands
 
-    def _reply_now(self, rejection: Rejection, response_topic, correlation) -> None:
-        payload = dumps(payloads.reply_payload(self.device_id, rejection.name, False, rejection.code,
-                                               rejection.message, rejection.request_id))
-        self._publish_reply(rejection.name, payload, response_topic, correlation)
-
-    def _publish_reply(self, name: str, payload: bytes, response_topic, correlation) -> None:
-        topic = response_topic or self.topics.reply(name)
-        properties = None
-        if self.config.protocol == 5:
-            properties = Properties(PacketTypes.PUBLISH)
-            properties.ContentType = "application/json"
-            if correlation is not None:
-                properties.CorrelationData = correlation
-        self._client.publish(topic, payload, qos=1, properties=properties)
-
     def pending_commands(self) -> int:
-        return self._commands.qsize()
+        return self._intake.pending()
 
     def drain_commands(self, controller, max_commands: int | None = None) -> list:
         """Run queued commands on the caller's thread; reply to each. Returns [(name, ok, code)].
@@ -583,24 +350,7 @@ class Bridge:
         Call this from the controller's run loop between ticks: it is the only
         place the bridge calls into the controller.
         """
-        done: list = []
-        while max_commands is None or len(done) < max_commands:
-            try:
-                cmd = self._commands.get_nowait()
-            except queue.Empty:
-                break
-            ok, code = controller.command(cmd.name, cmd.args)
-            code = code or ("OK" if ok else "REJECTED")
-            self.counters["commands_ok" if ok else "commands_refused"] += 1
-            payload = dumps(payloads.reply_payload(self.device_id, cmd.name, ok, code, "", cmd.request_id))
-            key = self._dedupe_key(cmd)
-            if key is not None:
-                with self._recent_lock:
-                    if key in self._recent:
-                        self._recent[key] = payload
-            self._publish_reply(cmd.name, payload, cmd.response_topic, cmd.correlation_data)
-            done.append((cmd.name, bool(ok), code))
-        return done
+        return self._intake.drain(controller, max_commands)
 
     # ------------------------------------------- run-loop sink (twin/run.py)
 

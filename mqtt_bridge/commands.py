@@ -12,18 +12,19 @@ Order of checks, each with its own reply code:
 
 import json
 
+from bmsfw.commands import COMMANDS, LIMIT_KEYS
+
 from .schemas import command_stem, validator
-from .topics import COMMAND_NAMES
 
 MAX_PAYLOAD_BYTES = 4096
 ENVELOPE_KEYS = ("request_id", "schema")
 _RANGE_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 
-# set_limits: for each limit, the direction that tightens it.
-# cvl (charge voltage ceiling) and ccl/dcl (current magnitudes) may only go down;
-# dvl (discharge voltage floor) may only go up.
-_TIGHTEN_DOWN = ("cvl_mv", "ccl_ua", "dcl_ua")
+# set_limits: for each limit, the direction that tightens it. dvl (discharge
+# voltage floor) may only go up; cvl (charge voltage ceiling) and ccl/dcl (current
+# magnitudes) may only go down.
 _TIGHTEN_UP = ("dvl_mv",)
+_TIGHTEN_DOWN = tuple(key for key in LIMIT_KEYS if key not in _TIGHTEN_UP)
 
 
 class Command:
@@ -81,8 +82,8 @@ def check_command(name: str, payload: bytes, limits: dict | None = None) -> "Com
     """Judge one command. ``limits`` are the controller's present limits (or None)."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         return Rejection(name, "PAYLOAD_TOO_LARGE", "payload is %d bytes, limit %d" % (len(payload), MAX_PAYLOAD_BYTES))
-    if name not in COMMAND_NAMES:
-        return Rejection(name, "UNKNOWN_COMMAND", "known commands: %s" % ", ".join(COMMAND_NAMES))
+    if name not in COMMANDS:
+        return Rejection(name, "UNKNOWN_COMMAND", "known commands: %s" % ", ".join(COMMANDS))
     if payload.strip() == b"":
         doc = {}  # an empty payload (mosquitto_pub -n, an HA button) means "no arguments"
     else:
@@ -104,7 +105,7 @@ def check_command(name: str, payload: bytes, limits: dict | None = None) -> "Com
         where = "/".join(str(p) for p in first.path) or "payload"
         code = "OUT_OF_RANGE" if first.validator in _RANGE_KEYWORDS else "BAD_ARGS"
         if first.validator == "anyOf" and not first.path:
-            message = "payload: give at least one of cvl_mv, dvl_mv, ccl_ua, dcl_ua"
+            message = "payload: give at least one of " + ", ".join(LIMIT_KEYS)
         else:
             message = "%s: %s" % (where, first.message)
         return Rejection(name, code, message, request_id)

@@ -7,10 +7,10 @@ Assistant validates for the device_class (V, mA, degC, %). All entities share on
 ``device`` block so HA groups them under one device.
 """
 
+from bmsfw.states import STATES
+
 from . import __version__
 from .topics import STATUS_OFFLINE, STATUS_ONLINE, Topics
-
-STATES = ["BOOT", "SHIPPED", "FORMING", "READY", "FAULT", "SAFE"]
 
 # object, name, source topic attr, value_template, device_class, unit, precision, extra
 _ENTITIES = (
@@ -54,7 +54,7 @@ def discovery_configs(device_id: str, prefix: str = "homeassistant") -> list:
         if device_class is not None:
             config["device_class"] = device_class
         if device_class == "enum":
-            config["options"] = STATES  # HA forbids state_class and unit on enum sensors
+            config["options"] = list(STATES)  # HA forbids state_class and unit on enum sensors
         else:
             config["state_class"] = "measurement"
             config["unit_of_measurement"] = unit

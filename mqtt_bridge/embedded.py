@@ -11,7 +11,7 @@ import asyncio
 import logging
 import threading
 
-from .errors import EmbeddedBrokerError
+from .errors import EmbeddedBrokerError, SettingError
 
 BIND_HOST = "127.0.0.1"
 log = logging.getLogger("mqtt_bridge.embedded")
@@ -100,5 +100,5 @@ class EmbeddedBroker:
 def start_embedded_broker(port: int = 0, timeout_s: float = 10.0) -> EmbeddedBroker:
     """Start amqtt on 127.0.0.1:<port> (0 = a free port) and return its handle."""
     if type(port) is not int or not 0 <= port <= 65535:
-        raise ValueError("port must be an int 0..65535, got %r" % (port,))
+        raise SettingError("port", port, "must be an int 0..65535")
     return EmbeddedBroker(port).start(timeout_s)

@@ -5,38 +5,54 @@ exactly what was wrong. They also inherit the builtin they refine, so generic
 ``except ValueError`` handlers still work.
 """
 
+from bmsfw.errors import FieldError
+
 
 class BridgeError(Exception):
     """Base of every error raised by mqtt_bridge."""
 
 
-class BrokerUrlError(BridgeError, ValueError):
+class BridgeFieldError(BridgeError, FieldError):
+    """A bad (field, value, why), as everywhere in bms-twin, in the bridge's own words.
+
+    FieldError sets ``field``, ``value``, ``why`` and its "field=value: why" text;
+    each subclass's ``wording`` replaces that text with the one the bridge has
+    always printed (users, logs and scripts read these messages).
+    """
+
+    wording: str   # %-format over field, value and why
+
+    def __init__(self, field: str, value: object, why: str) -> None:
+        super().__init__(field, value, why)
+        self.args = (self.wording % {"field": field, "value": value, "why": why},)
+
+
+class BrokerUrlError(BridgeFieldError):
     """A --broker URL that cannot be used; ``field`` names the bad part."""
 
-    def __init__(self, field: str, value: object, why: str) -> None:
-        self.field = field
-        self.value = value
-        super().__init__("broker URL: bad %s %r: %s" % (field, value, why))
+    wording = "broker URL: bad %(field)s %(value)r: %(why)s"
 
 
-class DeviceIdError(BridgeError, ValueError):
+class DeviceIdError(BridgeFieldError):
     """A device id that would not make a safe MQTT topic level or HA object id."""
 
+    wording = "%(field)s %(value)r: %(why)s"
+
     def __init__(self, value: object) -> None:
-        self.field = "device_id"
-        self.value = value
-        super().__init__(
-            "device_id %r: use 1-64 characters from [A-Za-z0-9_-] "
-            "(it becomes an MQTT topic level and a Home Assistant id)" % (value,))
+        super().__init__("device_id", value, "use 1-64 characters from [A-Za-z0-9_-] "
+                                             "(it becomes an MQTT topic level and a Home Assistant id)")
 
 
-class FrameError(BridgeError, ValueError):
+class FrameError(BridgeFieldError):
     """A controller frame that does not match docs/frames.md."""
 
-    def __init__(self, field: str, value: object, why: str) -> None:
-        self.field = field
-        self.value = value
-        super().__init__("frame field %r = %r: %s" % (field, value, why))
+    wording = "frame field %(field)r = %(value)r: %(why)s"
+
+
+class SettingError(BridgeFieldError):
+    """A bridge, queue or embedded-broker setting out of its range."""
+
+    wording = "%(field)s %(why)s, got %(value)r"
 
 
 class EmbeddedBrokerError(BridgeError, RuntimeError):

@@ -22,7 +22,7 @@ import os
 import sqlite3
 import threading
 
-from .errors import OutboxError
+from .errors import OutboxError, SettingError
 
 FORMAT = "bms-twin-outbox/1"
 _SYNC_MODES = ("OFF", "NORMAL", "FULL")
@@ -31,9 +31,9 @@ _SYNC_MODES = ("OFF", "NORMAL", "FULL")
 class Outbox:
     def __init__(self, path: str, max_rows: int = 100_000, synchronous: str = "NORMAL") -> None:
         if type(max_rows) is not int or max_rows < 1:
-            raise ValueError("max_rows must be an int >= 1, got %r" % (max_rows,))
+            raise SettingError("max_rows", max_rows, "must be an int >= 1")
         if synchronous not in _SYNC_MODES:
-            raise ValueError("synchronous must be one of %s, got %r" % (_SYNC_MODES, synchronous))
+            raise SettingError("synchronous", synchronous, "must be one of %s" % (_SYNC_MODES,))
         self.path = path
         self.max_rows = max_rows
         self.evicted = 0
@@ -153,17 +153,8 @@ class Outbox:
             self.handed_id = row_id
             return True
 
-    def rewind(self) -> None:
-        """Forget what was handed to paho: the next ``next_rows`` starts at the oldest row."""
-        with self._lock:
-            self.handed_id = 0
-
     def __len__(self) -> int:
         return self._count
-
-    def pending_unsent(self) -> bool:
-        with self._lock:
-            return self._db.execute("SELECT 1 FROM outbox WHERE id > ? LIMIT 1", (self.handed_id,)).fetchone() is not None
 
     def close(self) -> None:
         with self._lock:

@@ -3,14 +3,20 @@
 Pure functions: no I/O, so they are cheap to test and to call at high rates.
 Names keep the firmware's unit suffixes (_mv, _ua, _uas = uA*ms, _dc = 0.1 degC,
 _pm = per mille, _ppm); every payload carries a ``schema`` version string.
-Payload shapes are pinned by mqtt_bridge/schemas/<kind>.json.
+Payload shapes are pinned by mqtt_bridge/schemas/<kind>.json. The frame's field
+names are the firmware's (bmsfw.telemetry, bmsfw.commands), imported, not copied.
 """
 
+import json
 import operator
+
+from bmsfw.commands import LIMIT_KEYS
+from bmsfw.telemetry import TELEMETRY_KEYS
 
 from .errors import FrameError
 
 _ONLY_INT = {int}
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 SCHEMA_STATE = "bms-state/1"
 SCHEMA_LIMITS = "bms-limits/1"
@@ -18,15 +24,18 @@ SCHEMA_TELEMETRY = "bms-telemetry/1"
 SCHEMA_EVENT = "bms-event/1"
 SCHEMA_REPLY = "bms-reply/1"
 
+# The figures of the retained state payload (state.json), in its order.
 STATE_INT_FIELDS = ("formation_pm", "inventory_uas", "target_uas", "plated_uas", "soc_pm", "ce_ppm", "event_seq")
-LIMIT_FIELDS = ("cvl_mv", "dvl_mv", "ccl_ua", "dcl_ua")
-TELEMETRY_INT_FIELDS = ("cell_mv", "current_ua", "temp_dc", "setpoint_ua", "inventory_uas", "soc_pm")
-EVENT_STR_FIELDS = ("event",)
+# Every telemetry frame field is an int but these (docs/frames.md): the frame's
+# kind and device (the bridge routes on one and publishes its own device id),
+# the state names and the faults list.
+TELEMETRY_FRAME_NON_INTS = ("kind", "device", "state", "substate", "faults")
+TELEMETRY_FRAME_INTS = tuple(key for key in TELEMETRY_KEYS if key not in TELEMETRY_FRAME_NON_INTS)
 
 
-TELEMETRY_FRAME_INTS = ("t_ms", "cell_mv", "current_ua", "temp_dc", "setpoint_ua", "cvl_mv", "dvl_mv", "ccl_ua",
-                        "dcl_ua", "plated_uas", "inventory_uas", "target_uas", "soc_pm", "formation_pm", "ce_ppm",
-                        "event_seq")
+def dumps(payload: dict) -> bytes:
+    """Compact UTF-8 JSON, the bytes every topic but ``status`` carries."""
+    return _encode(payload).encode("utf-8")
 
 
 def check_telemetry_frame(frame: dict) -> None:
@@ -83,6 +92,11 @@ def state_payload(frame: dict, device_id: str) -> dict:
     return payload
 
 
+def state_figures(frame: dict) -> tuple:
+    """The state payload's figures: a periodic refresh is due only if one of them moved."""
+    return tuple(frame.get(k) for k in STATE_INT_FIELDS)
+
+
 def state_key(frame: dict) -> tuple:
     """What makes a state change worth a retained update at once.
 
@@ -92,13 +106,13 @@ def state_key(frame: dict) -> tuple:
     return (frame.get("state"), frame.get("substate"), tuple(frame.get("faults", ())), frame.get("event_seq"))
 
 
-limits_key = operator.itemgetter(*LIMIT_FIELDS)   # on a checked frame: a tuple of ints
+limits_key = operator.itemgetter(*LIMIT_KEYS)   # on a checked frame: a tuple of ints
 _TELEMETRY_INTS = operator.itemgetter(*TELEMETRY_FRAME_INTS)
 
 
 def limits_payload(frame: dict, device_id: str) -> dict:
     payload = {"schema": SCHEMA_LIMITS, "device": device_id, "t_ms": get_int(frame, "t_ms")}
-    for key in LIMIT_FIELDS:
+    for key in LIMIT_KEYS:
         payload[key] = get_int(frame, key)
     return payload
 

@@ -16,7 +16,6 @@ from .errors import DeviceIdError
 ROOT = "bms"
 STATUS_ONLINE = "online"
 STATUS_OFFLINE = "offline"
-COMMAND_NAMES = ("formation/start", "charge", "discharge", "rest", "stop", "reset_fault", "set_limits")
 REPLY_SUFFIX = "/reply"
 
 # MQTT forbids nothing but wildcards and NUL in topic levels; Home Assistant

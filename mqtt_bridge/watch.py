@@ -16,6 +16,8 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bmsfw.states import EV_STATE
+
 from .cli_options import add_broker_arguments
 from .config import DEFAULT_BROKER_URL, BrokerUrlError, parse_broker_url
 
@@ -45,7 +47,7 @@ def row_for(device: str, info: dict) -> tuple:
     last = "-"
     if ev:
         last = "#%s %s" % (ev.get("seq", "?"), ev.get("event", "?"))
-        if ev.get("event") == "STATE":
+        if ev.get("event") == EV_STATE:
             last += " %s>%s" % (ev.get("from", "?"), ev.get("to", "?"))
         elif ev.get("fault"):
             last += " " + str(ev.get("fault"))

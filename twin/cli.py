@@ -187,56 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class MqttSink:
-    """Feeds a run's frames to the MQTT bridge and its commands to the controller.
-
-    The bridge is made at the first frame, when the device id is known (over HIL
-    only the firmware's HELLO tells it)."""
-
-    def __init__(self, args):
-        self.args = args
-        self.bridge = None
-
-    def _bridge_for(self, frame):
-        if self.bridge is None:
-            from mqtt_bridge.bridge import Bridge
-
-            period = getattr(self.args, "telemetry_period_ms", None)
-            if period is None:
-                # watched live (--speed): every second; flat out: once a simulated
-                # minute, so publishing does not become the run's bottleneck
-                period = 1000 if getattr(self.args, "speed", None) else 60_000
-            self.bridge = Bridge.from_args(self.args, frame["device"], telemetry_period_ms=period)
-            self.bridge.start()
-            where = self.bridge.config
-            print(f"MQTT: publishing bms/{frame['device']}/# to {where.host}:{where.port}"
-                  + (" (embedded broker, stops with this run)" if self.bridge.owned_broker else "")
-                  + f"; watch with: bms-twin watch --broker mqtt://{where.host}:{where.port}"
-                  + (" --mqtt-protocol 3.1.1" if self.bridge.owned_broker else "")
-                  + ("" if getattr(self.args, "speed", None) or not hasattr(self.args, "speed")
-                     else " (add --speed 600 to follow a run live)"), flush=True)
-        return self.bridge
-
-    def frame(self, frame):
-        self._bridge_for(frame).publish_frame(frame)
-
-    def event(self, event):
-        self._bridge_for(event).publish_frame(event)
-
-    def poll(self, controller):
-        if self.bridge is not None:
-            self.bridge.drain_commands(controller)
-
-    def close(self):
-        if self.bridge is not None:
-            self.bridge.stop(timeout=10.0)
-
-
 def mqtt_sinks(args) -> list:
-    """The MQTT sink of a run or HIL session, unless --no-mqtt."""
-    if getattr(args, "no_mqtt", True):
-        return []
-    return [MqttSink(args)]
+    """The MQTT sink of a run or HIL session (mqtt_bridge.sink), unless --no-mqtt."""
+    from mqtt_bridge.sink import mqtt_sinks as sinks_of
+
+    return sinks_of(args)
 
 
 def _paced(on_tick, speed):

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
+from bmsfw.commands import COMMANDS
 from mqtt_bridge.commands import MAX_PAYLOAD_BYTES, Command, Rejection, check_command
 from mqtt_bridge.schemas import command_stem, load_schema
-from mqtt_bridge.topics import COMMAND_NAMES
 
 LIMITS = {"cvl_mv": 2800, "dvl_mv": 1800, "ccl_ua": 500, "dcl_ua": 400}
 
@@ -84,7 +84,7 @@ def test_set_limits_without_known_limits_leaves_the_tightening_check_to_the_cont
 
 
 def test_every_command_name_has_a_schema_file():
-    for name in COMMAND_NAMES:
+    for name in COMMANDS:
         schema = load_schema(command_stem(name))
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
         assert schema["additionalProperties"] is False

@@ -7,8 +7,9 @@ import time
 
 import jinja2
 
+from bmsfw.states import STATES
 from mqtt_bridge import Bridge
-from mqtt_bridge.discovery import OBJECT_IDS, STATES
+from mqtt_bridge.discovery import OBJECT_IDS
 from mqtt_bridge.schemas import validator
 from mqtt_helpers import Collector, connect_client, telemetry_frame
 
