@@ -6,9 +6,9 @@ with a custom typeshed built from micropython-stdlib-stubs + micropython-rp2-stu
 ... are the MicroPython ones and CPython-only names (time.monotonic, dataclasses)
 are errors. By hand, from the project root:
 
-    .venv/bin/python tests/mp/mp_typeshed.py /tmp/mp-typeshed
+    .venv/bin/python tests/mp/mp_typeshed.py build/mp-typeshed
     cd firmware && ../.venv/bin/python -m mypy --config-file mypy.ini \
-        --custom-typeshed-dir /tmp/mp-typeshed
+        --custom-typeshed-dir ../build/mp-typeshed
 
 Run: .venv/bin/python -m pytest tests/firmware/test_stubs_typecheck.py -q
 """
