@@ -71,7 +71,8 @@ def test_every_bib_entry_is_published_or_a_file_of_this_repository(key):
     else:
         published = [f for f in PUBLISHED if fields.get(f)] + (
             ["arXiv"] if fields.get("howpublished", "").startswith("arXiv:") else [])
-        assert published, "%s: neither a publication (%s, arXiv) nor a bms-twin file" % (key, ", ".join(PUBLISHED))
+        assert published, "%s: neither a publication (%s, arXiv) nor a bms-twin file" % (
+            key, ", ".join(PUBLISHED))
     assert not re.search(r"(^|[\s{])/\w", " ".join(fields.values())), "%s names an absolute path" % key
 
 
