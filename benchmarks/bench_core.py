@@ -1,6 +1,6 @@
 """How fast the C core is (printed, not asserted).
 
-    .venv/bin/python benchmarks/bench_core.py [--quick]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_core.py [--quick]
 
 Reports, on the d111 parameter set:
   1. single-cell internal steps/s through the segment runner (cell_run_segment)

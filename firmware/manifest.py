@@ -50,5 +50,8 @@ if options.board_hal:
     package("bmsfw", files=("board_hal.py",), base_path=".")
 
 # Link HAL: the firmware runs against the twin over a framed UART protocol (HIL).
+# link_main.py is its entry point on a PC or the unix port (`-m bmsfw.link_main`);
+# a board's main.py calls link_hal itself, but the file is small and keeps the
+# component whole.
 if options.link_hal:
-    package("bmsfw", files=("link_hal.py", "link_codec.py"), base_path=".")
+    package("bmsfw", files=("link_hal.py", "link_codec.py", "link_main.py"), base_path=".")

@@ -4,7 +4,7 @@
 # The stream is anything with readinto(buf) -> n (0 or None when nothing came
 # within the stream's own short timeout) and write(buf): machine.UART on a
 # board (created with a timeout of a few ms), a pty or stdin/stdout on a PC
-# (firmware/link_main.py). Optional attribute `eof`: True once the stream can
+# (bmsfw/link_main.py). Optional attribute `eof`: True once the stream can
 # never deliver again (the other end closed).
 #
 # What each HAL call means here:
@@ -321,7 +321,7 @@ class LinkHal(Hal):
 
 # ---------------------------------------------------------------------- the loop
 # boot() and serve() run the controller over a LinkHal: the composition roots
-# (firmware/link_main.py on a PC, main.py on a board with HAL_KIND = "link")
+# (bmsfw/link_main.py on a PC, main.py on a board with HAL_KIND = "link")
 # call them. No try blocks in the tick loop (see tests/mp/mp_wasm.py on the
 # WASI build's GC defect). The link timeout is the board's own wall clock: no
 # valid TICK for link_timeout_ms -> Controller.report_link_lost() (current 0,

@@ -2,7 +2,7 @@
 ASan/UBSan, and the source rules that keep the core embeddable: no allocation,
 no printing, no abort/exit, no mutable static state.
 
-Run: cd /work/main && .venv/bin/python -m pytest tests/c_core/test_c_program.py -q
+Run: .venv/bin/python -m pytest tests/c_core/test_c_program.py -q
 """
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ def _summary(stdout: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["test", "sanitize"])
 def test_c_test_program_passes(target, tmp_path):
     proc = _run_make(target, tmp_path / "build")

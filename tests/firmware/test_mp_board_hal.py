@@ -45,6 +45,7 @@ def test_board_check_under_cpython(name, restore_machine):
     getattr(board_checks, name)()
 
 
+@pytest.mark.slow
 def test_board_checks_under_micropython():
     assert len(CHECKS) >= 10
     with tempfile.TemporaryDirectory(prefix="bmsfw-mp-") as tmp:

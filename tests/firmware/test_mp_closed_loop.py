@@ -28,6 +28,10 @@ SEED = 7
 REL_TOL = 1e-9
 
 
+# slow (not in the fast lane, -m 'not slow'): whole formations under MicroPython, one run per module
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def d111():
     return load_parameter_set("d111")

@@ -20,6 +20,8 @@ The figures are printed (pytest -s shows them). Run:
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "mp"))
 
 import heap_probe  # noqa: E402  (tests/mp is not a package)
@@ -27,6 +29,7 @@ import heap_probe  # noqa: E402  (tests/mp is not a package)
 BUDGET = heap_probe.HEAP_BUDGET_BYTES
 
 
+@pytest.mark.slow
 def test_peak_heap_of_a_whole_formation_fits_64_kb(capsys):
     res = heap_probe.peak(3000)
     with capsys.disabled():
@@ -37,6 +40,7 @@ def test_peak_heap_of_a_whole_formation_fits_64_kb(capsys):
     assert res.peak_with_garbage <= BUDGET, res.report()
 
 
+@pytest.mark.slow
 def test_ready_tick_allocates_nothing_under_heap_lock(capsys):
     res = heap_probe.steady("ready", warmup_ticks=30, locked_ticks=10)
     with capsys.disabled():
@@ -46,6 +50,7 @@ def test_ready_tick_allocates_nothing_under_heap_lock(capsys):
     assert res.locked_ok, res.report()
 
 
+@pytest.mark.slow
 def test_forming_ticks_allocate_only_to_save_the_record(capsys):
     res = heap_probe.steady("forming", warmup_ticks=100, locked_ticks=10)
     with capsys.disabled():

@@ -168,6 +168,7 @@ def test_device_id_defaults_to_the_mcu_unique_id(fake_machine_module):
     assert main.device_id(_Board(DEVICE_ID="d111-0007")) == "d111-0007"
 
 
+@pytest.mark.slow
 def test_main_loop_runs_the_real_controller_under_micropython(tmp_path):
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(ROOT / "firmware", tmp_path / "firmware", ignore=ignore)

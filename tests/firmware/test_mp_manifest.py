@@ -22,7 +22,7 @@ import mip_package  # noqa: E402
 from mp_wasm import run_guest  # noqa: E402
 
 BMSFW = ROOT / "firmware" / "bmsfw"
-OPTIONAL = {"board_hal.py", "link_hal.py", "link_codec.py"}
+OPTIONAL = {"board_hal.py", "link_hal.py", "link_codec.py", "link_main.py"}
 
 
 def _names(files):
@@ -48,6 +48,7 @@ def test_components_are_chosen_by_options():
     assert "board_hal.py" in _names(default) and "link_hal.py" not in _names(default)
     _, link = mip_package.evaluate(board_hal=False, link_hal=True)
     assert "link_hal.py" in _names(link) and "board_hal.py" not in _names(link)
+    assert "link_main.py" in _names(link) and "link_main.py" not in _names(default)
 
 
 def test_unsupported_manifest_commands_are_refused(tmp_path):
@@ -60,6 +61,7 @@ def test_unsupported_manifest_commands_are_refused(tmp_path):
         mip_package.evaluate(tmp_path / "m2.py")
 
 
+@pytest.mark.slow
 def test_local_mip_package_installs_and_imports_under_micropython(tmp_path):
     pkg = mip_package.write_package(tmp_path / "mip")
     spec = json.loads(pkg.read_text())

@@ -14,9 +14,15 @@ Run: .venv/bin/python -m pytest tests/firmware/test_mp_unit_tests.py -q
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "mp"))
 
 import runner  # noqa: E402  (tests/mp is not a package)
+
+
+# slow (not in the fast lane, -m 'not slow'): the whole firmware suite again under MicroPython
+pytestmark = pytest.mark.slow
 
 
 def test_every_plain_firmware_test_passes_under_micropython(capsys):

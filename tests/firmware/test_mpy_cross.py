@@ -44,6 +44,7 @@ def test_compiles_with_mpy_cross(src, tmp_path):
     assert header == b"M\x06", header
 
 
+@pytest.mark.slow
 def test_compiled_package_imports_under_micropython(tmp_path):
     # Only .mpy files are staged: the guest must import the compiled bytecode.
     staged = tmp_path / "lib" / "bmsfw"

@@ -6,9 +6,9 @@ with a custom typeshed built from micropython-stdlib-stubs + micropython-rp2-stu
 ... are the MicroPython ones and CPython-only names (time.monotonic, dataclasses)
 are errors. By hand, from the project root:
 
-    .venv/bin/python tests/mp/mp_typeshed.py /tmp/mp-typeshed
+    .venv/bin/python tests/mp/mp_typeshed.py build/mp-typeshed
     cd firmware && ../.venv/bin/python -m mypy --config-file mypy.ini \
-        --custom-typeshed-dir /tmp/mp-typeshed
+        --custom-typeshed-dir ../build/mp-typeshed
 
 Run: .venv/bin/python -m pytest tests/firmware/test_stubs_typecheck.py -q
 """
@@ -47,6 +47,7 @@ def _mypy(typeshed, cache_dir, *args, cwd=FIRMWARE):
     )
 
 
+@pytest.mark.slow
 def test_firmware_is_clean_under_micropython_stubs(typeshed, tmp_path):
     proc = _mypy(typeshed, tmp_path / "cache", "--config-file", str(FIRMWARE / "mypy.ini"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -55,6 +56,7 @@ def test_firmware_is_clean_under_micropython_stubs(typeshed, tmp_path):
     assert "Success: no issues found in %d source files" % n_files in proc.stdout, proc.stdout
 
 
+@pytest.mark.slow
 def test_stub_typeshed_rejects_cpython_only_and_mistyped_code(typeshed, tmp_path):
     # Guards the check itself: with the stubs in place these lines must fail
     # (MicroPython's time has no monotonic(); unique_id() returns bytes; the

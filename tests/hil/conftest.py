@@ -1,4 +1,4 @@
-# HIL tests: the twin (twin/hil/) against the firmware (firmware/link_main.py)
+# HIL tests: the twin (twin/hil/) against the firmware (bmsfw.link_main)
 # in its own process over a real pseudo-terminal. Puts firmware/ (bmsfw) and
 # this directory (hil_helpers.py) on sys.path.
 import os

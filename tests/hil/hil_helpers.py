@@ -12,7 +12,8 @@ from pathlib import Path
 from bmsfw.config import Config
 
 ROOT = Path(__file__).resolve().parents[2]
-LINK_MAIN = ROOT / "firmware" / "link_main.py"
+# The firmware's HIL entry point (firmware/bmsfw/link_main.py), run as a user runs it.
+LINK_MAIN = ("-m", "bmsfw.link_main")
 MP_FIRMWARE = ROOT / "tests" / "hil" / "mp_firmware.py"
 KILL_WAIT_S = 10
 
@@ -32,7 +33,7 @@ def config_overrides(config: Config) -> str:
 def firmware_command(kind: str, port: str, config: Config, device_id: str,
                      link_timeout_ms: int | None = None) -> list:
     if kind == "cpython":
-        cmd = [sys.executable, str(LINK_MAIN), "--port", port]
+        cmd = [sys.executable, *LINK_MAIN, "--port", port]
     elif kind == "micropython":
         cmd = [sys.executable, str(MP_FIRMWARE), "--port", port, "--wall-timeout-s", "150"]
     else:

@@ -4,7 +4,7 @@
         [--device-id ID] [--link-timeout-ms N] [--wall-timeout-s S]
 
 A staging copy of firmware/ is exposed to the guest as /input (read-only);
-the guest runs firmware/link_main.py's boot() and serve() over a stream whose
+the guest runs bmsfw.link_main's boot() and serve() over a stream whose
 bytes cross into the host through two host functions on the pty fd:
 
     link_read(max_bytes, timeout_ms) -> hex string of what came ("" if nothing,
@@ -43,7 +43,7 @@ sys.path.insert(0, "/input")
 import binascii
 import json
 import host
-import link_main
+from bmsfw import link_main
 from bmsfw.link_hal import LinkHal
 
 

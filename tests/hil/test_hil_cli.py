@@ -39,6 +39,7 @@ def test_options_and_defaults():
         parse()
 
 
+@pytest.mark.slow
 def test_hil_over_a_pty_writes_the_run_files(tmp_path):
     out = tmp_path / "run"
     twin = subprocess.Popen([sys.executable, "-c", RUN_HIL, "--port", "pty", "--out", str(out),

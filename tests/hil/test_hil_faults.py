@@ -69,6 +69,7 @@ class Injector:
         os.close(self.slave_fd)
 
 
+@pytest.mark.slow
 def test_garbage_both_ways_is_counted_and_changes_nothing(d111):
     config = config_for(d111)
     ref = run_closed_loop(d111, None, seed=SEED, stop_after_formation=True, config=config, device_id=DEVICE)
@@ -117,6 +118,7 @@ class KillAt:
         pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["lockstep", "realtime"])
 def test_killing_the_firmware_mid_formation_leaves_the_board_safe(d111, mode):
     tick_ms = 1000 if mode == "lockstep" else 20
@@ -152,7 +154,7 @@ def test_killing_the_firmware_mid_formation_leaves_the_board_safe(d111, mode):
         assert s["final_state"] == "FORMING"        # the firmware's last word
 
 
-@pytest.mark.parametrize("kind", ["cpython", "micropython"])
+@pytest.mark.parametrize("kind", ["cpython", pytest.param("micropython", marks=pytest.mark.slow)])
 def test_a_silent_twin_makes_the_firmware_latch_link_lost_with_current_off(d111, kind):
     config = config_for(d111)
     stream, slave = open_port("pty")

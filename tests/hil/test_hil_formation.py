@@ -19,6 +19,10 @@ SEED = 7
 DEVICE = "d111-hil"
 
 
+# slow (not in the fast lane, -m 'not slow'): whole formations over HIL and their reference run
+pytestmark = pytest.mark.slow
+
+
 class FakeSink:
     """The sink interface of twin.run.run_closed_loop: frame(dict), event(dict)."""
 

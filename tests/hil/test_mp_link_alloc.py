@@ -13,6 +13,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "mp"))
 
@@ -91,6 +93,7 @@ print("RESULT", c.state, ticks, a1 - a0, src.written, link.parser.frames)
 '''
 
 
+@pytest.mark.slow
 def test_a_steady_state_link_tick_allocates_nothing(tmp_path):
     stage = tmp_path / "firmware"
     shutil.copytree(ROOT / "firmware", stage, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))

@@ -5,6 +5,8 @@ underneath) and checks the firmware's behaviour against the twin's truth.
 Run: .venv/bin/python -m pytest tests/integration/test_closed_loop.py
 """
 
+import pytest
+
 from twin.cell import Cell
 from twin.parameters import load_parameter_set
 from twin.protocol import Protocol, charge
@@ -35,6 +37,7 @@ class Watch:
             self.action(bench, self)
 
 
+@pytest.mark.slow
 def test_d111_formation_reaches_the_target_and_98_percent_comes_back_through_the_d111_test():
     result = run_closed_loop(D111, Protocol.from_file(DUTY_D111), seed=1)
     s = result.summary
@@ -61,6 +64,7 @@ def test_naive_1_mA_cm2_formation_cracks_a_cell_without_wetting_layer_but_the_fi
     assert s["final_state"] == "READY" or (s["final_state"] == "FAULT" and s["faults"])
 
 
+@pytest.mark.slow
 def test_at_0_C_the_formation_current_is_derated_and_the_layer_survives():
     cold = run_closed_loop(D111, ambient_c=0.0, stop_after_formation=True)
     warm = run_closed_loop(D111, ambient_c=25.0, stop_after_formation=True)

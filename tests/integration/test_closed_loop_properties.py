@@ -9,6 +9,7 @@
 The examples are derandomized so CI sees the same cases every run.
 Run: .venv/bin/python -m pytest tests/integration/test_closed_loop_properties.py
 """
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +26,10 @@ UNCUT = run_closed_loop(D111, seed=5, stop_after_formation=True).summary["format
 PROPERTY = settings(deadline=None, derandomize=True, database=None,
                     phases=[Phase.explicit, Phase.generate],
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+# slow (not in the fast lane, -m 'not slow'): hypothesis runs of whole formations
+pytestmark = pytest.mark.slow
 
 
 @settings(PROPERTY, max_examples=50)

@@ -12,10 +12,15 @@ import uuid
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 BMS_TWIN = shutil.which("bms-twin", path=str(Path(sys.executable).parent))
 SHORT_DUTY = "Discharge at 100 uA for 15 minutes\nCharge at 100 uA for 15 minutes\n"
+
+
+# slow (not in the fast lane, -m 'not slow'): whole `bms-twin run` processes
+pytestmark = pytest.mark.slow
 
 
 def run_cli(*args, timeout=300):

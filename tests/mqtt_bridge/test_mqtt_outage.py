@@ -20,6 +20,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 from mqtt_helpers import WAIT_S, Collector, event_seqs, first_arrivals, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -66,6 +68,7 @@ class DeviceProcess:
         self.proc.wait(WAIT_S)
 
 
+@pytest.mark.slow
 def test_broker_restart_loses_no_event_and_last_will_says_offline(mosquitto_factory, device_id, tmp_path):
     broker = mosquitto_factory().start()
     event_topic = "bms/%s/event" % device_id

@@ -90,6 +90,7 @@ def test_ids_keep_increasing_after_the_queue_empties(tmp_path):
     box.close()
 
 
+@pytest.mark.slow
 def test_outage_drops_oldest_telemetry_and_the_next_message_says_how_many(mosquitto_factory, device_id, tmp_path):
     broker = mosquitto_factory().start()
     topic = "bms/%s/telemetry" % device_id

@@ -5,6 +5,8 @@ commands sent over MQTT reach the real controller on the run loop's thread."""
 
 import threading
 
+import pytest
+
 from mqtt_bridge import Bridge
 from mqtt_bridge.schemas import validator
 from mqtt_helpers import Collector, connect_client, wait_until
@@ -25,6 +27,7 @@ class ThreadRecordingBridge(Bridge):
         super().poll(controller)
 
 
+@pytest.mark.slow
 def test_a_real_formation_published_through_the_bridge(shared_broker, device_id, tmp_path):
     params = load_parameter_set("d111")
     bench = Bench.build(params)

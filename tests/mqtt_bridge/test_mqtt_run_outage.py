@@ -17,6 +17,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from mqtt_helpers import WAIT_S, Collector, event_seqs, first_arrivals, wait_until
 
 BMS_TWIN = shutil.which("bms-twin", path=str(Path(sys.executable).parent))
@@ -54,6 +56,7 @@ class RunProcess:
         self.proc.wait(WAIT_S)
 
 
+@pytest.mark.slow
 def test_broker_restart_mid_run_loses_no_event(mosquitto_factory, device_id, tmp_path):
     broker = mosquitto_factory().start()
     event_topic = f"bms/{device_id}/event"

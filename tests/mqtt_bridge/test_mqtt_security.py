@@ -38,6 +38,7 @@ def tls_client(port, ca, user, pw):
     return connect_client("localhost", port, protocol=5, username=user, password=pw, tls_ca=ca)
 
 
+@pytest.mark.slow
 def test_acl_roles_and_an_unauthorised_command_has_no_effect(secure_broker, device_id, tmp_path):
     broker, ca = secure_broker
     url = "mqtts://%s:dev-pw@localhost:%d" % (device_id, broker.port)
@@ -103,6 +104,7 @@ def test_a_device_cannot_write_another_devices_topics(secure_broker, device_id):
         watcher.stop()
 
 
+@pytest.mark.slow
 def test_no_anonymous_no_wrong_password_no_plaintext(secure_broker, device_id):
     broker, ca = secure_broker
     with pytest.raises(ConnectionRefusedError):

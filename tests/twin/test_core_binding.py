@@ -3,7 +3,7 @@ exception naming what was wrong and leaves the cell's state byte for byte as it
 was; the numpy state dtype is the C struct; a numpy fleet steps in C exactly as
 single cells do.
 
-Run: cd /work/main && .venv/bin/python -m pytest tests/twin/test_core_binding.py -q
+Run: .venv/bin/python -m pytest tests/twin/test_core_binding.py -q
 """
 from __future__ import annotations
 

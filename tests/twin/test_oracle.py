@@ -4,7 +4,7 @@ field, the segment results and the samples agree to 1e-9 relative, on d111, a
 set with a wetting layer, one with no protective layer, a cracked layer and an
 internal short.
 
-Run: cd /work/main && .venv/bin/python -m pytest tests/twin/test_oracle.py -q
+Run: .venv/bin/python -m pytest tests/twin/test_oracle.py -q
 """
 from __future__ import annotations
 

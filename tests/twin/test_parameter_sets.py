@@ -5,7 +5,7 @@ each shipped set and board loads, that based_on sets differ from their parent on
 they say, and that every refusal branch of the loaders raises with a message naming the
 field.
 
-Run: cd /work/main && .venv/bin/python -m pytest tests/twin/test_parameter_sets.py -q
+Run: .venv/bin/python -m pytest tests/twin/test_parameter_sets.py -q
 """
 
 import json
@@ -276,9 +276,9 @@ def test_d111_citations_are_bib_keys():
     params = load_parameter_set("d111")
     keys = citation_keys()
     assert set(params.citations) <= keys
-    assert {"seed", "Yu1997", "Yan2016", "Marinescu2016", "Adams2018", "twin_anchors"} <= set(params.citations)
+    assert {"seed", "Yu1997", "Yan2016", "Marinescu2016", "Adams2018", "calibration_md"} <= set(params.citations)
     assert {"seed", "Yu1997", "Bates1992", "Yan2016", "Marinescu2016", "Hua2019", "Ueno2012",
-            "Adams2018", "BatteryMaterialsHandbook", "twin_anchors", "hal_md"} <= keys
+            "Adams2018", "BatteryMaterialsHandbook", "calibration_md", "hal_md"} <= keys
 
 
 # ---------------------------------------------------------------- all shipped sets

@@ -1,12 +1,11 @@
 """Tests for twin/protocol/: the cycler-language parser and the step constructors.
 
-Run: cd /work/main && .venv/bin/python -m pytest tests/twin/test_protocol.py -q
+Run: .venv/bin/python -m pytest tests/twin/test_protocol.py -q
 """
 
 import math
 import re
 import pathlib
-import tomllib
 
 import pytest
 
@@ -27,8 +26,9 @@ from twin.protocol import (
     rest,
 )
 
+from seed_examples import seed_examples
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-SEED_TOML = pathlib.Path("/work/shared/calibration/seed_examples.toml")
 PROTOCOL_DIR = ROOT / "twin" / "protocols"
 UAH_C = 3.6e-3  # 1 uAh in coulomb
 
@@ -45,11 +45,6 @@ Rest for 1 hour
 Hold at 2.6 V until 5 uA
 Charge at 0.1 mA for 1 hour or until 2.6 V
 """
-
-
-def seed_examples():
-    with open(SEED_TOML, "rb") as handle:
-        return tomllib.load(handle)["example"]
 
 
 # ---------------------------------------------------------------- the issue's example

