@@ -138,7 +138,7 @@ def test_tick_cap_stops_both_loops_at_the_same_point(d111):
 def test_config_overrides_reach_the_guest(d111):
     # A 2 s tick and a 20 µA nucleation: the guest's Config must carry both
     # (ticks, twin time and the nucleation current all follow from them).
-    from twin.run import config_for
+    from twin.firmware_config import config_for
 
     cfg = config_for(d111, tick_ms=2000, nucleation_ua_cm2=20)
     cp = run_closed_loop(d111, seed=SEED, stop_after_formation=True, formation_timeout_s=300.0, config=cfg)

@@ -143,7 +143,7 @@ def test_an_installed_wheel_runs_hil_on_a_serial_device_through_pyserial(venv):
     """A pty's slave as the "device" bms-twin hil opens with pyserial; the firmware
     (python -m bmsfw.link_main from the same wheel) on the master, as a board on USB."""
     from twin.parameters import load_parameter_set
-    from twin.run import config_for
+    from twin.firmware_config import config_for
 
     config = config_overrides(config_for(load_parameter_set("d111")))
     master, slave = os.openpty()
