@@ -14,15 +14,13 @@ import json
 import time
 
 from bmsfw import board_config
+from bmsfw.errors import FieldError
 
 
-class BoardConfigError(ValueError):
+class BoardConfigError(FieldError):
     """A bad value in bmsfw/board_config.py: `field` names it."""
 
-    def __init__(self, field, value, why):
-        super().__init__("board_config.%s=%r: %s" % (field, value, why))
-        self.field = field
-        self.value = value
+    prefix = "board_config."
 
 
 def device_id(config):

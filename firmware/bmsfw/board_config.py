@@ -42,7 +42,7 @@ RELAY_PIN = 16  # GP16 -> gate of the MOSFET driving the relay coil
 RELAY_ACTIVE_HIGH = True  # pin high closes the (normally open) relay
 
 # --- watchdog and persistent record ----------------------------------------
-WDT_TIMEOUT_MS = 2_000  # 20 ticks; RP2040 max is 8388 ms; once started it cannot be stopped
+WDT_TIMEOUT_MS = 2_000  # two 1 s ticks (Config.tick_ms) without a feed reset the board; RP2040 max is 8388 ms; once started it cannot be stopped
 RECORD_DIR = "/"  # littlefs root on the Pico's flash; record.bin / record.old / record.new live here
 
 # --- link HAL (only used when HAL_KIND == "link") ---------------------------

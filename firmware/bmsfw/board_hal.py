@@ -20,6 +20,7 @@
 import os
 
 from bmsfw.compat import const, ticks_diff, ticks_ms
+from bmsfw.errors import FieldError
 from bmsfw.hal import Hal, ISHUNT, TCELL, VCELL
 
 # --- ADS1115 (TI SBAS444D) ---------------------------------------------------
@@ -54,22 +55,13 @@ _RECORD_MAGIC = b"BMR1"  # header: magic + u32 little-endian length, then the re
 _HEADER_N_BYTES = const(8)
 
 
-class BoardError(Exception):
-    """A hardware or filesystem fault on the board: `field` names what failed."""
-
-    def __init__(self, field, value, why):
-        super().__init__("%s=%r: %s" % (field, value, why))
-        self.field = field
-        self.value = value
+class BoardError(FieldError):
+    """A hardware or filesystem fault on the board: `field` names what failed
+    (the board_config name of the chip, pin or setting), `value` what it was."""
 
 
-class BoardInputError(ValueError):
+class BoardInputError(FieldError):
     """A bad argument from the caller; nothing was changed on the board."""
-
-    def __init__(self, field, value, why):
-        super().__init__("%s=%r: %s" % (field, value, why))
-        self.field = field
-        self.value = value
 
 
 def _gcd(a, b):

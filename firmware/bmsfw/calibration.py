@@ -11,8 +11,6 @@ import math
 from .compat import const
 from .hal import ISHUNT, TCELL, VCELL
 
-KELVIN_0C_DK = 2731  # 273.15 K in deci-kelvin, rounded (table resolution is 0.1 K)
-
 # Thermistor fault bands: within 2 % of either rail the divider is open
 # (NTC disconnected: pulled to Vref, below about -43 °C) or shorted (above about
 # +149 °C). Neither is a temperature the cell can have in service.

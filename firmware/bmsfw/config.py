@@ -8,14 +8,13 @@
 # Unit note: the suffix _uas means microampere-MILLIseconds (µA·ms) throughout
 # bmsfw and docs/frames.md. 1 µAh = 3 600 000 µA·ms.
 
+from .errors import FieldError
+
 UAS_PER_UAH = 3600000
 
 
-class ConfigError(ValueError):
-    def __init__(self, field, value, why):
-        super().__init__("config %s=%r: %s" % (field, value, why))
-        self.field = field
-        self.value = value
+class ConfigError(FieldError):
+    prefix = "config "
 
 
 class Config:

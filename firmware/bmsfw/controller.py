@@ -569,10 +569,6 @@ class Controller:
         mask = self.fault_mask()
         return tuple(FAULTS[i] for i in range(len(FAULTS)) if mask & (1 << i))
 
-    def adc_raw(self):
-        """Raw counts of the last tick: (VCELL, ISHUNT, TCELL)."""
-        return (self.fe.vcell_counts, self.fe.ishunt_counts, self.fe.tcell_counts)
-
     # ------------------------------------------------------------------ inputs
     def request_current_ua(self, current_ua):
         """The duty-cycle request (+ charge, - discharge, 0 rest), always

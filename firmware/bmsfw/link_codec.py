@@ -21,6 +21,7 @@
 import struct
 
 from .compat import const
+from .errors import FieldError
 
 VERSION = const(1)
 SOF0 = const(0xA5)
@@ -73,13 +74,10 @@ LINK_COUNTERS = ("garbage_bytes", "bad_header", "bad_crc", "truncated", "replaye
 _HDR_FMT = "<BBBBHH"            # SOF0, SOF1, version, type, length, seq
 
 
-class LinkError(ValueError):
+class LinkError(FieldError):
     """A frame that cannot be built: `field` names what is wrong."""
 
-    def __init__(self, field, value, why):
-        super().__init__("link %s=%r: %s" % (field, value, why))
-        self.field = field
-        self.value = value
+    prefix = "link "
 
 
 # --- CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no xorout) --

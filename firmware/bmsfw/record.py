@@ -7,6 +7,7 @@
 import struct
 
 from .compat import crc32
+from .errors import FieldError
 
 VERSION = 1
 
@@ -24,11 +25,8 @@ FLAG_ALLOY_SEEN = 2     # formation saw the wetting-layer alloy plateau
 FLAG_FORMED = 4         # formation verified
 
 
-class RecordError(ValueError):
-    def __init__(self, field, value, why):
-        super().__init__("record %s=%r: %s" % (field, value, why))
-        self.field = field
-        self.value = value
+class RecordError(FieldError):
+    prefix = "record "
 
 
 class Record:

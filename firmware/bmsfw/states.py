@@ -114,6 +114,3 @@ def next_state(state, substate, event):
             return row
     return None
 
-
-def fault_bit(name):
-    return 1 << FAULTS.index(name)
