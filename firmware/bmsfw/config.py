@@ -6,11 +6,11 @@
 # rejects unknown names and wrong types with ConfigError naming the field.
 #
 # Unit note: the suffix _uas means microampere-MILLIseconds (µA·ms) throughout
-# bmsfw and docs/frames.md. 1 µAh = 3 600 000 µA·ms.
+# bmsfw and docs/frames.md; UAS_PER_UAH (bmsfw.ledger, imported here for the
+# runner) converts.
 
 from .errors import FieldError
-
-UAS_PER_UAH = 3600000
+from .ledger import UAS_PER_UAH
 
 
 class ConfigError(FieldError):
@@ -174,7 +174,7 @@ class Config:
         """The configurable field names, sorted (for docs and the runner)."""
         out = []
         for name in dir(Config):
-            if not name.startswith("_") and not callable(getattr(Config, name)) and name != "UAS_PER_UAH":
+            if not name.startswith("_") and not callable(getattr(Config, name)):
                 out.append(name)
         out.sort()
         return out

@@ -21,18 +21,15 @@
 # The object holds only the formation's own progress; the ledger holds the
 # charge, the controller the state. step() sets .request_ua, .event, .fault
 # (attributes, so a tick allocates no tuple).
-from .compat import const, ticks_diff
+from .compat import ticks_diff
+from .ledger import UAS_PER_UAH
+from .limits import DVL_REACHED_MV
 from .states import CRACK_SUSPECTED, FORMATION_DONE, NO_PLATING, NUCLEATE, NUCLEATED, PLATE, TARGET_REACHED, VERIFY
-
-_UAS_PER_UAH = const(3600000)
 
 # VERIFY steps
 V_REST = 0
 V_DISCHARGE = 1
 V_RECHARGE = 2
-
-# The small cycle's discharge counts as voltage-ended within this of DVL.
-_DVL_REACHED_MV = const(10)
 
 
 class Formation:
@@ -45,7 +42,7 @@ class Formation:
         bound = c.no_plating_uas
         if c.has_wetting_layer:
             # The alloy takes lithium before metal plates (Al: ~27 µAh/cm² per 1000 Å).
-            bound += c.wetting_capacity_uah * _UAS_PER_UAH
+            bound += c.wetting_capacity_uah * UAS_PER_UAH
         self.no_plating_uas = bound
         self.verify_uas = self.target_uas // 1000 * c.verify_cycle_pm
         self._c = c
@@ -117,7 +114,7 @@ class Formation:
             self.request_ua = -self.formation_ua
         elif self.verify_step == V_DISCHARGE:
             out_uas = self._step_start_uas - inventory_uas
-            if out_uas >= self.verify_uas or cell_mv <= dvl + _DVL_REACHED_MV:
+            if out_uas >= self.verify_uas or cell_mv <= dvl + DVL_REACHED_MV:
                 # Voltage-ended early means the lithium is not all there.
                 self.verify_out_uas = out_uas if out_uas > 0 else 0
                 self.verify_step = V_RECHARGE

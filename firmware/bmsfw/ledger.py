@@ -16,7 +16,8 @@
 
 from .compat import const
 
-_UAS_PER_UAH = const(3600000)
+# The unit of every *_uas figure in bmsfw: µA·ms. 1 µAh = 3 600 000 µA·ms.
+UAS_PER_UAH = const(3600000)
 
 
 class Ledger:
@@ -55,9 +56,9 @@ class Ledger:
             if self.forming:
                 self.plated_uas += charge
             rem = self._plated_rem_uas + charge
-            if rem >= _UAS_PER_UAH:
-                self.plated_uah += rem // _UAS_PER_UAH
-                rem %= _UAS_PER_UAH
+            if rem >= UAS_PER_UAH:
+                self.plated_uah += rem // UAS_PER_UAH
+                rem %= UAS_PER_UAH
             self._plated_rem_uas = rem
         elif charge < 0:
             self.inventory_uas += charge
@@ -66,9 +67,9 @@ class Ledger:
                 # Formation's verify cycle strips some of what was plated.
                 self.plated_uas += charge
             rem = self._stripped_rem_uas - charge
-            if rem >= _UAS_PER_UAH:
-                self.stripped_uah += rem // _UAS_PER_UAH
-                rem %= _UAS_PER_UAH
+            if rem >= UAS_PER_UAH:
+                self.stripped_uah += rem // UAS_PER_UAH
+                rem %= UAS_PER_UAH
             self._stripped_rem_uas = rem
 
     def _close_cycle(self):
@@ -92,10 +93,10 @@ class Ledger:
         self.direction = 0
 
     def stripped_uas(self):
-        return self.stripped_uah * _UAS_PER_UAH + self._stripped_rem_uas
+        return self.stripped_uah * UAS_PER_UAH + self._stripped_rem_uas
 
     def lifetime_plated_uas(self):
-        return self.plated_uah * _UAS_PER_UAH + self._plated_rem_uas
+        return self.plated_uah * UAS_PER_UAH + self._plated_rem_uas
 
     def per_mille(self, value_uas, of_uas):
         """value / of in per mille, clamped to 0..1000, without forming

@@ -15,7 +15,7 @@
 # dcl_ua, cvl_mv, dvl_mv, inventory_uas, lithium_present, charging_li,
 # state, substate) so a tick passes no tuples.
 from .compat import const, ticks_diff
-from .limits import charge_floor_dc
+from .limits import DVL_REACHED_MV, charge_floor_dc
 from .states import (CRACK_SUSPECTED, FAULTS, LINK_LOST, NO_CELL, NO_PLATING, OVER_TEMPERATURE,
                      OVERCURRENT, OVERVOLTAGE, READY, SENSOR, SHORT, UNDER_TEMPERATURE,
                      UNDERVOLTAGE)
@@ -44,7 +44,6 @@ _VOLTAGE_GROUP = (1 << FAULTS.index(NO_CELL)) | (1 << FAULTS.index(SHORT)) | (
     1 << FAULTS.index(OVERVOLTAGE)) | (1 << FAULTS.index(CRACK_SUSPECTED)) | (1 << FAULTS.index(UNDERVOLTAGE))
 
 _SENSOR_FOLLOW_MIN_UA = const(20)   # "current not following" is judged above this setpoint
-_DVL_REACHED_MV = const(10)         # discharge counts as voltage-ended within this of DVL
 
 
 class Debounce:
@@ -150,7 +149,7 @@ class Protections:
         #   (b) the OCV of a cell with lithium to spare collapses at rest;
         #   (c) discharge reaches DVL with far more lithium counted than came back
         crack = False
-        if m.state == READY and current_ua <= -c.rest_ua and cell_mv <= m.dvl_mv + _DVL_REACHED_MV:
+        if m.state == READY and current_ua <= -c.rest_ua and cell_mv <= m.dvl_mv + DVL_REACHED_MV:
             # The discharge ran into DVL: the cell is empty whatever the ledger
             # says; DCL stays 0 until it has been charged again.
             self.dis_hit_dvl = True
