@@ -22,7 +22,7 @@ from .errors import FieldError
 from .formation import V_DISCHARGE, Formation
 from .ledger import Ledger
 from .protections import Protections
-from .record import FLAG_ALLOY_SEEN, FLAG_FORMED, FLAG_PLATEAU_SEEN, Record, RecordError
+from .record import Record, RecordError
 from .states import (BOOT, CHARGE, CHARGING, CRACK_SUSPECTED, DISCHARGE, DISCHARGING,
                      EV_COMMAND, EV_CYCLE, EV_FAULT, EV_FAULT_CLEARED, EV_FORMATION_DONE, EV_STATE,
                      FAULT, FAULT_LATCHED, FAULTS, FORMED_FOUND, FORMING, LINK_LOST,
@@ -46,6 +46,16 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _check_indices(rec):
+    """The record's state and fault figures must name states.py's tuples."""
+    if rec.state >= len(STATES) or rec.resume_state >= len(STATES):
+        raise RecordError("state", rec.state, "not a state index")
+    if rec.substate >= len(SUBSTATES) or rec.resume_substate >= len(SUBSTATES):
+        raise RecordError("substate", rec.substate, "not a substate index")
+    if rec.fault_mask >> len(FAULTS):
+        raise RecordError("fault_mask", rec.fault_mask, "unknown fault bits")
+
+
 class Controller:
     def __init__(self, hal, config=None, device_id="bms-0001"):
         if not isinstance(device_id, str) or not device_id:
@@ -63,6 +73,7 @@ class Controller:
         self.formation = Formation(c)
         self.protections = Protections(c)
         self._record = Record()
+        self._persistent = (self.ledger, self.formation, self.protections)
         self.target_uas = c.target_uas()
         self.reserve_uas = c.reserve_uas()
         step = self.target_uas // 1000
@@ -82,7 +93,6 @@ class Controller:
         self._op_substate = NONE
         self._boot_safe = False         # the record says an operator stopped it
         self._form_requested = False
-        self.formed = False
         # measurements (copied from the front end each tick)
         self.t_ms = hal.ticks_ms()
         self.cell_mv = 0
@@ -139,78 +149,54 @@ class Controller:
             return
         try:
             rec = Record.decode(data)
-            if rec.state >= len(STATES) or rec.resume_state >= len(STATES):
-                raise RecordError("state", rec.state, "not a state index")
-            if rec.substate >= len(SUBSTATES) or rec.resume_substate >= len(SUBSTATES):
-                raise RecordError("substate", rec.substate, "not a substate index")
-            if rec.fault_mask >> len(FAULTS):
-                raise RecordError("fault_mask", rec.fault_mask, "unknown fault bits")
+            _check_indices(rec)
         except RecordError as e:
             # Treated as absent, and said so in the first STATE event.
             self.record_status = "INVALID"
             self.record_error = str(e)
             return
         self.record_status = "OK"
+        self.restore_from(rec)
         self._record = rec
+
+    def save_to(self, rec):
+        """Fill `rec` with everything that must survive a power cut: each
+        part writes its own fields (bmsfw.record.FIELDS)."""
+        rec.state = STATES.index(self.state)
+        rec.substate = SUBSTATES.index(self.substate)
+        rec.resume_state = STATES.index(self._op_state)
+        rec.resume_substate = SUBSTATES.index(self._op_substate)
+        rec.event_seq = self.event_seq
+        rec.writes = self.writes
+        rec.user_cvl_mv = self.user_cvl_mv
+        rec.user_dvl_mv = self.user_dvl_mv
+        rec.user_ccl_ua = self.user_ccl_ua
+        rec.user_dcl_ua = self.user_dcl_ua
+        for part in self._persistent:
+            part.save_to(rec)
+
+    def restore_from(self, rec):
+        """The inverse of save_to(), at construction (the record's indices checked)."""
         op = STATES[rec.resume_state]
         self._op_state = op if op in _OPERATING else SHIPPED
         self._op_substate = SUBSTATES[rec.resume_substate]
         self._boot_safe = STATES[rec.state] == SAFE
-        led = self.ledger
-        led.plated_uas = rec.plated_uas
-        led.inventory_uas = rec.inventory_uas
-        led.cycle_in_uas = rec.cycle_in_uas
-        led.cycle_out_uas = rec.cycle_out_uas
-        led.plated_uah = rec.plated_uah
-        led.stripped_uah = rec.stripped_uah
-        led.cycles = rec.cycles
-        led.ce_ppm = rec.ce_ppm
-        self.formation.plateau_seen = bool(rec.flags & FLAG_PLATEAU_SEEN)
-        self.formation.alloy_seen = bool(rec.flags & FLAG_ALLOY_SEEN)
-        self.formed = bool(rec.flags & FLAG_FORMED)
-        self.protections.mask = rec.fault_mask
         self.event_seq = rec.event_seq
         self.writes = rec.writes
         self.user_cvl_mv = rec.user_cvl_mv
         self.user_dvl_mv = rec.user_dvl_mv
         self.user_ccl_ua = rec.user_ccl_ua
         self.user_dcl_ua = rec.user_dcl_ua
+        for part in self._persistent:
+            part.restore_from(rec)
         self._saved_inventory_uas = rec.inventory_uas
 
     def _save(self):
         rec = self._record
-        led = self.ledger
         self.writes += 1
-        rec.state = STATES.index(self.state)
-        rec.substate = SUBSTATES.index(self.substate)
-        rec.resume_state = STATES.index(self._op_state)
-        rec.resume_substate = SUBSTATES.index(self._op_substate)
-        flags = 0
-        if self.formation.plateau_seen:
-            flags |= FLAG_PLATEAU_SEEN
-        if self.formation.alloy_seen:
-            flags |= FLAG_ALLOY_SEEN
-        if self.formed:
-            flags |= FLAG_FORMED
-        rec.flags = flags
-        # Inhibits are not persisted: they are re-measured after a reset.
-        rec.fault_mask = self.protections.mask
-        rec.plated_uas = led.plated_uas
-        rec.inventory_uas = led.inventory_uas
-        rec.cycle_in_uas = led.cycle_in_uas
-        rec.cycle_out_uas = led.cycle_out_uas
-        rec.plated_uah = led.plated_uah
-        rec.stripped_uah = led.stripped_uah
-        rec.event_seq = self.event_seq
-        rec.writes = self.writes
-        rec.cycles = led.cycles
-        rec.ce_ppm = led.ce_ppm
-        rec.user_cvl_mv = self.user_cvl_mv
-        rec.user_dvl_mv = self.user_dvl_mv
-        rec.user_ccl_ua = self.user_ccl_ua
-        rec.user_dcl_ua = self.user_dcl_ua
+        self.save_to(rec)
         self.hal.save_record(rec.encode())
-        self._saved_inventory_uas = led.inventory_uas
+        self._saved_inventory_uas = self.ledger.inventory_uas
         self._dirty = False
 
     # ------------------------------------------------------------------ the tick
@@ -345,7 +331,7 @@ class Controller:
                     # Formed elsewhere, or the record was lost: the inventory is
                     # unknown, so it is counted from 0 (DCL stays 0 until charged).
                     detail = (detail + "; " if detail else "") + "formed cell without record"
-                    self.formed = True
+                    self.formation.formed = True
                 self._fire(FORMED_FOUND, detail)
         elif op == FORMING:
             # Between the windows: an alloy plateau or a partly plated cell.
@@ -411,7 +397,7 @@ class Controller:
         led.forming = False
         led.restart_cycle()
         led.ce_ppm = f.ce_ppm
-        self.formed = True
+        self.formation.formed = True
         ev = self._emit(EV_FORMATION_DONE, "")
         ev["ce_ppm"] = f.ce_ppm
         ev["plated_uas"] = led.plated_uas
@@ -539,8 +525,8 @@ class Controller:
             self.soc_pm = led.per_mille(led.inventory_uas, self.target_uas)
             self.formation_pm = self.formation.progress_pm(self.substate, led.plated_uas)
         else:
-            self.soc_pm = led.per_mille(led.inventory_uas, self.target_uas) if self.formed else 0
-            self.formation_pm = 1000 if self.formed else self.formation.progress_pm(NONE, led.plated_uas)
+            self.soc_pm = led.per_mille(led.inventory_uas, self.target_uas) if self.formation.formed else 0
+            self.formation_pm = 1000 if self.formation.formed else self.formation.progress_pm(NONE, led.plated_uas)
 
     # ------------------------------------------------------------------ outputs
     def telemetry(self):

@@ -18,12 +18,13 @@
 # plateau (the seed's control cell without LiPON: "no lithium at all").
 # Crack and short signatures during plating are watched by protections.py.
 #
-# The object holds only the formation's own progress; the ledger holds the
-# charge, the controller the state. step() sets .request_ua, .event, .fault
+# The object holds only the formation's own progress (and persists it: the
+# record's flags); the ledger holds the charge, the controller the state. step() sets .request_ua, .event, .fault
 # (attributes, so a tick allocates no tuple).
 from .compat import ticks_diff
 from .ledger import UAS_PER_UAH
 from .limits import DVL_REACHED_MV
+from .record import FLAG_ALLOY_SEEN, FLAG_FORMED, FLAG_PLATEAU_SEEN
 from .states import CRACK_SUSPECTED, FORMATION_DONE, NO_PLATING, NUCLEATE, NUCLEATED, PLATE, TARGET_REACHED, VERIFY
 
 # VERIFY steps
@@ -48,6 +49,7 @@ class Formation:
         self._c = c
         self.plateau_seen = False
         self.alloy_seen = False
+        self.formed = False             # formation verified (or a formed cell found at boot)
         self.verify_step = V_REST
         self._step_since_ms = 0
         self._step_start_uas = 0
@@ -57,6 +59,22 @@ class Formation:
         self.event = None
         self.fault = None
         self.detail = ""
+
+    # --- the persistent record (bmsfw.record): the flags --------------------------
+    def save_to(self, rec):
+        flags = 0
+        if self.plateau_seen:
+            flags |= FLAG_PLATEAU_SEEN
+        if self.alloy_seen:
+            flags |= FLAG_ALLOY_SEEN
+        if self.formed:
+            flags |= FLAG_FORMED
+        rec.flags = flags
+
+    def restore_from(self, rec):
+        self.plateau_seen = bool(rec.flags & FLAG_PLATEAU_SEEN)
+        self.alloy_seen = bool(rec.flags & FLAG_ALLOY_SEEN)
+        self.formed = bool(rec.flags & FLAG_FORMED)
 
     def start_verify(self, now_ms):
         self.verify_step = V_REST

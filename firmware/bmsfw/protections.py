@@ -92,6 +92,14 @@ class Protections:
         self._drift_ms = 0
         self.dis_hit_dvl = False       # this discharge segment ended on DVL
 
+    # --- the persistent record (bmsfw.record) --------------------------------------
+    # Latched faults survive a reset; inhibits are re-measured after it.
+    def save_to(self, rec):
+        rec.fault_mask = self.mask
+
+    def restore_from(self, rec):
+        self.mask = rec.fault_mask
+
     # --- raising from outside ----------------------------------------------------
     def trip(self, name, detail=""):
         """Latch a fault raised by an event (NO_PLATING, LINK_LOST, a
