@@ -5,10 +5,35 @@
 # commands).
 from .states import FAULTS
 
-TELEMETRY_KEYS = ("kind", "device", "t_ms", "state", "substate", "cell_mv", "current_ua", "temp_dc",
-                  "setpoint_ua", "cvl_mv", "dvl_mv", "ccl_ua", "dcl_ua", "plated_uas",
-                  "inventory_uas", "target_uas", "soc_pm", "formation_pm", "ce_ppm", "faults",
-                  "event_seq")
+# The telemetry frame's keys in order, each with its type on the HIL wire (a
+# struct code: bmsfw.link_codec derives the REPLY layout from this table).
+# None: not sent (the twin knows the kind, and the device from the HELLO).
+# state and substate go as indices into STATES/SUBSTATES, faults as a bit
+# mask of FAULTS (bit i = FAULTS[i]).
+TELEMETRY_FIELDS = (
+    ("kind", None),
+    ("device", None),
+    ("t_ms", "I"),
+    ("state", "B"),
+    ("substate", "B"),
+    ("cell_mv", "i"),
+    ("current_ua", "i"),
+    ("temp_dc", "h"),
+    ("setpoint_ua", "i"),
+    ("cvl_mv", "i"),
+    ("dvl_mv", "i"),
+    ("ccl_ua", "i"),
+    ("dcl_ua", "i"),
+    ("plated_uas", "q"),
+    ("inventory_uas", "q"),
+    ("target_uas", "q"),
+    ("soc_pm", "i"),
+    ("formation_pm", "i"),
+    ("ce_ppm", "i"),
+    ("faults", "H"),
+    ("event_seq", "I"),
+)
+TELEMETRY_KEYS = tuple(field[0] for field in TELEMETRY_FIELDS)
 
 EVENT_KEYS = ("kind", "device", "seq", "t_ms", "event", "detail")
 
@@ -28,7 +53,9 @@ class Telemetry:
         self._faults_mask = -1   # mask the faults list was last built from
 
     def refresh(self, c):
-        """Copy the controller's figures into the frame (same dict object)."""
+        """Copy the controller's figures into the frame (same dict object):
+        every key of TELEMETRY_FIELDS but the three fixed at construction
+        (tests/firmware/test_telemetry.py checks the two agree)."""
         f = self.frame
         f["t_ms"] = c.t_ms
         f["state"] = c.state
