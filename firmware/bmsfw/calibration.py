@@ -21,7 +21,7 @@ _ZERO_SHIFT = const(3)        # running mean over ~8 open-relay ticks
 _ZERO_AVERAGE_N = const(8)    # the first 8 samples are averaged plainly (an unbiased start)
 
 
-def _div_round(num, den):
+def div_round(num, den):
     """Integer division rounding half away from zero (den > 0)."""
     if num >= 0:
         return (num + den // 2) // den
@@ -36,7 +36,7 @@ def counts_to_pin_mv(counts, bits, vref_mv):
 def correct(value, gain_err_ppm, offset):
     """Remove a gain error (ppm, + reads high) and an offset from a reading."""
     value -= offset
-    return value - _div_round(value * gain_err_ppm, 1000000 + gain_err_ppm)
+    return value - div_round(value * gain_err_ppm, 1000000 + gain_err_ppm)
 
 
 def vcell_mv(counts, bits, vref_mv, gain_err_ppm=0, offset_mv=0):
@@ -49,18 +49,18 @@ def ishunt_scale(bits, vref_mv, uv_per_ua):
     product stays a small int on 32-bit MicroPython (nominal board: 1/16)."""
     num = vref_mv * 1000
     den = (1 << bits) * uv_per_ua
-    g = _gcd(num, den)
+    g = gcd(num, den)
     return num // g, den // g
 
 
 def mid_counts(bits, vref_mv, mid_mv):
     """ADC counts at the shunt amplifier's zero-current output."""
-    return _div_round(mid_mv << bits, vref_mv)
+    return div_round(mid_mv << bits, vref_mv)
 
 
 def ishunt_ua(counts, mid, num, den, gain_err_ppm=0, offset_ua=0):
     """Measured current (µA, + charges): bipolar around mid-scale `mid` counts."""
-    return correct(_div_round((counts - mid) * num, den), gain_err_ppm, offset_ua)
+    return correct(div_round((counts - mid) * num, den), gain_err_ppm, offset_ua)
 
 
 def ntc_temp_dc(counts, bits, r25_ohm, beta_k, pullup_ohm):
@@ -85,7 +85,7 @@ def ntc_shorted(counts, bits):
     return counts <= (1 << bits) // _NTC_RAIL_PART
 
 
-def _gcd(a, b):
+def gcd(a, b):
     while b:
         a, b = b, a % b
     return a
@@ -191,4 +191,4 @@ class FrontEnd:
         if frac == 0:
             return t0
         t1 = self._t_table[i + 1]
-        return t0 + _div_round((t1 - t0) * frac, 1 << shift)
+        return t0 + div_round((t1 - t0) * frac, 1 << shift)
