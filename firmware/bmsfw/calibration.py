@@ -7,6 +7,7 @@
 # floats would, on most MicroPython ports). Like bmm150's magnet_raw()/magnet(),
 # FrontEnd keeps the raw counts of the last read next to the converted values.
 import math
+from array import array
 
 from .compat import const
 from .hal import ISHUNT, TCELL, VCELL
@@ -119,12 +120,17 @@ class FrontEnd:
         self._t_shift = self.bits - _NTC_TABLE_SHIFT if self.bits > _NTC_TABLE_SHIFT else 0
         n = (self.full_counts >> self._t_shift) + 2
         table = []
+        fits = True
         for i in range(n):
             counts = i << self._t_shift
             # Clamp the rail points to their neighbours: they are fault bands anyway.
             counts = min(max(counts, 1), self.full_counts)
-            table.append(ntc_temp_dc(counts, self.bits, c.ntc_r25_ohm, c.ntc_beta_k, c.ntc_pullup_ohm))
-        self._t_table = table
+            t_dc = ntc_temp_dc(counts, self.bits, c.ntc_r25_ohm, c.ntc_beta_k, c.ntc_pullup_ohm)
+            fits = fits and -32768 <= t_dc <= 32767
+            table.append(t_dc)
+        # As int16 (half the RAM of a list) unless an odd divider gives
+        # beyond ±3276.7 °C at a rail point.
+        self._t_table = array("h", table) if fits else table
         # Raw counts of the last read() (the "magnet_raw" view).
         self.vcell_counts = 0
         self.ishunt_counts = 0

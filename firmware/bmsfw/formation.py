@@ -22,7 +22,7 @@
 # record's flags); the ledger holds the charge, the controller the state. step() sets .request_ua, .event, .fault
 # (attributes, so a tick allocates no tuple).
 from .compat import ticks_diff
-from .ledger import UAS_PER_UAH
+from .ledger import UAS_PER_UAH, per_mille
 from .limits import DVL_REACHED_MV
 from .record import FLAG_ALLOY_SEEN, FLAG_FORMED, FLAG_PLATEAU_SEEN
 from .states import CRACK_SUSPECTED, FORMATION_DONE, NO_PLATING, NUCLEATE, NUCLEATED, PLATE, TARGET_REACHED, VERIFY
@@ -160,9 +160,4 @@ class Formation:
         once plating is complete (VERIFY)."""
         if substate == VERIFY:
             return 1000
-        if plated_uas <= 0:
-            return 0
-        if plated_uas >= self.target_uas:
-            return 1000
-        pm = plated_uas // ((self.target_uas + 999) // 1000)
-        return 999 if pm > 999 else pm
+        return per_mille(plated_uas, self.target_uas)

@@ -121,13 +121,14 @@ class Ledger:
     def lifetime_plated_uas(self):
         return self.plated_uah * UAS_PER_UAH + self._plated_rem_uas
 
-    def per_mille(self, value_uas, of_uas):
-        """value / of in per mille, clamped to 0..1000, without forming
-        value * 1000 (small ints on 32-bit MicroPython)."""
-        if value_uas <= 0 or of_uas <= 0:
-            return 0
-        if value_uas >= of_uas:
-            return 1000
-        step = (of_uas + 999) // 1000
-        pm = value_uas // step
-        return 999 if pm > 999 else pm
+
+def per_mille(value_uas, of_uas):
+    """value / of in per mille, clamped to 0..1000, without forming
+    value * 1000 (small ints on 32-bit MicroPython)."""
+    if value_uas <= 0 or of_uas <= 0:
+        return 0
+    if value_uas >= of_uas:
+        return 1000
+    step = (of_uas + 999) // 1000
+    pm = value_uas // step
+    return 999 if pm > 999 else pm

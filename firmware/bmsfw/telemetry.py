@@ -2,7 +2,7 @@
 # and one list. The telemetry dict and its faults list are created once and
 # refreshed in place every tick (no allocation in steady state); an event dict
 # is created per event (events are rare: state changes, faults, cycles,
-# commands).
+# commands) and queued in Events until the runner pops them.
 from .states import FAULTS
 
 # The telemetry frame's keys in order, each with its type on the HIL wire (a
@@ -57,22 +57,25 @@ class Telemetry:
         every key of TELEMETRY_FIELDS but the three fixed at construction
         (tests/firmware/test_telemetry.py checks the two agree)."""
         f = self.frame
+        m = c.meas
+        out = c.outputs
+        led = c.ledger
         f["t_ms"] = c.t_ms
         f["state"] = c.state
         f["substate"] = c.substate
-        f["cell_mv"] = c.cell_mv
-        f["current_ua"] = c.current_ua
-        f["temp_dc"] = c.temp_dc
-        f["setpoint_ua"] = c.setpoint_ua
-        f["cvl_mv"] = c.cvl_mv
-        f["dvl_mv"] = c.dvl_mv
-        f["ccl_ua"] = c.ccl_ua
-        f["dcl_ua"] = c.dcl_ua
-        f["plated_uas"] = c.ledger.plated_uas
-        f["inventory_uas"] = c.ledger.inventory_uas
-        f["soc_pm"] = c.soc_pm
-        f["formation_pm"] = c.formation_pm
-        f["ce_ppm"] = c.ledger.ce_ppm
+        f["cell_mv"] = m.cell_mv
+        f["current_ua"] = m.current_ua
+        f["temp_dc"] = m.temp_dc
+        f["setpoint_ua"] = out.setpoint_ua
+        f["cvl_mv"] = out.cvl_mv
+        f["dvl_mv"] = out.dvl_mv
+        f["ccl_ua"] = out.ccl_ua
+        f["dcl_ua"] = out.dcl_ua
+        f["plated_uas"] = led.plated_uas
+        f["inventory_uas"] = led.inventory_uas
+        f["soc_pm"] = out.soc_pm
+        f["formation_pm"] = out.formation_pm
+        f["ce_ppm"] = led.ce_ppm
         f["event_seq"] = c.event_seq
         mask = c.fault_mask()
         if mask != self._faults_mask:
@@ -87,10 +90,53 @@ class Telemetry:
 
 
 MAX_DETAIL = 200   # characters; the MQTT event schema allows 256
+MAX_PENDING = 64   # events kept until pop(); the oldest dropped beyond this (counted)
 
 
 def make_event(device_id, seq, t_ms, event, detail=""):
+    """An event frame with the EVENT_KEYS (the caller adds the event's own fields)."""
     if len(detail) > MAX_DETAIL:
         detail = detail[:MAX_DETAIL]
     return {"kind": "event", "device": device_id, "seq": seq, "t_ms": t_ms, "event": event,
             "detail": detail}
+
+
+class Events:
+    """The controller's events: numbered (seq persists in the record, so none
+    is ever reused), queued until pop(), handed out in one of two lists that
+    alternate (no list is made per pop)."""
+
+    def __init__(self, device_id):
+        self._device_id = device_id
+        self.seq = 0
+        self.dropped = 0
+        self._pending = []
+        self._out = []
+
+    def emit(self, t_ms, event, detail):
+        self.seq += 1
+        ev = make_event(self._device_id, self.seq, t_ms, event, detail)
+        if len(self._pending) >= MAX_PENDING:
+            self._pending.pop(0)
+            self.dropped += 1
+        self._pending.append(ev)
+        return ev
+
+    def pop(self):
+        """Events since the last pop, oldest first, in a list reused by the
+        pop after next: consume (or copy) it before then."""
+        out = self._out
+        if out:
+            out.clear()
+        if self._pending:
+            pending = self._pending
+            self._pending = out
+            self._out = pending
+            return pending
+        return out
+
+    def save_to(self, rec):
+        rec.event_seq = self.seq
+
+    def restore_from(self, rec):
+        self.seq = rec.event_seq

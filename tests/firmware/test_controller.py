@@ -18,8 +18,9 @@ def _snapshot(ctrl, hal):
     frame = {}
     for k in tel:
         frame[k] = list(tel[k]) if isinstance(tel[k], list) else tel[k]
-    return (frame, ctrl.state, ctrl.substate, ctrl.request_ua, ctrl.user_cvl_mv, ctrl.user_dvl_mv,
-            ctrl.user_ccl_ua, ctrl.user_dcl_ua, ctrl.event_seq, hal.record, hal.setpoint_ua, hal.relay)
+    out = ctrl.outputs
+    return (frame, ctrl.state, ctrl.substate, ctrl.request_ua, out.user_cvl_mv, out.user_dvl_mv,
+            out.user_ccl_ua, out.user_dcl_ua, ctrl.event_seq, hal.record, hal.setpoint_ua, hal.relay)
 
 
 # --- construction -------------------------------------------------------------------
@@ -126,7 +127,7 @@ def test_set_limits_tightens_and_is_persisted():
     run(ctrl, hal, 1)
     assert hal.setpoint_ua == 40 and ctrl.telemetry()["dvl_mv"] == 2100
     ctrl2 = Controller(hal, small_config(), "test-0001")
-    assert ctrl2.user_ccl_ua == 40 and ctrl2.user_dvl_mv == 2100
+    assert ctrl2.outputs.user_ccl_ua == 40 and ctrl2.outputs.user_dvl_mv == 2100
 
 
 # --- commands: invalid change nothing ----------------------------------------------------

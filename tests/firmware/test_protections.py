@@ -100,7 +100,7 @@ def test_over_temperature_latches_after_five_seconds():
 
 def test_crack_when_plating_voltage_drops_suddenly():
     p = Protections(Config())
-    m = Measurements(state="FORMING", substate="PLATE", charging_li=True, current_ua=100,
+    m = Measurements(state="FORMING", charging_li=True, current_ua=100,
                      prev_setpoint_ua=100, cell_mv=2350)
     t = 0
     for _ in range(30):
@@ -118,7 +118,7 @@ def test_crack_when_plating_voltage_drops_suddenly():
 
 def test_slow_voltage_sag_during_plating_is_not_a_crack():
     p = Protections(Config())
-    m = Measurements(state="FORMING", substate="PLATE", charging_li=True, current_ua=100,
+    m = Measurements(state="FORMING", charging_li=True, current_ua=100,
                      prev_setpoint_ua=100, cell_mv=2400)
     for i in range(400):
         m.cell_mv = 2400 - i // 2                    # 0.5 mV/s: drift, not a crack
@@ -196,3 +196,26 @@ def test_table_names_every_fault_once():
     assert sorted(names) == sorted(FAULTS)
     for row in PROTECTIONS:
         assert row[1] is None or hasattr(Config, row[1])
+
+
+def test_each_protection_debounces_with_its_own_config_key():
+    # Distinct debounces per key: a protection wired to another's debounce
+    # (PROTECTIONS and the check() order disagreeing) trips at the wrong time.
+    keys = [row[1] for row in PROTECTIONS if row[1]]
+    cfg = Config(**dict((key, 1000 + 100 * i) for i, key in enumerate(keys)))
+    cases = (
+        ("OVERVOLTAGE", Measurements(cell_mv=2701)),
+        ("UNDERVOLTAGE", Measurements(cell_mv=1899, current_ua=-100, prev_setpoint_ua=-100, inventory_uas=0)),
+        ("NO_CELL", Measurements(cell_mv=4096, lithium_present=False)),
+        ("SHORT", Measurements(cell_mv=200, current_ua=-100, prev_setpoint_ua=-100, inventory_uas=0)),
+        ("OVERCURRENT", Measurements(current_ua=200, prev_setpoint_ua=100, ccl_ua=100)),
+        ("SENSOR", Measurements(current_ua=0, prev_setpoint_ua=100)),
+        ("OVER_TEMPERATURE", Measurements(temp_dc=601)),
+        ("CRACK_SUSPECTED", Measurements(cell_mv=1800, current_ua=0)),
+        ("UNDER_TEMPERATURE", Measurements(temp_dc=-100)),
+    )
+    for name, m in cases:
+        key = [row[1] for row in PROTECTIONS if row[0] == name][0]
+        t, mask = _trip_time(m, config=cfg)
+        assert mask == _bit(name), name
+        assert t == getattr(cfg, key), (name, t, getattr(cfg, key))
