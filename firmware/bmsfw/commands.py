@@ -38,10 +38,13 @@ def check(name, args, state, config, out):
     FAULT_ACTIVE, NOT_ALLOWED_IN_STATE or WOULD_LOOSEN_LIMITS. `out`: the
     controller's limits and outputs (bmsfw.outputs.Outputs), which
     set_limits may only tighten."""
-    row = _row(name)
-    if row is None:
+    found = None
+    for row in TABLE:
+        if row[0] == name:
+            found = row
+    if found is None:
         return "UNKNOWN_COMMAND"
-    allowed = row[1]
+    allowed = found[1]                  # None: any state
     if args is None:
         args = {}
     if not isinstance(args, dict):
@@ -49,7 +52,10 @@ def check(name, args, state, config, out):
     if name == "charge" or name == "discharge":
         code = _check_current(args, config)
     elif name == "set_limits":
-        code = "BAD_ARGS" if not args else _check_types(args)
+        code = "OK" if args else "BAD_ARGS"
+        for key in args:
+            if key not in LIMIT_KEYS or not is_int(args[key]):
+                code = "BAD_ARGS"
     else:
         code = "BAD_ARGS" if args else "OK"
     if code == "OK" and allowed is not None:
@@ -59,11 +65,14 @@ def check(name, args, state, config, out):
     return code
 
 
-def _row(name):
-    for row in TABLE:
-        if row[0] == name:
-            return row
-    return None
+def request_error(current_ua, source_max_ua):
+    """Why `current_ua` is not a duty request (Controller.request_current_ua),
+    or "" if it is one."""
+    if not is_int(current_ua):
+        return "must be an int"
+    if current_ua > source_max_ua or current_ua < -source_max_ua:
+        return "beyond ±%d uA" % source_max_ua
+    return ""
 
 
 def _check_current(args, config):
@@ -80,13 +89,6 @@ def _check_current(args, config):
         return "OUT_OF_RANGE"
     if duration is not None and (duration <= 0 or duration > MAX_DURATION_S):
         return "OUT_OF_RANGE"
-    return "OK"
-
-
-def _check_types(args):
-    for key in args:
-        if key not in LIMIT_KEYS or not is_int(args[key]):
-            return "BAD_ARGS"
     return "OK"
 
 

@@ -5,27 +5,25 @@
 #   from outside:   c.command(name, args) -> (ok, code); c.request_current_ua(ua);
 #                   c.report_link_lost()
 #
-# A tick: read and convert the three ADC channels (Measurements), count charge
+# A tick: read and convert the ADC channels (Measurements), count charge
 # (Ledger), run the protections, step the state machine (boot detection,
-# formation, READY), recompute the limits and drive the current and the relay
+# formation), recompute the limits and drive the current and the relay
 # (Outputs), feed the watchdog, save the record when needed. A latched fault
-# sets current 0 and opens the relay in the same tick.
-#
-# This module joins the parts: the tick pipeline, the state transitions and
-# their actions, events, and the record (each part persists its own fields).
+# sets current 0 and opens the relay in the same tick. This module joins the
+# parts: the tick, the transitions and their actions, commands, the record.
 # Time comes only from hal.ticks_ms(), compared with ticks_diff: the tick
 # length is measured, never assumed. See docs/firmware.md.
 from .boot_detect import detect
 from .calibration import FrontEnd
-from .commands import check, is_int
-from .compat import ticks_add, ticks_diff
+from .commands import check, request_error
+from .compat import ticks_diff
 from .config import Config
 from .errors import FieldError
 from .formation import Formation
 from .ledger import Ledger
 from .outputs import Outputs
 from .protections import UT_BIT, Measurements, Protections
-from .record import Record, RecordError
+from .record import Store
 from .states import (BOOT, CHARGE, CHARGING, CRACK_SUSPECTED, DISCHARGE, DISCHARGING,
                      EV_COMMAND, EV_CYCLE, EV_FAULT, EV_FAULT_CLEARED, EV_FORMATION_DONE, EV_STATE,
                      FAULT, FAULT_LATCHED, FAULTS, FORMING, LINK_LOST, NONE, NUCLEATE, PLATE, READY,
@@ -61,8 +59,7 @@ class Controller:
         self.protections = Protections(c)
         self.outputs = Outputs(hal, c)
         self.events = Events(device_id)
-        self._persistent = (self.ledger, self.formation, self.protections, self.outputs, self.events)
-        self._record = Record()
+        self.store = Store(hal, (self, self.ledger, self.formation, self.protections, self.outputs))
         self.target_uas = c.target_uas()
         self.reserve_uas = c.reserve_uas()
         self._tel = Telemetry(device_id, self.target_uas)
@@ -74,92 +71,43 @@ class Controller:
         self._boot_safe = False         # the record says an operator stopped it
         self._form_requested = False
         self.t_ms = hal.ticks_ms()
-        # the duty request (READY only) and its deadline
-        self.request_ua = 0
-        self._deadline_ms = 0
-        self._deadline_set = False
         # persistence
-        self.writes = 0
         self._writes_at_formation_start = 0
         self._dirty = False
         self._saved_inventory_uas = 0
-        self.record_status = "ABSENT"   # ABSENT, OK or INVALID
-        self.record_error = ""
-        self._load_record()
+        self.store.load()
         self._boot_ms = self.t_ms
         self._last_ms = self.t_ms
         # Safe outputs from the first instant: no current, relay open.
         hal.set_current_ua(0)
         hal.set_relay(False)
 
-    # What the runner and the tests read: the published current and charge
-    # limits, the number of the last event.
-    @property
-    def ccl_ua(self):
-        return self.outputs.ccl_ua
-
-    @property
-    def dcl_ua(self):
-        return self.outputs.dcl_ua
-
-    @property
-    def cvl_mv(self):
-        return self.outputs.cvl_mv
-
-    @property
-    def event_seq(self):
-        return self.events.seq
+    # What the runner and the tests read of the parts.
+    ccl_ua = property(lambda self: self.outputs.ccl_ua)
+    dcl_ua = property(lambda self: self.outputs.dcl_ua)
+    cvl_mv = property(lambda self: self.outputs.cvl_mv)
+    event_seq = property(lambda self: self.events.seq)               # the last event's number
+    writes = property(lambda self: self.store.writes)                # record writes
 
     # ------------------------------------------------------------------ record
-    def _load_record(self):
-        data = self.hal.load_record()
-        if data is None:
-            return
-        try:
-            rec = Record.decode(data)
-            # its state and fault figures must name states.py's tuples
-            if rec.state >= len(STATES) or rec.resume_state >= len(STATES):
-                raise RecordError("state", rec.state, "not a state index")
-            if rec.substate >= len(SUBSTATES) or rec.resume_substate >= len(SUBSTATES):
-                raise RecordError("substate", rec.substate, "not a substate index")
-            if rec.fault_mask >> len(FAULTS):
-                raise RecordError("fault_mask", rec.fault_mask, "unknown fault bits")
-        except RecordError as e:
-            # Treated as absent, and said so in the first STATE event.
-            self.record_status = "INVALID"
-            self.record_error = str(e)
-            return
-        self.record_status = "OK"
-        self.restore_from(rec)
-        self._record = rec
-
+    # The controller's own fields of the record: the states and the event count.
     def save_to(self, rec):
-        """Fill `rec` with everything that must survive a power cut: the
-        controller's own fields, then each part's (bmsfw.record.FIELDS)."""
         rec.state = STATES.index(self.state)
         rec.substate = SUBSTATES.index(self.substate)
         rec.resume_state = STATES.index(self._op_state)
         rec.resume_substate = SUBSTATES.index(self._op_substate)
-        rec.writes = self.writes
-        for part in self._persistent:
-            part.save_to(rec)
+        rec.event_seq = self.events.seq
 
     def restore_from(self, rec):
-        """The inverse of save_to(), at construction (indices already checked)."""
         op = STATES[rec.resume_state]
         self._op_state = op if op in _OPERATING else SHIPPED
         self._op_substate = SUBSTATES[rec.resume_substate]
         self._boot_safe = STATES[rec.state] == SAFE
-        self.writes = rec.writes
-        for part in self._persistent:
-            part.restore_from(rec)
+        self.events.seq = rec.event_seq
         self._saved_inventory_uas = rec.inventory_uas
 
     def _save(self):
-        rec = self._record
-        self.writes += 1
-        self.save_to(rec)
-        self.hal.save_record(rec.encode())
+        self.store.save()
         self._saved_inventory_uas = self.ledger.inventory_uas
         self._dirty = False
 
@@ -182,15 +130,7 @@ class Controller:
             led.add(m.current_ua, dt_ms)
             if led.cycle_closed:
                 self._cycle_closed()
-        state = self.state
-        m.state = state
-        m.inventory_uas = led.inventory_uas
-        m.lithium_present = state == READY or (state == FORMING and self.formation.plateau_seen)
-        m.charging_li = m.lithium_present and out.prev_setpoint_ua > 0
-        m.prev_setpoint_ua = out.prev_setpoint_ua
-        m.ccl_ua = out.ccl_ua
-        m.dcl_ua = out.dcl_ua
-        m.dvl_mv = out.dvl_mv
+        m.judged_in(self.state, self.formation.plateau_seen, led.inventory_uas, out)
         prot = self.protections
         prot.check(m, now, dt_ms)
         if prot.tripped or prot.cleared:
@@ -203,7 +143,7 @@ class Controller:
             if prot.tripped:
                 # raised by the step itself: boot detection, formation
                 self._handle_trips()
-        out.update(self.state, self.substate, self.request_ua, m, led, self.formation,
+        out.update(now, self.state, self.substate, m, led, self.formation,
                    bool(prot.inhibit_mask & UT_BIT), prot.dis_hit_dvl)
         if self.state == READY:
             sp = out.setpoint_ua
@@ -222,26 +162,13 @@ class Controller:
         state = self.state
         if state == FORMING:
             self._step_forming(now)
-        elif state == READY:
-            if self._deadline_set and ticks_diff(now, self._deadline_ms) >= 0:
-                self.request_ua = 0
-                self._deadline_set = False
         elif state == SHIPPED:
-            if (self.config.auto_form or self._form_requested) and not self._blocked():
+            if (self.config.auto_form or self._form_requested) and not self.protections.blocks_formation(self.meas):
                 self._form_requested = False
                 self._fire(START_FORMATION, "auto" if self.config.auto_form else "requested")
         elif state == BOOT:
             if ticks_diff(now, self._boot_ms) >= self.config.boot_settle_ms:
                 self._detect()
-
-    def _blocked(self):
-        """Formation may not start: a latched fault, the cold inhibit, or a
-        temperature below the charging minimum that has not yet been held
-        long enough to raise the inhibit (or no valid temperature at all)."""
-        prot = self.protections
-        m = self.meas
-        return bool(prot.mask or prot.inhibit_mask & UT_BIT or m.ntc_fault
-                    or m.temp_dc < self.outputs.charge_floor_dc)
 
     def _step_forming(self, now):
         f = self.formation
@@ -259,7 +186,7 @@ class Controller:
     def _detect(self):
         """Relay open, current 0: the OCV and the record decide (bmsfw.boot_detect)."""
         event, fault, detail = detect(self.config, self.meas.cell_mv, self._op_state,
-                                      self.protections.mask != 0, self._boot_safe, self.record_error)
+                                      self.protections.mask != 0, self._boot_safe, self.store.error)
         if fault is not None:
             # _handle_trips() in this tick emits the FAULT event and moves to FAULT.
             self.protections.trip(fault, detail)
@@ -288,14 +215,9 @@ class Controller:
         if action is not None:
             action(self, self.t_ms, new_sub)
         if self.state != READY or old_state != READY:
-            self.request_ua = 0
-            self._deadline_set = False
+            self.outputs.set_request(0)
         if old_state != self.state or (self.state == FORMING and old_sub != new_sub):
-            ev = self._emit(EV_STATE, detail)
-            ev["from"] = old_state
-            ev["to"] = self.state
-            ev["from_substate"] = old_sub
-            ev["to_substate"] = new_sub
+            self._emit(EV_STATE, detail, old_state, self.state, old_sub, new_sub)
         return True
 
     # The actions of states.TRANSITIONS (dispatched through ACTIONS, below the
@@ -305,7 +227,7 @@ class Controller:
 
     def _act_start_formation(self, now_ms, substate):
         self.ledger.forming = True
-        self._writes_at_formation_start = self.writes
+        self._writes_at_formation_start = self.store.writes
 
     def _act_resume_formation(self, now_ms, substate):
         self.ledger.forming = True
@@ -318,16 +240,10 @@ class Controller:
     def _act_finish_formation(self, now_ms, substate):
         led = self.ledger
         f = self.formation
-        led.forming = False
-        led.restart_cycle()
-        led.ce_ppm = f.ce_ppm
-        f.formed = True
-        ev = self._emit(EV_FORMATION_DONE, "")
-        ev["ce_ppm"] = f.ce_ppm
-        ev["plated_uas"] = led.plated_uas
-        ev["inventory_uas"] = led.inventory_uas
-        # +1: the save at the end of this tick belongs to the formation too.
-        ev["writes"] = self.writes - self._writes_at_formation_start + 1
+        f.finish(led)
+        # writes + 1: the save at the end of this tick belongs to the formation too.
+        self._emit(EV_FORMATION_DONE, "", f.ce_ppm, led.plated_uas, led.inventory_uas,
+                   self.store.writes - self._writes_at_formation_start + 1)
 
     def _act_found_formed(self, now_ms, substate):
         # A formed cell found at boot (with or without its record) is formed.
@@ -348,25 +264,17 @@ class Controller:
         for i in range(len(FAULTS)):
             bit = 1 << i
             if tripped & bit:
-                ev = self._emit(EV_FAULT, prot.details[i] if latched & bit else "charging inhibited")
-                ev["fault"] = FAULTS[i]
-                ev["cell_mv"] = m.cell_mv
-                ev["current_ua"] = m.current_ua
-                ev["temp_dc"] = m.temp_dc
+                self._emit(EV_FAULT, prot.details[i] if latched & bit else "charging inhibited",
+                           FAULTS[i], m.cell_mv, m.current_ua, m.temp_dc)
             if cleared & bit:
-                ev = self._emit(EV_FAULT_CLEARED, "inhibit ended")
-                ev["fault"] = FAULTS[i]
+                self._emit(EV_FAULT_CLEARED, "inhibit ended", FAULTS[i])
         if latched:
             self._fire(FAULT_LATCHED, "")
             self._outputs_off()
 
     def _cycle_closed(self):
         led = self.ledger
-        ev = self._emit(EV_CYCLE, "")
-        ev["ce_ppm"] = led.ce_ppm
-        ev["charge_uas"] = led.last_in_uas
-        ev["discharge_uas"] = led.last_out_uas
-        ev["cycles"] = led.cycles
+        self._emit(EV_CYCLE, "", led.ce_ppm, led.last_in_uas, led.last_out_uas, led.cycles)
         # A discharge that ended on DVL measured what the cell could give back.
         if self.protections.dis_hit_dvl and led.ce_ppm < self.config.crack_ce_ppm and self.state == READY:
             self.protections.trip(CRACK_SUSPECTED, "cycle CE %d ppm" % led.ce_ppm)
@@ -375,10 +283,10 @@ class Controller:
         self._form_requested = False
         self.outputs.off()
 
-    def _emit(self, event, detail):
+    def _emit(self, event, detail, *values):
         # Every event is saved with the record at the end of its tick.
         self._dirty = True
-        return self.events.emit(self.t_ms, event, detail)
+        self.events.emit(self.t_ms, event, detail, *values)
 
     # ------------------------------------------------------------------ outputs
     def telemetry(self):
@@ -404,15 +312,12 @@ class Controller:
         """The duty-cycle request (+ charge, - discharge, 0 rest), always
         clamped to CCL/DCL. Honoured in READY only: returns True if taken,
         False (and stores nothing) in any other state."""
-        if not is_int(current_ua):
-            raise ControllerError("current_ua", current_ua, "must be an int")
-        limit = self.config.source_max_ua
-        if current_ua > limit or current_ua < -limit:
-            raise ControllerError("current_ua", current_ua, "beyond ±%d uA" % limit)
+        why = request_error(current_ua, self.config.source_max_ua)
+        if why:
+            raise ControllerError("current_ua", current_ua, why)
         if self.state != READY:
             return False
-        self.request_ua = current_ua
-        self._deadline_set = False
+        self.outputs.set_request(current_ua)
         return True
 
     def report_link_lost(self):
@@ -437,8 +342,7 @@ class Controller:
             code = self._run_command(name, args)
         if code != "OK":
             return False, code
-        ev = self._emit(EV_COMMAND, name)
-        ev["command"] = name
+        self._emit(EV_COMMAND, name, name)
         return True, "OK"
 
     def _run_command(self, name, args):
@@ -446,14 +350,10 @@ class Controller:
         state = self.state
         if name == "charge" or name == "discharge":
             ua = args["current_ua"]
-            duration = args.get("duration_s")
-            self.request_ua = ua if name == "charge" else -ua
-            self._deadline_set = duration is not None
-            if duration is not None:
-                self._deadline_ms = ticks_add(self.t_ms, duration * 1000)
+            self.outputs.set_request(ua if name == "charge" else -ua, args.get("duration_s"), self.t_ms)
         elif name == "formation/start":
             if state == SHIPPED:
-                if self._blocked():
+                if self.protections.blocks_formation(self.meas):
                     return "FAULT_ACTIVE"
                 self._fire(START_FORMATION, "command")
             elif self._op_state == SHIPPED or self._op_state == FORMING:
@@ -466,24 +366,19 @@ class Controller:
             if state == SAFE:
                 self._fire(RESUME, "rest")
             else:
-                self.request_ua = 0
-                self._deadline_set = False
+                self.outputs.set_request(0)
         elif name == "stop":
             self._fire(STOP, "command")
         elif name == "set_limits":
             self.outputs.set_user_limits(args)
         else:
             # reset_fault: refused while a latched fault's cause is measured
-            prot = self.protections
+            cleared = self.protections.reset(self.meas)
+            if cleared < 0:
+                return "FAULT_ACTIVE"
             for i in range(len(FAULTS)):
-                if prot.mask & (1 << i) and prot.cause_present(FAULTS[i], self.meas):
-                    return "FAULT_ACTIVE"
-            for i in range(len(FAULTS)):
-                bit = 1 << i
-                if prot.mask & bit:
-                    prot.clear(bit)
-                    ev = self._emit(EV_FAULT_CLEARED, "reset_fault")
-                    ev["fault"] = FAULTS[i]
+                if cleared & (1 << i):
+                    self._emit(EV_FAULT_CLEARED, "reset_fault", FAULTS[i])
             self._fire(RESET_FAULT, "reset_fault")
         return "OK"
 

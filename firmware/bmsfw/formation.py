@@ -76,6 +76,15 @@ class Formation:
         self.alloy_seen = bool(rec.flags & FLAG_ALLOY_SEEN)
         self.formed = bool(rec.flags & FLAG_FORMED)
 
+    def finish(self, ledger):
+        """Formation verified: the ledger stops counting plated charge and
+        starts a fresh cycle (formation's charge was not one); the verify
+        cycle's CE is the first known."""
+        ledger.forming = False
+        ledger.restart_cycle()
+        ledger.ce_ppm = self.ce_ppm
+        self.formed = True
+
     def start_verify(self, now_ms):
         self.verify_step = V_REST
         self._step_since_ms = now_ms

@@ -1,12 +1,13 @@
 # Limits and outputs: each tick CVL/DVL/CCL/DCL are recomputed (bmsfw.limits,
 # docs/firmware.md "Limits"), the request is clamped to them into the setpoint,
 # the current source and the relay are driven, and SOC and formation progress
-# (per mille) are published. Also holds the user's tightened limits
-# (set_limits), which it persists.
+# (per mille) are published. Also holds READY's duty request and the user's
+# tightened limits (set_limits), which it persists.
 #
 # The current is set to 0 before the relay opens, and the HAL is called only
 # when a value changes.
 from . import limits
+from .compat import ticks_add, ticks_diff
 from .formation import V_DISCHARGE
 from .ledger import per_mille
 from .states import FORMING, NONE, READY, VERIFY
@@ -25,7 +26,7 @@ class Outputs:
         self._ceiling_uas = ceiling if ceiling < supply else supply
         self._charge_taper_uas = step * (c.charge_taper_pm + c.charge_margin_pm)
         self._reserve_taper_uas = step * c.reserve_taper_pm
-        self.charge_floor_dc = limits.charge_floor_dc(c.charge_min_temp_dc, c.plating_derating,
+        self._charge_floor_dc = limits.charge_floor_dc(c.charge_min_temp_dc, c.plating_derating,
                                                       c.temp_accuracy_dc)
         # published limits
         self.cvl_mv = c.charge_cutoff_mv
@@ -37,6 +38,10 @@ class Outputs:
         self.user_dvl_mv = -1
         self.user_ccl_ua = -1
         self.user_dcl_ua = -1
+        # READY's duty request and when it ends by itself
+        self.request_ua = 0
+        self._deadline_ms = 0
+        self._deadline_set = False
         # what the HAL was last given
         self.setpoint_ua = 0
         self.prev_setpoint_ua = 0       # the setpoint of the last update (0 after off())
@@ -52,13 +57,23 @@ class Outputs:
         if m.ntc_fault or cold:
             return 0
         return c.density_to_ua(limits.plating_ua_cm2(m.temp_dc, c.plating_derating,
-                                                     self.charge_floor_dc, c.charge_max_temp_dc))
+                                                     self._charge_floor_dc, c.charge_max_temp_dc))
 
-    def update(self, state, substate, request_ua, m, ledger, formation, cold, dis_hit_dvl):
-        """One tick's limits and outputs. request_ua: READY's request (FORMING
-        takes formation's); m: this tick's Measurements; cold: the
-        UNDER_TEMPERATURE inhibit; dis_hit_dvl: a discharge ended on DVL."""
+    def set_request(self, current_ua, duration_s=None, now_ms=0):
+        """READY's duty request (+ charge, - discharge, 0 rest; the limits
+        still apply); with duration_s it returns to 0 that long after now_ms."""
+        self.request_ua = current_ua
+        self._deadline_set = duration_s is not None
+        if duration_s is not None:
+            self._deadline_ms = ticks_add(now_ms, duration_s * 1000)
+
+    def update(self, now_ms, state, substate, m, ledger, formation, cold, dis_hit_dvl):
+        """One tick's limits and outputs. m: this tick's Measurements; cold:
+        the UNDER_TEMPERATURE inhibit; dis_hit_dvl: a discharge ended on DVL.
+        FORMING takes formation's request, READY the duty request."""
         c = self._c
+        if state == READY and self._deadline_set and ticks_diff(now_ms, self._deadline_ms) >= 0:
+            self.set_request(0)
         inv = ledger.inventory_uas
         self.cvl_mv = limits.cvl_mv(c.charge_cutoff_mv, self.user_cvl_mv)
         self.dvl_mv = limits.dvl_mv(c.discharge_cutoff_mv, self.user_dvl_mv)
@@ -89,7 +104,7 @@ class Outputs:
         if state == FORMING:
             request = formation.request_ua
         elif state == READY:
-            request = request_ua
+            request = self.request_ua
         else:
             request = 0
         setpoint = limits.clamp_request(request, ccl, dcl) if operating else 0

@@ -16,7 +16,7 @@
 # _<FAULT> names below are those indices.
 from .compat import const, ticks_diff
 from .limits import DVL_REACHED_MV, charge_floor_dc
-from .states import (CRACK_SUSPECTED, FAULTS, LINK_LOST, NO_CELL, NO_PLATING, OVER_TEMPERATURE,
+from .states import (CRACK_SUSPECTED, FAULTS, FORMING, LINK_LOST, NO_CELL, NO_PLATING, OVER_TEMPERATURE,
                      OVERCURRENT, OVERVOLTAGE, READY, SENSOR, SHORT, UNDER_TEMPERATURE,
                      UNDERVOLTAGE)
 
@@ -48,6 +48,8 @@ _OVERCURRENT = FAULTS.index(OVERCURRENT)
 _OVER_TEMP = FAULTS.index(OVER_TEMPERATURE)
 _UNDER_TEMP = FAULTS.index(UNDER_TEMPERATURE)
 UT_BIT = 1 << _UNDER_TEMP           # the one inhibit: charging refused while it lasts
+_UT_CLEAR = len(FAULTS)             # the debounce timer of the inhibit's clearing
+_ALL_FAULTS = (1 << len(FAULTS)) - 1
 
 # Voltage faults share one cause; in a tick only the first of them that
 # check() evaluates (the table's order: the most specific) latches.
@@ -70,7 +72,7 @@ class Measurements:
         self.ntc_fault = False          # thermistor open or shorted
         self.ishunt_railed = False      # shunt amplifier at a rail
         self.vcell_stuck = False        # VCELL did not answer two current steps
-        # context (set by the controller before the protections run)
+        # context (judged_in(), before the protections run)
         self.state = ""
         self.lithium_present = False    # READY, or FORMING with the plateau seen
         self.charging_li = False        # lithium present and charging
@@ -82,6 +84,18 @@ class Measurements:
         self.reserve_uas = reserve_uas  # the lithium reserve (Config)
         self._vcell_before_step = 0     # VCELL counts of the previous tick
         self._stuck_steps = 0           # consecutive current steps VCELL did not answer
+
+    def judged_in(self, state, plateau_seen, inventory_uas, out):
+        """The context of this tick's readings: the state, the counted
+        inventory, and the last tick's setpoint and limits (out: Outputs)."""
+        self.state = state
+        self.inventory_uas = inventory_uas
+        self.lithium_present = state == READY or (state == FORMING and plateau_seen)
+        self.charging_li = self.lithium_present and out.prev_setpoint_ua > 0
+        self.prev_setpoint_ua = out.prev_setpoint_ua
+        self.ccl_ua = out.ccl_ua
+        self.dcl_ua = out.dcl_ua
+        self.dvl_mv = out.dvl_mv
 
     def read(self, fe, relay_closed, step_ua, stuck_step_ua):
         """Read and convert the three channels through `fe` (a
@@ -111,23 +125,26 @@ class Measurements:
 
 
 class Debounce:
-    """True once a condition has held for debounce_ms (0: at once)."""
+    """n timers: timer i is True once its condition has held for debounce_ms
+    (0: at once). One object for all (two small lists, not n objects)."""
 
-    def __init__(self):
-        self.pending = False
-        self.since_ms = 0
+    def __init__(self, n=1):
+        self._pending = 0               # bit i: timer i's condition is holding
+        self._since_ms = [0] * n
 
-    def update(self, condition, now_ms, debounce_ms):
+    def update(self, i, condition, now_ms, debounce_ms):
+        bit = 1 << i
         if not condition:
-            self.pending = False
+            self._pending &= ~bit
             return False
-        if not self.pending:
-            self.pending = True
-            self.since_ms = now_ms
-        return ticks_diff(now_ms, self.since_ms) >= debounce_ms
+        if not self._pending & bit:
+            self._pending |= bit
+            self._since_ms[i] = now_ms
+        return ticks_diff(now_ms, self._since_ms[i]) >= debounce_ms
 
-    def reset(self):
-        self.pending = False
+    def reset(self, mask):
+        """Restart the timers whose bits are set in mask."""
+        self._pending &= ~mask
 
 
 class Protections:
@@ -140,13 +157,11 @@ class Protections:
         self._uv_mv = c.discharge_cutoff_mv - c.uv_margin_mv
         self._missing_uas = c.target_uas() // 1000 * c.crack_missing_pm
         self._debounce_ms = [0] * len(FAULTS)
-        self._deb = []
-        for _ in FAULTS:
-            self._deb.append(Debounce())
         for row in PROTECTIONS:
             if row[1]:
                 self._debounce_ms[FAULTS.index(row[0])] = getattr(c, row[1])
-        self._clear_deb = Debounce()   # UNDER_TEMPERATURE clearing (hysteresis)
+        # one timer per fault, and _UT_CLEAR: UNDER_TEMPERATURE clearing (hysteresis)
+        self._deb = Debounce(_UT_CLEAR + 1)
         self.mask = 0                  # latched faults (bit i = FAULTS[i])
         self.inhibit_mask = 0          # active inhibits (reported, not latched)
         self.tripped = 0               # bits latched or inhibited in the last check()
@@ -179,10 +194,25 @@ class Protections:
         self.details[i] = detail
         return True
 
+    def blocks_formation(self, m):
+        """Formation may not start: a latched fault, the cold inhibit, or a
+        temperature below the charging minimum that has not yet been held
+        long enough to raise the inhibit (or no valid temperature at all)."""
+        return bool(self.mask or self.inhibit_mask & UT_BIT or m.ntc_fault or m.temp_dc < self._cold_dc)
+
+    def reset(self, m):
+        """reset_fault: clear every latched fault, unless one's cause is still
+        measured in `m` (then nothing is cleared: -1). Returns the bits cleared."""
+        mask = self.mask
+        for i in range(len(FAULTS)):
+            if mask & (1 << i) and self.cause_present(FAULTS[i], m):
+                return -1
+        self.clear(mask)
+        return mask
+
     def clear(self, bit):
         self.mask &= ~bit
-        for deb in self._deb:
-            deb.reset()
+        self._deb.reset(_ALL_FAULTS)
 
     # --- the per-tick check --------------------------------------------------------
     def check(self, m, now_ms, dt_ms):
@@ -255,21 +285,21 @@ class Protections:
         debounce_ms = self._debounce_ms[_UNDER_TEMP]
         if self.inhibit_mask & UT_BIT:
             warm = not m.ntc_fault and m.temp_dc >= c.charge_min_temp_dc + c.ut_hysteresis_dc
-            if self._clear_deb.update(warm, now_ms, debounce_ms):
+            if self._deb.update(_UT_CLEAR, warm, now_ms, debounce_ms):
                 self.inhibit_mask &= ~UT_BIT
                 self.cleared |= UT_BIT
-                self._deb[_UNDER_TEMP].reset()
-        elif self._deb[_UNDER_TEMP].update(cold, now_ms, debounce_ms):
+                self._deb.reset(UT_BIT)
+        elif self._deb.update(_UNDER_TEMP, cold, now_ms, debounce_ms):
             self.inhibit_mask |= UT_BIT
             self.tripped |= UT_BIT
-            self._clear_deb.reset()
+            self._deb.reset(1 << _UT_CLEAR)
         if current_ua > c.cycle_deadband_ua:
             self.dis_hit_dvl = False
 
     def _cond(self, i, condition, now_ms, detail):
         """Debounce the protection of FAULTS[i]; latch it when due. detail: a
         constant string for the event (None: keep the one check() just wrote)."""
-        if self._deb[i].update(condition, now_ms, self._debounce_ms[i]):
+        if self._deb.update(i, condition, now_ms, self._debounce_ms[i]):
             self._latch(i, detail)
 
     def _latch(self, i, detail):

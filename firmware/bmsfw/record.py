@@ -14,6 +14,7 @@ import struct
 
 from .compat import crc32
 from .errors import FieldError
+from .states import FAULTS, STATES, SUBSTATES
 
 VERSION = 1
 
@@ -58,6 +59,7 @@ def _layout():
 
 
 _FMT, _OFFSETS, _BODY_SIZE = _layout()
+del _layout                                     # run once: its code need not stay in RAM
 SIZE = _BODY_SIZE + 4                           # + CRC-32
 
 # flags
@@ -105,3 +107,58 @@ class Record:
             field = FIELDS[i]
             setattr(rec, field[0], struct.unpack_from(_FMT[field[1]], data, _OFFSETS[i])[0])
         return rec
+
+
+class Store:
+    """The record on the HAL (its flash): read once at construction, written
+    whole. Each of `parts` writes and reads its own FIELDS (save_to(rec),
+    restore_from(rec)); the store keeps the count of writes (persisted too).
+    A record that fails to decode is treated as absent: status INVALID, and
+    `error` says why (the controller reports it in its first STATE event)."""
+
+    def __init__(self, hal, parts):
+        self._hal = hal
+        self._parts = parts
+        self._rec = Record()
+        self.status = "ABSENT"          # ABSENT, OK or INVALID
+        self.error = ""
+        self.writes = 0
+
+    def load(self):
+        data = self._hal.load_record()
+        if data is None:
+            return
+        try:
+            rec = check_indices(Record.decode(data))
+        except RecordError as e:
+            self.status = "INVALID"
+            self.error = str(e)
+            return
+        self.status = "OK"
+        self._rec = rec
+        self.writes = rec.writes
+        for part in self._parts:
+            part.restore_from(rec)
+
+    def fill(self, rec):
+        """Everything that must survive a power cut, into `rec`."""
+        rec.writes = self.writes
+        for part in self._parts:
+            part.save_to(rec)
+
+    def save(self):
+        self.writes += 1
+        self.fill(self._rec)
+        self._hal.save_record(self._rec.encode())
+
+
+def check_indices(rec):
+    """`rec` if its state and fault figures name states.py's tuples (a record
+    of another firmware with the same VERSION may not), else RecordError."""
+    if rec.state >= len(STATES) or rec.resume_state >= len(STATES):
+        raise RecordError("state", rec.state, "not a state index")
+    if rec.substate >= len(SUBSTATES) or rec.resume_substate >= len(SUBSTATES):
+        raise RecordError("substate", rec.substate, "not a substate index")
+    if rec.fault_mask >> len(FAULTS):
+        raise RecordError("fault_mask", rec.fault_mask, "unknown fault bits")
+    return rec

@@ -3,7 +3,7 @@
 # refreshed in place every tick (no allocation in steady state); an event dict
 # is created per event (events are rare: state changes, faults, cycles,
 # commands) and queued in Events until the runner pops them.
-from .states import FAULTS
+from .states import EV_COMMAND, EV_CYCLE, EV_FAULT, EV_FAULT_CLEARED, EV_FORMATION_DONE, EV_STATE, FAULTS
 
 # The telemetry frame's keys in order, each with its type on the HIL wire (a
 # struct code: bmsfw.link_codec derives the REPLY layout from this table).
@@ -36,6 +36,17 @@ TELEMETRY_FIELDS = (
 TELEMETRY_KEYS = tuple(field[0] for field in TELEMETRY_FIELDS)
 
 EVENT_KEYS = ("kind", "device", "seq", "t_ms", "event", "detail")
+
+# Each event kind's own keys, in order after EVENT_KEYS (docs/frames.md,
+# "Event-specific keys"): Events.emit() takes their values in this order.
+EVENT_FIELDS = {
+    EV_STATE: ("from", "to", "from_substate", "to_substate"),
+    EV_FAULT: ("fault", "cell_mv", "current_ua", "temp_dc"),
+    EV_FAULT_CLEARED: ("fault",),
+    EV_FORMATION_DONE: ("ce_ppm", "plated_uas", "inventory_uas", "writes"),
+    EV_CYCLE: ("ce_ppm", "charge_uas", "discharge_uas", "cycles"),
+    EV_COMMAND: ("command",),
+}
 
 
 class Telemetry:
@@ -76,7 +87,7 @@ class Telemetry:
         f["soc_pm"] = out.soc_pm
         f["formation_pm"] = out.formation_pm
         f["ce_ppm"] = led.ce_ppm
-        f["event_seq"] = c.event_seq
+        f["event_seq"] = c.events.seq
         mask = c.fault_mask()
         if mask != self._faults_mask:
             # Rebuilt only when the set of faults changes (rare).
@@ -94,7 +105,7 @@ MAX_PENDING = 64   # events kept until pop(); the oldest dropped beyond this (co
 
 
 def make_event(device_id, seq, t_ms, event, detail=""):
-    """An event frame with the EVENT_KEYS (the caller adds the event's own fields)."""
+    """An event frame with the EVENT_KEYS (Events.emit adds the kind's own)."""
     if len(detail) > MAX_DETAIL:
         detail = detail[:MAX_DETAIL]
     return {"kind": "event", "device": device_id, "seq": seq, "t_ms": t_ms, "event": event,
@@ -113,9 +124,13 @@ class Events:
         self._pending = []
         self._out = []
 
-    def emit(self, t_ms, event, detail):
+    def emit(self, t_ms, event, detail, *values):
+        """Queue an event of kind `event`; `values` are its EVENT_FIELDS'."""
         self.seq += 1
         ev = make_event(self._device_id, self.seq, t_ms, event, detail)
+        keys = EVENT_FIELDS[event]
+        for i in range(len(keys)):
+            ev[keys[i]] = values[i]
         if len(self._pending) >= MAX_PENDING:
             self._pending.pop(0)
             self.dropped += 1
@@ -134,9 +149,3 @@ class Events:
             self._out = pending
             return pending
         return out
-
-    def save_to(self, rec):
-        rec.event_seq = self.seq
-
-    def restore_from(self, rec):
-        self.seq = rec.event_seq

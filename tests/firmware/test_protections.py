@@ -26,20 +26,29 @@ def _trip_time(m, step_ms=100, limit_ms=20000, config=None):
 
 def test_debounce_measures_time_not_ticks():
     d = Debounce()
-    assert not d.update(True, 1000, 500)
-    assert not d.update(True, 1499, 500)
-    assert d.update(True, 1500, 500)
-    assert not d.update(False, 1600, 500)        # a gap restarts the clock
-    assert not d.update(True, 1700, 500)
-    assert d.update(True, 2200, 500)
+    assert not d.update(0, True, 1000, 500)
+    assert not d.update(0, True, 1499, 500)
+    assert d.update(0, True, 1500, 500)
+    assert not d.update(0, False, 1600, 500)     # a gap restarts the clock
+    assert not d.update(0, True, 1700, 500)
+    assert d.update(0, True, 2200, 500)
 
 
 def test_debounce_zero_trips_at_once_and_survives_clock_wrap():
     d = Debounce()
-    assert d.update(True, 5, 0)
+    assert d.update(0, True, 5, 0)
     d2 = Debounce()
-    assert not d2.update(True, (1 << 30) - 100, 500)
-    assert d2.update(True, 400, 500)             # wrapped clock: 500 ms later
+    assert not d2.update(0, True, (1 << 30) - 100, 500)
+    assert d2.update(0, True, 400, 500)          # wrapped clock: 500 ms later
+
+
+def test_debounce_timers_are_independent_and_reset_by_mask():
+    d = Debounce(3)
+    assert not d.update(0, True, 0, 500)
+    assert not d.update(2, True, 300, 500)
+    assert d.update(0, True, 500, 500) and not d.update(2, True, 500, 500)
+    d.reset(1 << 0)                              # timer 0 restarts, timer 2 keeps its start
+    assert not d.update(0, True, 800, 500) and d.update(2, True, 800, 500)
 
 
 def test_healthy_cell_trips_nothing():

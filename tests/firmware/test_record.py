@@ -80,7 +80,7 @@ def test_every_field_is_written_by_the_controller_and_read_back():
     sentinel = object()
     for name in _names():
         setattr(rec, name, sentinel)
-    ctrl.save_to(rec)
+    ctrl.store.fill(rec)
     for name in _names():
         assert getattr(rec, name) is not sentinel, name
     # state and substate are the present ones (BOOT until detection): the rest
