@@ -138,8 +138,8 @@ class Events:
         return ev
 
     def pop(self):
-        """Events since the last pop, oldest first, in a list reused by the
-        pop after next: consume (or copy) it before then."""
+        """Events since the last pop, oldest first, in a list the next pop
+        empties: consume (or copy) it before then."""
         out = self._out
         if out:
             out.clear()
