@@ -59,7 +59,7 @@ class Controller:
         self.protections = Protections(c)
         self.outputs = Outputs(hal, c)
         self.events = Events(device_id)
-        self.store = Store(hal, (self, self.ledger, self.formation, self.protections, self.outputs))
+        self.store = Store(hal, (self.ledger, self.outputs), (self, self.formation, self.protections))
         self.target_uas = c.target_uas()
         self.reserve_uas = c.reserve_uas()
         self._tel = Telemetry(device_id, self.target_uas)

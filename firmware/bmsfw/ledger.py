@@ -21,6 +21,12 @@ UAS_PER_UAH = const(3600000)
 
 
 class Ledger:
+    # The ledger's fields of the persistent record (bmsfw.record.Store copies
+    # them). The remainders below 1 µAh and the direction are not kept: a reset
+    # loses less than 1 µAh of lifetime total and starts the next cycle afresh.
+    RECORD_FIELDS = ("plated_uas", "inventory_uas", "cycle_in_uas", "cycle_out_uas", "plated_uah",
+                     "stripped_uah", "cycles", "ce_ppm")
+
     def __init__(self, deadband_ua, cycle_min_uas):
         self._deadband_ua = deadband_ua
         self._cycle_min_uas = cycle_min_uas
@@ -84,29 +90,6 @@ class Ledger:
             self.cycle_closed = True
         self.cycle_in_uas = 0
         self.cycle_out_uas = 0
-
-    # --- the persistent record (bmsfw.record) ----------------------------------
-    # The remainders below 1 µAh and the direction are not kept: a reset loses
-    # less than 1 µAh of lifetime total and starts the next cycle afresh.
-    def save_to(self, rec):
-        rec.plated_uas = self.plated_uas
-        rec.inventory_uas = self.inventory_uas
-        rec.cycle_in_uas = self.cycle_in_uas
-        rec.cycle_out_uas = self.cycle_out_uas
-        rec.plated_uah = self.plated_uah
-        rec.stripped_uah = self.stripped_uah
-        rec.cycles = self.cycles
-        rec.ce_ppm = self.ce_ppm
-
-    def restore_from(self, rec):
-        self.plated_uas = rec.plated_uas
-        self.inventory_uas = rec.inventory_uas
-        self.cycle_in_uas = rec.cycle_in_uas
-        self.cycle_out_uas = rec.cycle_out_uas
-        self.plated_uah = rec.plated_uah
-        self.stripped_uah = rec.stripped_uah
-        self.cycles = rec.cycles
-        self.ce_ppm = rec.ce_ppm
 
     def restart_cycle(self):
         """Forget the open cycle (after formation: its 'charge' was the whole

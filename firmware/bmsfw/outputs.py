@@ -14,6 +14,9 @@ from .states import FORMING, NONE, READY, VERIFY
 
 
 class Outputs:
+    # its fields of the persistent record (bmsfw.record.Store copies them)
+    RECORD_FIELDS = ("user_cvl_mv", "user_dvl_mv", "user_ccl_ua", "user_dcl_ua")
+
     def __init__(self, hal, config):
         c = config
         self._hal = hal
@@ -151,16 +154,3 @@ class Outputs:
         self.user_dvl_mv = -1
         self.user_ccl_ua = -1
         self.user_dcl_ua = -1
-
-    # --- the persistent record (bmsfw.record) ------------------------------------------
-    def save_to(self, rec):
-        rec.user_cvl_mv = self.user_cvl_mv
-        rec.user_dvl_mv = self.user_dvl_mv
-        rec.user_ccl_ua = self.user_ccl_ua
-        rec.user_dcl_ua = self.user_dcl_ua
-
-    def restore_from(self, rec):
-        self.user_cvl_mv = rec.user_cvl_mv
-        self.user_dvl_mv = rec.user_dvl_mv
-        self.user_ccl_ua = rec.user_ccl_ua
-        self.user_dcl_ua = rec.user_dcl_ua

@@ -6,9 +6,10 @@
 #
 # FIELDS is the one list of what is persisted: the struct layout, encode(),
 # decode() and Record()'s defaults all derive from it. Each part of the
-# controller writes and reads its own fields (save_to(record) /
-# restore_from(record) on the ledger, formation, protections and outputs; the
-# controller keeps the state and the counters of events and writes).
+# controller owns its fields (Store): the ledger and outputs list theirs
+# (RECORD_FIELDS, attributes of the same names); formation (the flags),
+# protections (the fault mask) and the controller (the states, the event
+# count) convert theirs in save_to(record) / restore_from(record).
 # Changing the table changes the bytes on every board's flash: bump VERSION.
 import struct
 
@@ -111,14 +112,17 @@ class Record:
 
 class Store:
     """The record on the HAL (its flash): read once at construction, written
-    whole. Each of `parts` writes and reads its own FIELDS (save_to(rec),
-    restore_from(rec)); the store keeps the count of writes (persisted too).
+    whole. Each part holds its own fields: of the `named` parts the store
+    copies the attributes listed in part.RECORD_FIELDS (named as the fields);
+    the `converting` parts write and read theirs (save_to(rec),
+    restore_from(rec)). The store keeps the count of writes (persisted too).
     A record that fails to decode is treated as absent: status INVALID, and
     `error` says why (the controller reports it in its first STATE event)."""
 
-    def __init__(self, hal, parts):
+    def __init__(self, hal, named, converting):
         self._hal = hal
-        self._parts = parts
+        self._named = named
+        self._converting = converting
         self._rec = Record()
         self.status = "ABSENT"          # ABSENT, OK or INVALID
         self.error = ""
@@ -137,19 +141,28 @@ class Store:
         self.status = "OK"
         self._rec = rec
         self.writes = rec.writes
-        for part in self._parts:
+        for part in self._named:
+            _copy(rec, part, part.RECORD_FIELDS)
+        for part in self._converting:
             part.restore_from(rec)
 
     def fill(self, rec):
         """Everything that must survive a power cut, into `rec`."""
         rec.writes = self.writes
-        for part in self._parts:
+        for part in self._named:
+            _copy(part, rec, part.RECORD_FIELDS)
+        for part in self._converting:
             part.save_to(rec)
 
     def save(self):
         self.writes += 1
         self.fill(self._rec)
         self._hal.save_record(self._rec.encode())
+
+
+def _copy(src, dst, names):
+    for name in names:
+        setattr(dst, name, getattr(src, name))
 
 
 def check_indices(rec):

@@ -135,3 +135,13 @@ def test_truncated_and_padded_are_refused():
 def test_wrong_type_is_refused():
     assert raises(RecordError, Record.decode, "text").field == "data"
     assert raises(RecordError, Record.decode, None).field == "data"
+
+
+def test_the_parts_named_fields_are_record_fields_they_hold():
+    ctrl = Controller(FakeHal(), small_config(), "test-0001")
+    owned = []
+    for part in (ctrl.ledger, ctrl.outputs):
+        for name in part.RECORD_FIELDS:
+            assert name in _names() and hasattr(part, name), name
+            owned.append(name)
+    assert len(set(owned)) == len(owned)
