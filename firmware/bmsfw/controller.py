@@ -26,7 +26,7 @@ from .protections import UT_BIT, Measurements, Protections
 from .record import Store
 from .states import (BOOT, CHARGE, CHARGING, CRACK_SUSPECTED, DISCHARGE, DISCHARGING,
                      EV_COMMAND, EV_CYCLE, EV_FAULT, EV_FAULT_CLEARED, EV_FORMATION_DONE, EV_STATE,
-                     FAULT, FAULT_LATCHED, FAULTS, FORMING, LINK_LOST, NONE, NUCLEATE, PLATE, READY,
+                     FAULT_LATCHED, FAULTS, FORMING, LINK_LOST, NONE, NUCLEATE, PLATE, READY,
                      RESET_FAULT, REST, RESTING, RESUME, RESUME_SAFE, SAFE, SHIPPED, START_FORMATION,
                      STATES, STOP, SUBSTATES, VERIFY, next_state)
 from .telemetry import Events, Telemetry
