@@ -14,15 +14,13 @@ import json
 import time
 
 from bmsfw import board_config
+from bmsfw.errors import FieldError
 
 
-class BoardConfigError(ValueError):
+class BoardConfigError(FieldError):
     """A bad value in bmsfw/board_config.py: `field` names it."""
 
-    def __init__(self, field, value, why):
-        super().__init__("board_config.%s=%r: %s" % (field, value, why))
-        self.field = field
-        self.value = value
+    prefix = "board_config."
 
 
 def device_id(config):
@@ -46,14 +44,15 @@ def record_is_valid(data):
     return True
 
 
-def build_hal(config):
-    """The HAL board_config.HAL_KIND names. Each import is lazy so a board only
-    needs the files of the HAL it uses (see firmware/manifest.py)."""
+def build_hal(config, front_end=None):
+    """The HAL board_config.HAL_KIND names (front_end: the controller's Config,
+    whose analog front end the board HAL's counts follow). Each import is lazy
+    so a board only needs the files of the HAL it uses (see firmware/manifest.py)."""
     kind = config.HAL_KIND
     if kind == "board":
         from bmsfw.board_hal import BoardHal
 
-        return BoardHal(config, record_is_valid)
+        return BoardHal(config, record_is_valid, front_end)
     if kind == "link":
         import machine
         from bmsfw.link_hal import LinkHal
@@ -126,8 +125,8 @@ def main(board=board_config):
     if maintenance_requested(board):
         print("bms-twin: maintenance pin low, controller not started (REPL free, no watchdog)")
         return None
-    hal = build_hal(board)
     config = Config()
+    hal = build_hal(board, config)
     did = device_id(board)
     if board.HAL_KIND == "link":
         # The twin owns time: the controller is built on the twin's boot TICK

@@ -39,6 +39,8 @@ package(
         "ledger.py",
         "record.py",
         "telemetry.py",
+        "boot_detect.py",
+        "outputs.py",
         "controller.py",
         "board_config.py",
     ),

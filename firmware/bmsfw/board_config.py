@@ -33,16 +33,16 @@ SHUNT_MOHM = 39_000  # 39 ohm, 0.1 %: +-2048 uA gives +-79.9 mV, inside the INA2
 INA226_CONFIG = 0x4525  # 0x4000 reserved | AVG=16 (010) | VBUSCT=VSHCT=1.1 ms (100) | MODE=shunt continuous (101), SBOS547 7.6.1; 17.6 ms per result, far inside a tick
 
 # --- current source setpoint (PWM into a 3rd-order RC filter + Howland pump) -
+# Its range is Config.source_max_ua (duty 0 = -2048 uA, 32768 = 0, 65535 = +2047.94 uA).
 SETPOINT_PWM_PIN = 15  # GP15, PWM slice 7 channel B
 SETPOINT_PWM_FREQ_HZ = 1_900  # <= 125 MHz / 65536: integer divider 1 keeps the full 16-bit duty resolution
-SETPOINT_FULL_SCALE_UA = 2048  # duty 0 = -2048 uA, 32768 = 0 uA, 65535 = +2047.94 uA (docs/hal.md)
 
 # --- relay ---------------------------------------------------------------------
 RELAY_PIN = 16  # GP16 -> gate of the MOSFET driving the relay coil
 RELAY_ACTIVE_HIGH = True  # pin high closes the (normally open) relay
 
 # --- watchdog and persistent record ----------------------------------------
-WDT_TIMEOUT_MS = 2_000  # 20 ticks; RP2040 max is 8388 ms; once started it cannot be stopped
+WDT_TIMEOUT_MS = 2_000  # two 1 s ticks (Config.tick_ms) without a feed reset the board; RP2040 max is 8388 ms; once started it cannot be stopped
 RECORD_DIR = "/"  # littlefs root on the Pico's flash; record.bin / record.old / record.new live here
 
 # --- link HAL (only used when HAL_KIND == "link") ---------------------------

@@ -8,9 +8,12 @@
 #   - RecordStore: an atomic, A/B record store on the board's filesystem.
 #
 # Every reading is converted to the raw-count convention of docs/hal.md (16 bit,
-# Vref 4096 mV, so 16 counts per mV at the ADC pin; ISHUNT 32768 + 16 counts per
-# uA), so the controller's calibration module sees the same counts here as from
-# the twin and only per-board gain/offset trims differ (docs/board.md).
+# Vref 4096 mV: the ADS1115's full scale, so 16 counts per mV at the ADC pin),
+# so the controller's calibration module sees the same counts here as from the
+# twin and only per-board gain/offset trims differ (docs/board.md). What the
+# counts of ISHUNT and the setpoint mean (the zero's pin voltage, mV per uA, the
+# source's range) is the controller's bmsfw.config.Config, which BoardHal is
+# given: the board emits the counts that Config's front end reads back.
 #
 # Nothing touches hardware at import: `machine` is imported and every bus, pin
 # and the watchdog are created in BoardHal.__init__, which only main.py calls.
@@ -19,7 +22,9 @@
 
 import os
 
+from bmsfw.calibration import div_round, gcd, ishunt_scale, mid_counts
 from bmsfw.compat import const, ticks_diff, ticks_ms
+from bmsfw.errors import FieldError
 from bmsfw.hal import Hal, ISHUNT, TCELL, VCELL
 
 # --- ADS1115 (TI SBAS444D) ---------------------------------------------------
@@ -40,13 +45,13 @@ _INA_REG_DIE_ID = const(0xFF)  # die ID, reads 0x2260
 _INA_MFR_ID = const(0x5449)
 _INA_DIE_ID = const(0x2260)
 
+_INA_LSB_NV = const(2500)  # INA226 shunt LSB: 2.5 uV = 2500 nV (7.6.2)
+
 # --- docs/hal.md raw-count convention ----------------------------------------
 _ADC_BITS = const(16)
-_ADC_VREF_MV = const(4096)
+_ADC_VREF_MV = const(4096)  # the ADS1115's full scale at _ADS_PGA_4V096
 _COUNTS_MAX = const(65535)
-_ISHUNT_ZERO = const(32768)  # mid-scale = 2048 mV at the pin = 0 uA
-_COUNTS_PER_UA = const(16)  # 1.0 mV/uA at the pin, 0.0625 mV per count
-_INA_LSB_NV = const(2500)  # INA226 shunt LSB: 2.5 uV = 2500 nV
+_DUTY_ZERO = const(32768)  # duty_u16 mid-scale: the bipolar current pump's 0 uA
 _SMALL_INT_MAX = const((1 << 30) - 1)  # MicroPython small int on 32-bit ports: beyond it ints allocate
 
 # --- record files ------------------------------------------------------------
@@ -54,28 +59,13 @@ _RECORD_MAGIC = b"BMR1"  # header: magic + u32 little-endian length, then the re
 _HEADER_N_BYTES = const(8)
 
 
-class BoardError(Exception):
-    """A hardware or filesystem fault on the board: `field` names what failed."""
-
-    def __init__(self, field, value, why):
-        super().__init__("%s=%r: %s" % (field, value, why))
-        self.field = field
-        self.value = value
+class BoardError(FieldError):
+    """A hardware or filesystem fault on the board: `field` names what failed
+    (the board_config name of the chip, pin or setting), `value` what it was."""
 
 
-class BoardInputError(ValueError):
+class BoardInputError(FieldError):
     """A bad argument from the caller; nothing was changed on the board."""
-
-    def __init__(self, field, value, why):
-        super().__init__("%s=%r: %s" % (field, value, why))
-        self.field = field
-        self.value = value
-
-
-def _gcd(a, b):
-    while b:
-        a, b = b, a % b
-    return a
 
 
 def _signed16(hi, lo):
@@ -186,10 +176,19 @@ class RecordStore:
 class BoardHal(Hal):
     """bmsfw.hal.Hal on a MicroPython board; see the module comment and docs/board.md."""
 
-    def __init__(self, config=None, record_is_valid=None):
+    def __init__(self, config=None, record_is_valid=None, front_end=None):
+        """config: the pin map (bmsfw.board_config); front_end: the controller's
+        bmsfw.config.Config, whose analog front end the counts follow."""
         if config is None:
             from bmsfw import board_config as config
+        if front_end is None:
+            from bmsfw.config import Config
+
+            front_end = Config()
         self._cfg = config
+        # ISHUNT counts at 0 uA, and uA = (counts - zero) * num / den.
+        self._ishunt_zero = mid_counts(_ADC_BITS, _ADC_VREF_MV, front_end.ishunt_mid_mv)
+        self._ua_num, self._ua_den = ishunt_scale(_ADC_BITS, _ADC_VREF_MV, front_end.ishunt_uv_per_ua)
         try:
             import machine
         except ImportError:
@@ -202,10 +201,10 @@ class BoardHal(Hal):
         # Safe state first: relay open and zero current before anything can fail.
         self._relay_on = 1 if config.RELAY_ACTIVE_HIGH else 0
         self._relay = machine.Pin(config.RELAY_PIN, machine.Pin.OUT, value=1 - self._relay_on)
-        self._full_scale_ua = config.SETPOINT_FULL_SCALE_UA
+        self._full_scale_ua = front_end.source_max_ua
         self._pwm = machine.PWM(machine.Pin(config.SETPOINT_PWM_PIN))
         self._pwm.freq(config.SETPOINT_PWM_FREQ_HZ)
-        self._pwm.duty_u16(_ISHUNT_ZERO)
+        self._pwm.duty_u16(_DUTY_ZERO)
 
         self._i2c = machine.I2C(
             config.I2C_ID,
@@ -244,14 +243,16 @@ class BoardHal(Hal):
         )
 
     def _init_shunt_ratio(self, shunt_mohm):
-        # counts offset = raw * 2500 nV * 16 counts/uA / R[mohm] = raw * 40000 / R[mohm];
-        # reduce the fraction so raw * num stays a small int (no allocation per read).
+        # counts offset = raw * 2500 nV / R[mohm] (uA) * den / num (counts per uA):
+        # raw * 40000 / R[mohm] on the reference front end (16 counts per uA).
+        # Reduced so raw * num stays a small int (no allocation per read).
         if not isinstance(shunt_mohm, int) or shunt_mohm <= 0:
             raise BoardInputError("SHUNT_MOHM", shunt_mohm, "must be a positive int")
-        num = _INA_LSB_NV * _COUNTS_PER_UA
-        g = _gcd(num, shunt_mohm)
+        num = _INA_LSB_NV * self._ua_den
+        den = shunt_mohm * self._ua_num
+        g = gcd(num, den)
         self._shunt_num = num // g
-        self._shunt_den = shunt_mohm // g
+        self._shunt_den = den // g
         if 32768 * self._shunt_num > _SMALL_INT_MAX:
             raise BoardInputError("SHUNT_MOHM", shunt_mohm, "40000/R must reduce to a small fraction (use a round value)")
 
@@ -303,13 +304,7 @@ class BoardHal(Hal):
     def _ina_counts(self):
         self._read_reg(self._ina_addr, _INA_REG_SHUNT, "INA226_ADDR")
         raw = _signed16(self._buf2[0], self._buf2[1])
-        num = raw * self._shunt_num
-        half = self._shunt_den // 2
-        if num >= 0:
-            offset = (num + half) // self._shunt_den
-        else:
-            offset = -((half - num) // self._shunt_den)  # round half away from zero
-        counts = _ISHUNT_ZERO + offset
+        counts = self._ishunt_zero + div_round(raw * self._shunt_num, self._shunt_den)
         if counts < 0:
             return 0
         if counts > _COUNTS_MAX:
@@ -336,7 +331,7 @@ class BoardHal(Hal):
         if not isinstance(current_ua, int) or isinstance(current_ua, bool):
             raise BoardInputError("current_ua", current_ua, "must be an int")
         fs_ua = self._full_scale_ua
-        duty = _ISHUNT_ZERO + current_ua * 32768 // fs_ua
+        duty = _DUTY_ZERO + current_ua * _DUTY_ZERO // fs_ua
         if duty < 0 or duty > _COUNTS_MAX:
             raise BoardInputError("current_ua", current_ua, "outside -%d..+%d uA" % (fs_ua, fs_ua - 1))
         self._pwm.duty_u16(duty)

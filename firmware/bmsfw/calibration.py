@@ -7,11 +7,10 @@
 # floats would, on most MicroPython ports). Like bmm150's magnet_raw()/magnet(),
 # FrontEnd keeps the raw counts of the last read next to the converted values.
 import math
+from array import array
 
 from .compat import const
 from .hal import ISHUNT, TCELL, VCELL
-
-KELVIN_0C_DK = 2731  # 273.15 K in deci-kelvin, rounded (table resolution is 0.1 K)
 
 # Thermistor fault bands: within 2 % of either rail the divider is open
 # (NTC disconnected: pulled to Vref, below about -43 °C) or shorted (above about
@@ -23,7 +22,7 @@ _ZERO_SHIFT = const(3)        # running mean over ~8 open-relay ticks
 _ZERO_AVERAGE_N = const(8)    # the first 8 samples are averaged plainly (an unbiased start)
 
 
-def _div_round(num, den):
+def div_round(num, den):
     """Integer division rounding half away from zero (den > 0)."""
     if num >= 0:
         return (num + den // 2) // den
@@ -38,7 +37,7 @@ def counts_to_pin_mv(counts, bits, vref_mv):
 def correct(value, gain_err_ppm, offset):
     """Remove a gain error (ppm, + reads high) and an offset from a reading."""
     value -= offset
-    return value - _div_round(value * gain_err_ppm, 1000000 + gain_err_ppm)
+    return value - div_round(value * gain_err_ppm, 1000000 + gain_err_ppm)
 
 
 def vcell_mv(counts, bits, vref_mv, gain_err_ppm=0, offset_mv=0):
@@ -51,18 +50,18 @@ def ishunt_scale(bits, vref_mv, uv_per_ua):
     product stays a small int on 32-bit MicroPython (nominal board: 1/16)."""
     num = vref_mv * 1000
     den = (1 << bits) * uv_per_ua
-    g = _gcd(num, den)
+    g = gcd(num, den)
     return num // g, den // g
 
 
 def mid_counts(bits, vref_mv, mid_mv):
     """ADC counts at the shunt amplifier's zero-current output."""
-    return _div_round(mid_mv << bits, vref_mv)
+    return div_round(mid_mv << bits, vref_mv)
 
 
 def ishunt_ua(counts, mid, num, den, gain_err_ppm=0, offset_ua=0):
     """Measured current (µA, + charges): bipolar around mid-scale `mid` counts."""
-    return correct(_div_round((counts - mid) * num, den), gain_err_ppm, offset_ua)
+    return correct(div_round((counts - mid) * num, den), gain_err_ppm, offset_ua)
 
 
 def ntc_temp_dc(counts, bits, r25_ohm, beta_k, pullup_ohm):
@@ -87,7 +86,7 @@ def ntc_shorted(counts, bits):
     return counts <= (1 << bits) // _NTC_RAIL_PART
 
 
-def _gcd(a, b):
+def gcd(a, b):
     while b:
         a, b = b, a % b
     return a
@@ -121,12 +120,17 @@ class FrontEnd:
         self._t_shift = self.bits - _NTC_TABLE_SHIFT if self.bits > _NTC_TABLE_SHIFT else 0
         n = (self.full_counts >> self._t_shift) + 2
         table = []
+        fits = True
         for i in range(n):
             counts = i << self._t_shift
             # Clamp the rail points to their neighbours: they are fault bands anyway.
             counts = min(max(counts, 1), self.full_counts)
-            table.append(ntc_temp_dc(counts, self.bits, c.ntc_r25_ohm, c.ntc_beta_k, c.ntc_pullup_ohm))
-        self._t_table = table
+            t_dc = ntc_temp_dc(counts, self.bits, c.ntc_r25_ohm, c.ntc_beta_k, c.ntc_pullup_ohm)
+            fits = fits and -32768 <= t_dc <= 32767
+            table.append(t_dc)
+        # As int16 (half the RAM of a list) unless an odd divider gives
+        # beyond ±3276.7 °C at a rail point.
+        self._t_table = array("h", table) if fits else table
         # Raw counts of the last read() (the "magnet_raw" view).
         self.vcell_counts = 0
         self.ishunt_counts = 0
@@ -193,4 +197,4 @@ class FrontEnd:
         if frac == 0:
             return t0
         t1 = self._t_table[i + 1]
-        return t0 + _div_round((t1 - t0) * frac, 1 << shift)
+        return t0 + div_round((t1 - t0) * frac, 1 << shift)

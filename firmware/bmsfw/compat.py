@@ -22,7 +22,6 @@ except ImportError:
 # MicroPython's ticks wrap at 2**30 (TICKS_PERIOD in extmod/modtime.c). The
 # CPython fallback uses the same period, so a clock that wraps like a board's
 # (or a simulated clock that simply counts up) compares the same on both.
-_TICKS_PERIOD = const(1 << 30)
 _TICKS_MAX = const((1 << 30) - 1)
 _TICKS_HALFPERIOD = const(1 << 29)
 

@@ -6,16 +6,15 @@
 # rejects unknown names and wrong types with ConfigError naming the field.
 #
 # Unit note: the suffix _uas means microampere-MILLIseconds (µA·ms) throughout
-# bmsfw and docs/frames.md. 1 µAh = 3 600 000 µA·ms.
+# bmsfw and docs/frames.md; UAS_PER_UAH (bmsfw.ledger, imported here for the
+# runner) converts.
 
-UAS_PER_UAH = 3600000
+from .errors import FieldError
+from .ledger import UAS_PER_UAH
 
 
-class ConfigError(ValueError):
-    def __init__(self, field, value, why):
-        super().__init__("config %s=%r: %s" % (field, value, why))
-        self.field = field
-        self.value = value
+class ConfigError(FieldError):
+    prefix = "config "
 
 
 class Config:
@@ -175,7 +174,7 @@ class Config:
         """The configurable field names, sorted (for docs and the runner)."""
         out = []
         for name in dir(Config):
-            if not name.startswith("_") and not callable(getattr(Config, name)) and name != "UAS_PER_UAH":
+            if not name.startswith("_") and not callable(getattr(Config, name)):
                 out.append(name)
         out.sort()
         return out

@@ -18,21 +18,19 @@
 # plateau (the seed's control cell without LiPON: "no lithium at all").
 # Crack and short signatures during plating are watched by protections.py.
 #
-# The object holds only the formation's own progress; the ledger holds the
-# charge, the controller the state. step() sets .request_ua, .event, .fault
+# The object holds only the formation's own progress (and persists it: the
+# record's flags); the ledger holds the charge, the controller the state. step() sets .request_ua, .event, .fault
 # (attributes, so a tick allocates no tuple).
-from .compat import const, ticks_diff
+from .compat import ticks_diff
+from .ledger import UAS_PER_UAH, per_mille
+from .limits import DVL_REACHED_MV
+from .record import FLAG_ALLOY_SEEN, FLAG_FORMED, FLAG_PLATEAU_SEEN
 from .states import CRACK_SUSPECTED, FORMATION_DONE, NO_PLATING, NUCLEATE, NUCLEATED, PLATE, TARGET_REACHED, VERIFY
-
-_UAS_PER_UAH = const(3600000)
 
 # VERIFY steps
 V_REST = 0
 V_DISCHARGE = 1
 V_RECHARGE = 2
-
-# The small cycle's discharge counts as voltage-ended within this of DVL.
-_DVL_REACHED_MV = const(10)
 
 
 class Formation:
@@ -45,12 +43,13 @@ class Formation:
         bound = c.no_plating_uas
         if c.has_wetting_layer:
             # The alloy takes lithium before metal plates (Al: ~27 µAh/cm² per 1000 Å).
-            bound += c.wetting_capacity_uah * _UAS_PER_UAH
+            bound += c.wetting_capacity_uah * UAS_PER_UAH
         self.no_plating_uas = bound
         self.verify_uas = self.target_uas // 1000 * c.verify_cycle_pm
         self._c = c
         self.plateau_seen = False
         self.alloy_seen = False
+        self.formed = False             # formation verified (or a formed cell found at boot)
         self.verify_step = V_REST
         self._step_since_ms = 0
         self._step_start_uas = 0
@@ -60,6 +59,31 @@ class Formation:
         self.event = None
         self.fault = None
         self.detail = ""
+
+    # --- the persistent record (bmsfw.record): the flags --------------------------
+    def save_to(self, rec):
+        flags = 0
+        if self.plateau_seen:
+            flags |= FLAG_PLATEAU_SEEN
+        if self.alloy_seen:
+            flags |= FLAG_ALLOY_SEEN
+        if self.formed:
+            flags |= FLAG_FORMED
+        rec.flags = flags
+
+    def restore_from(self, rec):
+        self.plateau_seen = bool(rec.flags & FLAG_PLATEAU_SEEN)
+        self.alloy_seen = bool(rec.flags & FLAG_ALLOY_SEEN)
+        self.formed = bool(rec.flags & FLAG_FORMED)
+
+    def finish(self, ledger):
+        """Formation verified: the ledger stops counting plated charge and
+        starts a fresh cycle (formation's charge was not one); the verify
+        cycle's CE is the first known."""
+        ledger.forming = False
+        ledger.restart_cycle()
+        ledger.ce_ppm = self.ce_ppm
+        self.formed = True
 
     def start_verify(self, now_ms):
         self.verify_step = V_REST
@@ -117,7 +141,7 @@ class Formation:
             self.request_ua = -self.formation_ua
         elif self.verify_step == V_DISCHARGE:
             out_uas = self._step_start_uas - inventory_uas
-            if out_uas >= self.verify_uas or cell_mv <= dvl + _DVL_REACHED_MV:
+            if out_uas >= self.verify_uas or cell_mv <= dvl + DVL_REACHED_MV:
                 # Voltage-ended early means the lithium is not all there.
                 self.verify_out_uas = out_uas if out_uas > 0 else 0
                 self.verify_step = V_RECHARGE
@@ -145,9 +169,4 @@ class Formation:
         once plating is complete (VERIFY)."""
         if substate == VERIFY:
             return 1000
-        if plated_uas <= 0:
-            return 0
-        if plated_uas >= self.target_uas:
-            return 1000
-        pm = plated_uas // ((self.target_uas + 999) // 1000)
-        return 999 if pm > 999 else pm
+        return per_mille(plated_uas, self.target_uas)

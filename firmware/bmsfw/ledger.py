@@ -16,10 +16,17 @@
 
 from .compat import const
 
-_UAS_PER_UAH = const(3600000)
+# The unit of every *_uas figure in bmsfw: µA·ms. 1 µAh = 3 600 000 µA·ms.
+UAS_PER_UAH = const(3600000)
 
 
 class Ledger:
+    # The ledger's fields of the persistent record (bmsfw.record.Store copies
+    # them). The remainders below 1 µAh and the direction are not kept: a reset
+    # loses less than 1 µAh of lifetime total and starts the next cycle afresh.
+    RECORD_FIELDS = ("plated_uas", "inventory_uas", "cycle_in_uas", "cycle_out_uas", "plated_uah",
+                     "stripped_uah", "cycles", "ce_ppm")
+
     def __init__(self, deadband_ua, cycle_min_uas):
         self._deadband_ua = deadband_ua
         self._cycle_min_uas = cycle_min_uas
@@ -55,9 +62,9 @@ class Ledger:
             if self.forming:
                 self.plated_uas += charge
             rem = self._plated_rem_uas + charge
-            if rem >= _UAS_PER_UAH:
-                self.plated_uah += rem // _UAS_PER_UAH
-                rem %= _UAS_PER_UAH
+            if rem >= UAS_PER_UAH:
+                self.plated_uah += rem // UAS_PER_UAH
+                rem %= UAS_PER_UAH
             self._plated_rem_uas = rem
         elif charge < 0:
             self.inventory_uas += charge
@@ -66,9 +73,9 @@ class Ledger:
                 # Formation's verify cycle strips some of what was plated.
                 self.plated_uas += charge
             rem = self._stripped_rem_uas - charge
-            if rem >= _UAS_PER_UAH:
-                self.stripped_uah += rem // _UAS_PER_UAH
-                rem %= _UAS_PER_UAH
+            if rem >= UAS_PER_UAH:
+                self.stripped_uah += rem // UAS_PER_UAH
+                rem %= UAS_PER_UAH
             self._stripped_rem_uas = rem
 
     def _close_cycle(self):
@@ -92,18 +99,19 @@ class Ledger:
         self.direction = 0
 
     def stripped_uas(self):
-        return self.stripped_uah * _UAS_PER_UAH + self._stripped_rem_uas
+        return self.stripped_uah * UAS_PER_UAH + self._stripped_rem_uas
 
     def lifetime_plated_uas(self):
-        return self.plated_uah * _UAS_PER_UAH + self._plated_rem_uas
+        return self.plated_uah * UAS_PER_UAH + self._plated_rem_uas
 
-    def per_mille(self, value_uas, of_uas):
-        """value / of in per mille, clamped to 0..1000, without forming
-        value * 1000 (small ints on 32-bit MicroPython)."""
-        if value_uas <= 0 or of_uas <= 0:
-            return 0
-        if value_uas >= of_uas:
-            return 1000
-        step = (of_uas + 999) // 1000
-        pm = value_uas // step
-        return 999 if pm > 999 else pm
+
+def per_mille(value_uas, of_uas):
+    """value / of in per mille, clamped to 0..1000, without forming
+    value * 1000 (small ints on 32-bit MicroPython)."""
+    if value_uas <= 0 or of_uas <= 0:
+        return 0
+    if value_uas >= of_uas:
+        return 1000
+    step = (of_uas + 999) // 1000
+    pm = value_uas // step
+    return 999 if pm > 999 else pm

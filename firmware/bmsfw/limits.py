@@ -25,6 +25,10 @@
 # - DCL -> 0 as the voltage nears DVL: below Li2S2 lies insoluble Li2S.
 from .compat import const
 
+# A discharge counts as ended by its voltage within this of DVL: formation's
+# verify strip and the protections' empty-by-voltage latch judge it alike.
+DVL_REACHED_MV = const(10)
+
 
 def interp_table(temp_dc, table):
     """Integer linear interpolation in a ((temp °C, value), ...) table at

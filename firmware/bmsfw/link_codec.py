@@ -1,6 +1,7 @@
 # The HIL link's framing (docs/hil.md): one frame layout for both directions,
 # shared by the firmware (bmsfw.link_hal, on a board or under MicroPython) and
-# the twin (twin/hil.py, CPython).
+# the twin (twin/hil.py, CPython). The REPLY's layout derives from the
+# telemetry frame's field table (bmsfw.telemetry.TELEMETRY_FIELDS).
 #
 #   offset size  field
 #   0      2     start marker A5 5A
@@ -21,6 +22,8 @@
 import struct
 
 from .compat import const
+from .errors import FieldError
+from .telemetry import TELEMETRY_FIELDS
 
 VERSION = const(1)
 SOF0 = const(0xA5)
@@ -57,29 +60,48 @@ BOOT_SIZE = struct.calcsize(BOOT_FMT)
 NO_RECORD = const(0xFFFF)
 HELLO_FMT = "<BB"               # flags, length of the device id that follows (utf-8)
 HELLO_SIZE = struct.calcsize(HELLO_FMT)
-# REPLY: ack (seq of the TICK answered), flags, setpoint_ua, relay, heartbeat,
-# then the telemetry frame (docs/frames.md) as ints: t_ms, state, substate
-# (indices into bmsfw.states.STATES/SUBSTATES), cell_mv, current_ua, temp_dc,
-# setpoint_ua, cvl_mv, dvl_mv, ccl_ua, dcl_ua, plated_uas, inventory_uas,
-# target_uas, soc_pm, formation_pm, ce_ppm, fault mask (bits of FAULTS),
-# event_seq; then the firmware's link counters (LINK_COUNTERS order).
-REPLY_FMT = "<HBiBH" + "IBBiihiiiiiqqqiiiHI" + "HHHHHHH"
-REPLY_SIZE = struct.calcsize(REPLY_FMT)
 REPLY_TICKED = const(1)         # the controller ticked on this TICK (telemetry is a tick's frame)
 REPLY_LINK_LOST = const(2)      # the firmware declared the link lost since the last REPLY
 LINK_COUNTERS = ("garbage_bytes", "bad_header", "bad_crc", "truncated", "replayed", "skipped",
                  "link_lost")
 
+
+def _reply_fields():
+    # The link's own header: the seq of the TICK answered, REPLY_* flags, the
+    # outputs the controller gave its HAL (the twin applies these), the
+    # watchdog feeds. Then the telemetry frame as bmsfw.telemetry types it
+    # (its faults list as the mask `fault_mask`), then the link counters, u16.
+    fields = [("ack", "H"), ("flags", "B"), ("hal_setpoint_ua", "i"), ("relay", "B"),
+              ("heartbeat", "H")]
+    for name, code in TELEMETRY_FIELDS:
+        if code is not None:
+            fields.append(("fault_mask" if name == "faults" else name, code))
+    for name in LINK_COUNTERS:
+        fields.append((name, "H"))
+    return tuple(fields)
+
+
+# REPLY: (name, struct code) in wire order (docs/hil.md has the table).
+REPLY_FIELDS = _reply_fields()
+REPLY_FMT = "<" + "".join([field[1] for field in REPLY_FIELDS])
+REPLY_SIZE = struct.calcsize(REPLY_FMT)
+_REPLY_NAMES = tuple(field[0] for field in REPLY_FIELDS)
+
+
+def unpack_reply(payload):
+    """A REPLY payload as {name: int} (REPLY_FIELDS), or None if it is not
+    REPLY_SIZE bytes. The values are not checked (indices, flags)."""
+    if len(payload) != REPLY_SIZE:
+        return None
+    return dict(zip(_REPLY_NAMES, struct.unpack_from(REPLY_FMT, payload, 0)))
+
 _HDR_FMT = "<BBBBHH"            # SOF0, SOF1, version, type, length, seq
 
 
-class LinkError(ValueError):
+class LinkError(FieldError):
     """A frame that cannot be built: `field` names what is wrong."""
 
-    def __init__(self, field, value, why):
-        super().__init__("link %s=%r: %s" % (field, value, why))
-        self.field = field
-        self.value = value
+    prefix = "link "
 
 
 # --- CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no xorout) --

@@ -150,7 +150,9 @@ class LinkHal(Hal):
 
     def send_answer(self, frame, ticked):
         """Append the REPLY (outputs, heartbeat, telemetry `frame`, counters)
-        and write the whole answer."""
+        and write the whole answer. The values are listed in the order of
+        lc.REPLY_FIELDS (a loop over the table would allocate per tick);
+        tests/hil/test_link_codec.py checks each lands in its field."""
         off = self._txn
         flags = (lc.REPLY_TICKED if ticked else 0) | (lc.REPLY_LINK_LOST if self.lost_flag else 0)
         self.lost_flag = False

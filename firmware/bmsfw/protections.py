@@ -10,13 +10,13 @@
 # cold glass is. The lower limits already hold CCL at 0 below 0 °C without
 # any debounce; the inhibit is what gets reported.
 #
-# check() reads the measurements from `m` (the controller: cell_mv,
-# current_ua, temp_dc, ntc_fault, ishunt_railed, vcell_stuck, prev_setpoint_ua, ccl_ua,
-# dcl_ua, cvl_mv, dvl_mv, inventory_uas, lithium_present, charging_li,
-# state, substate) so a tick passes no tuples.
+# check() and cause_present() read only `m`, a Measurements (below) the
+# controller fills in place each tick (no tuples passed).
+# Debounces and details are indexed like FAULTS (bit i = FAULTS[i]); the
+# _<FAULT> names below are those indices.
 from .compat import const, ticks_diff
-from .limits import charge_floor_dc
-from .states import (CRACK_SUSPECTED, FAULTS, LINK_LOST, NO_CELL, NO_PLATING, OVER_TEMPERATURE,
+from .limits import DVL_REACHED_MV, charge_floor_dc
+from .states import (CRACK_SUSPECTED, FAULTS, FORMING, LINK_LOST, NO_CELL, NO_PLATING, OVER_TEMPERATURE,
                      OVERCURRENT, OVERVOLTAGE, READY, SENSOR, SHORT, UNDER_TEMPERATURE,
                      UNDERVOLTAGE)
 
@@ -38,33 +38,113 @@ PROTECTIONS = (
     (LINK_LOST, None, LATCH),
 )
 
-# Voltage faults share one cause; in a tick only the first of them (in table
-# order: the most specific) latches.
-_VOLTAGE_GROUP = (1 << FAULTS.index(NO_CELL)) | (1 << FAULTS.index(SHORT)) | (
-    1 << FAULTS.index(OVERVOLTAGE)) | (1 << FAULTS.index(CRACK_SUSPECTED)) | (1 << FAULTS.index(UNDERVOLTAGE))
+_NO_CELL = FAULTS.index(NO_CELL)
+_SHORT = FAULTS.index(SHORT)
+_SENSOR = FAULTS.index(SENSOR)
+_OVERVOLTAGE = FAULTS.index(OVERVOLTAGE)
+_CRACK = FAULTS.index(CRACK_SUSPECTED)
+_UNDERVOLTAGE = FAULTS.index(UNDERVOLTAGE)
+_OVERCURRENT = FAULTS.index(OVERCURRENT)
+_OVER_TEMP = FAULTS.index(OVER_TEMPERATURE)
+_UNDER_TEMP = FAULTS.index(UNDER_TEMPERATURE)
+UT_BIT = 1 << _UNDER_TEMP           # the one inhibit: charging refused while it lasts
+_UT_CLEAR = len(FAULTS)             # the debounce timer of the inhibit's clearing
+_ALL_FAULTS = (1 << len(FAULTS)) - 1
+
+# Voltage faults share one cause; in a tick only the first of them that
+# check() evaluates (the table's order: the most specific) latches.
+_VOLTAGE_GROUP = (1 << _NO_CELL) | (1 << _SHORT) | (1 << _OVERVOLTAGE) | (1 << _CRACK) | (1 << _UNDERVOLTAGE)
 
 _SENSOR_FOLLOW_MIN_UA = const(20)   # "current not following" is judged above this setpoint
-_DVL_REACHED_MV = const(10)         # discharge counts as voltage-ended within this of DVL
+
+
+# What the protections judge each tick: the converted readings of the front
+# end, and the context they are judged in (the state, the limits and setpoint
+# of the last tick, the counted inventory). One object, made with the
+# controller and filled in place every tick (no allocation): check() and
+# cause_present() read only this.
+class Measurements:
+    def __init__(self, reserve_uas=0):
+        # readings (read())
+        self.cell_mv = 0
+        self.current_ua = 0
+        self.temp_dc = 0                # the last valid reading: kept while ntc_fault
+        self.ntc_fault = False          # thermistor open or shorted
+        self.ishunt_railed = False      # shunt amplifier at a rail
+        self.vcell_stuck = False        # VCELL did not answer two current steps
+        # context (judged_in(), before the protections run)
+        self.state = ""
+        self.lithium_present = False    # READY, or FORMING with the plateau seen
+        self.charging_li = False        # lithium present and charging
+        self.prev_setpoint_ua = 0       # the setpoint that drove this tick's current
+        self.ccl_ua = 0                 # the limits published last tick
+        self.dcl_ua = 0
+        self.dvl_mv = 0
+        self.inventory_uas = 0          # counted lithium (ledger)
+        self.reserve_uas = reserve_uas  # the lithium reserve (Config)
+        self._vcell_before_step = 0     # VCELL counts of the previous tick
+        self._stuck_steps = 0           # consecutive current steps VCELL did not answer
+
+    def judged_in(self, state, plateau_seen, inventory_uas, out):
+        """The context of this tick's readings: the state, the counted
+        inventory, and the last tick's setpoint and limits (out: Outputs)."""
+        self.state = state
+        self.inventory_uas = inventory_uas
+        self.lithium_present = state == READY or (state == FORMING and plateau_seen)
+        self.charging_li = self.lithium_present and out.prev_setpoint_ua > 0
+        self.prev_setpoint_ua = out.prev_setpoint_ua
+        self.ccl_ua = out.ccl_ua
+        self.dcl_ua = out.dcl_ua
+        self.dvl_mv = out.dvl_mv
+
+    def read(self, fe, relay_closed, step_ua, stuck_step_ua):
+        """Read and convert the three channels through `fe` (a
+        calibration.FrontEnd). relay_closed: whether the last tick closed the
+        relay (open: the shunt reads its zero); step_ua: the size of the
+        current step the last tick applied."""
+        fe.read()
+        if not relay_closed:
+            # No current can flow: what the shunt reads is its zero.
+            fe.learn_zero()
+        if stuck_step_ua > 0 and step_ua >= stuck_step_ua:
+            # A current step of stuck_step_ua moves the cell voltage by its IR
+            # drop (>= 12 mV on D111); the very same counts after it, twice in
+            # a row, mean a stuck VCELL channel.
+            if fe.vcell_counts == self._vcell_before_step:
+                self._stuck_steps += 1
+            else:
+                self._stuck_steps = 0
+        self.vcell_stuck = self._stuck_steps >= 2
+        self._vcell_before_step = fe.vcell_counts
+        self.cell_mv = fe.cell_mv
+        self.current_ua = fe.current_ua
+        self.ntc_fault = fe.ntc_fault
+        self.ishunt_railed = fe.ishunt_railed
+        if not fe.ntc_fault:
+            self.temp_dc = fe.temp_dc
 
 
 class Debounce:
-    """True once a condition has held for debounce_ms (0: at once)."""
+    """n timers: timer i is True once its condition has held for debounce_ms
+    (0: at once). One object for all (two small lists, not n objects)."""
 
-    def __init__(self):
-        self.pending = False
-        self.since_ms = 0
+    def __init__(self, n=1):
+        self._pending = 0               # bit i: timer i's condition is holding
+        self._since_ms = [0] * n
 
-    def update(self, condition, now_ms, debounce_ms):
+    def update(self, i, condition, now_ms, debounce_ms):
+        bit = 1 << i
         if not condition:
-            self.pending = False
+            self._pending &= ~bit
             return False
-        if not self.pending:
-            self.pending = True
-            self.since_ms = now_ms
-        return ticks_diff(now_ms, self.since_ms) >= debounce_ms
+        if not self._pending & bit:
+            self._pending |= bit
+            self._since_ms[i] = now_ms
+        return ticks_diff(now_ms, self._since_ms[i]) >= debounce_ms
 
-    def reset(self):
-        self.pending = False
+    def reset(self, mask):
+        """Restart the timers whose bits are set in mask."""
+        self._pending &= ~mask
 
 
 class Protections:
@@ -76,12 +156,12 @@ class Protections:
         self._cold_dc = charge_floor_dc(c.charge_min_temp_dc, c.plating_derating, c.temp_accuracy_dc)
         self._uv_mv = c.discharge_cutoff_mv - c.uv_margin_mv
         self._missing_uas = c.target_uas() // 1000 * c.crack_missing_pm
-        self._debounce_ms = []
-        self._deb = []
+        self._debounce_ms = [0] * len(FAULTS)
         for row in PROTECTIONS:
-            self._debounce_ms.append(getattr(c, row[1]) if row[1] else 0)
-            self._deb.append(Debounce())
-        self._clear_deb = Debounce()   # UNDER_TEMPERATURE clearing (hysteresis)
+            if row[1]:
+                self._debounce_ms[FAULTS.index(row[0])] = getattr(c, row[1])
+        # one timer per fault, and _UT_CLEAR: UNDER_TEMPERATURE clearing (hysteresis)
+        self._deb = Debounce(_UT_CLEAR + 1)
         self.mask = 0                  # latched faults (bit i = FAULTS[i])
         self.inhibit_mask = 0          # active inhibits (reported, not latched)
         self.tripped = 0               # bits latched or inhibited in the last check()
@@ -92,6 +172,14 @@ class Protections:
         self._ref_setpoint_ua = 0
         self._drift_ms = 0
         self.dis_hit_dvl = False       # this discharge segment ended on DVL
+
+    # --- the persistent record (bmsfw.record) --------------------------------------
+    # Latched faults survive a reset; inhibits are re-measured after it.
+    def save_to(self, rec):
+        rec.fault_mask = self.mask
+
+    def restore_from(self, rec):
+        self.mask = rec.fault_mask
 
     # --- raising from outside ----------------------------------------------------
     def trip(self, name, detail=""):
@@ -106,10 +194,25 @@ class Protections:
         self.details[i] = detail
         return True
 
+    def blocks_formation(self, m):
+        """Formation may not start: a latched fault, the cold inhibit, or a
+        temperature below the charging minimum that has not yet been held
+        long enough to raise the inhibit (or no valid temperature at all)."""
+        return bool(self.mask or self.inhibit_mask & UT_BIT or m.ntc_fault or m.temp_dc < self._cold_dc)
+
+    def reset(self, m):
+        """reset_fault: clear every latched fault, unless one's cause is still
+        measured in `m` (then nothing is cleared: -1). Returns the bits cleared."""
+        mask = self.mask
+        for i in range(len(FAULTS)):
+            if mask & (1 << i) and self.cause_present(FAULTS[i], m):
+                return -1
+        self.clear(mask)
+        return mask
+
     def clear(self, bit):
         self.mask &= ~bit
-        for deb in self._deb:
-            deb.reset()
+        self._deb.reset(_ALL_FAULTS)
 
     # --- the per-tick check --------------------------------------------------------
     def check(self, m, now_ms, dt_ms):
@@ -122,11 +225,11 @@ class Protections:
         li = m.lithium_present
         rest = -c.rest_ua < current_ua < c.rest_ua
         self._track_reference(m, dt_ms)
-        # 0 NO_CELL: open circuit pulls VCELL to full scale
-        self._cond(0, cell_mv > c.no_cell_mv, now_ms, "VCELL at full scale: open circuit")
-        # 1 SHORT: a cell holding lithium collapsing to ~0 V
-        self._cond(1, li and cell_mv < c.short_mv, now_ms, "cell voltage collapsed")
-        # 2 SENSOR: thermistor open/short, shunt amplifier railed with no
+        # NO_CELL: open circuit pulls VCELL to full scale
+        self._cond(_NO_CELL, cell_mv > c.no_cell_mv, now_ms, "VCELL at full scale: open circuit")
+        # SHORT: a cell holding lithium collapsing to ~0 V
+        self._cond(_SHORT, li and cell_mv < c.short_mv, now_ms, "cell voltage collapsed")
+        # SENSOR: thermistor open/short, shunt amplifier railed with no
         #   current commanded, the measured current not following the setpoint,
         #   or VCELL not moving across two current steps (stuck ADC)
         sp = m.prev_setpoint_ua
@@ -137,20 +240,20 @@ class Protections:
             follow = current_ua > sp // 4
         if m.ntc_fault:
             # A divider on a rail is unambiguous: latched at once, no debounce.
-            self._latch(2, "thermistor open or shorted")
+            self._latch(_SENSOR, "thermistor open or shorted")
         elif m.vcell_stuck:
-            self._cond(2, True, now_ms, "VCELL stuck")
+            self._cond(_SENSOR, True, now_ms, "VCELL stuck")
         elif m.ishunt_railed and sp == 0:
-            self._cond(2, True, now_ms, "shunt amplifier railed with no current")
+            self._cond(_SENSOR, True, now_ms, "shunt amplifier railed with no current")
         else:
-            self._cond(2, follow, now_ms, "current not following the setpoint")
-        # 3 OVERVOLTAGE (not the open-circuit reading)
-        self._cond(3, self._ov_mv < cell_mv <= c.no_cell_mv, now_ms, "above charge cutoff + margin")
-        # 4 CRACK_SUSPECTED: (a) the plating voltage drops suddenly;
+            self._cond(_SENSOR, follow, now_ms, "current not following the setpoint")
+        # OVERVOLTAGE (not the open-circuit reading)
+        self._cond(_OVERVOLTAGE, self._ov_mv < cell_mv <= c.no_cell_mv, now_ms, "above charge cutoff + margin")
+        # CRACK_SUSPECTED: (a) the plating voltage drops suddenly;
         #   (b) the OCV of a cell with lithium to spare collapses at rest;
         #   (c) discharge reaches DVL with far more lithium counted than came back
         crack = False
-        if m.state == READY and current_ua <= -c.rest_ua and cell_mv <= m.dvl_mv + _DVL_REACHED_MV:
+        if m.state == READY and current_ua <= -c.rest_ua and cell_mv <= m.dvl_mv + DVL_REACHED_MV:
             # The discharge ran into DVL: the cell is empty whatever the ledger
             # says; DCL stays 0 until it has been charged again.
             self.dis_hit_dvl = True
@@ -165,50 +268,49 @@ class Protections:
                 elif self.dis_hit_dvl and m.inventory_uas - m.reserve_uas > self._missing_uas:
                     crack = True
                     self.detail = "DVL reached with %d uAs counted" % m.inventory_uas
-        self._cond(4, crack, now_ms, None)
-        # 5 UNDERVOLTAGE: a formed cell pulled below the cutoff under discharge
-        self._cond(5, li and current_ua <= -c.rest_ua and cell_mv < self._uv_mv, now_ms,
+        self._cond(_CRACK, crack, now_ms, None)
+        # UNDERVOLTAGE: a formed cell pulled below the cutoff under discharge
+        self._cond(_UNDERVOLTAGE, li and current_ua <= -c.rest_ua and cell_mv < self._uv_mv, now_ms,
                    "below discharge cutoff - margin")
-        # 6 OVERCURRENT: beyond max(limit, setpoint) + margin + 10 %, or off the
+        # OVERCURRENT: beyond max(limit, setpoint) + margin + 10 %, or off the
         #   shunt's range while current is commanded
         hi = m.ccl_ua if m.ccl_ua > sp else sp
         lo = m.dcl_ua if m.dcl_ua > -sp else -sp
         oc = current_ua > hi + c.oc_margin_ua + hi // 10 or -current_ua > lo + c.oc_margin_ua + lo // 10
-        self._cond(6, oc or (m.ishunt_railed and sp != 0), now_ms, "beyond limit + margin")
-        # 7 OVER_TEMPERATURE
-        self._cond(7, not m.ntc_fault and m.temp_dc > c.over_temp_dc, now_ms, "above over_temp_dc")
-        # 8 UNDER_TEMPERATURE (inhibit with hysteresis)
-        bit = 1 << FAULTS.index(UNDER_TEMPERATURE)
+        self._cond(_OVERCURRENT, oc or (m.ishunt_railed and sp != 0), now_ms, "beyond limit + margin")
+        # OVER_TEMPERATURE
+        self._cond(_OVER_TEMP, not m.ntc_fault and m.temp_dc > c.over_temp_dc, now_ms, "above over_temp_dc")
+        # UNDER_TEMPERATURE (inhibit with hysteresis)
         cold = not m.ntc_fault and m.temp_dc < self._cold_dc
-        if self.inhibit_mask & bit:
+        debounce_ms = self._debounce_ms[_UNDER_TEMP]
+        if self.inhibit_mask & UT_BIT:
             warm = not m.ntc_fault and m.temp_dc >= c.charge_min_temp_dc + c.ut_hysteresis_dc
-            if self._clear_deb.update(warm, now_ms, self._debounce_ms[8]):
-                self.inhibit_mask &= ~bit
-                self.cleared |= bit
-                self._deb[8].reset()
-        elif self._deb[8].update(cold, now_ms, self._debounce_ms[8]):
-            self.inhibit_mask |= bit
-            self.tripped |= bit
-            self._clear_deb.reset()
+            if self._deb.update(_UT_CLEAR, warm, now_ms, debounce_ms):
+                self.inhibit_mask &= ~UT_BIT
+                self.cleared |= UT_BIT
+                self._deb.reset(UT_BIT)
+        elif self._deb.update(_UNDER_TEMP, cold, now_ms, debounce_ms):
+            self.inhibit_mask |= UT_BIT
+            self.tripped |= UT_BIT
+            self._deb.reset(1 << _UT_CLEAR)
         if current_ua > c.cycle_deadband_ua:
             self.dis_hit_dvl = False
 
     def _cond(self, i, condition, now_ms, detail):
-        """Debounce protection i; latch it when due. detail: a constant
-        string for the event (None: keep the one check() just wrote)."""
-        if self._deb[i].update(condition, now_ms, self._debounce_ms[i]):
+        """Debounce the protection of FAULTS[i]; latch it when due. detail: a
+        constant string for the event (None: keep the one check() just wrote)."""
+        if self._deb.update(i, condition, now_ms, self._debounce_ms[i]):
             self._latch(i, detail)
 
     def _latch(self, i, detail):
-        f = FAULTS.index(PROTECTIONS[i][0])
-        bit = 1 << f
+        bit = 1 << i
         if self.mask & bit:
             return
         if self.tripped & _VOLTAGE_GROUP and bit & _VOLTAGE_GROUP:
             return
         self.mask |= bit
         self.tripped |= bit
-        self.details[f] = self.detail if detail is None else detail
+        self.details[i] = self.detail if detail is None else detail
 
     def _track_reference(self, m, dt_ms):
         """The crack watch's reference follows the plating voltage up at once

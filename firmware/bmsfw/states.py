@@ -72,14 +72,18 @@ RESET_FAULT = "RESET_FAULT"              # reset_fault accepted (cause gone)
 STOP = "STOP"                            # stop command
 RESUME = "RESUME"                        # rest / formation/start while SAFE
 
-# The state table: (state, substate or None = any, input) -> (next state,
-# next substate, action). Read top to bottom; the first match wins. Actions are
-# names the controller dispatches on (Controller._do_<action>).
+# The state table: (state, substate, input) -> (next state, next substate,
+# action). Read top to bottom; the first match wins.
+#   substate None (the second column): any substate of that state.
+#   next substate None (only RESUME_FORMING): formation resumes where the
+#     record left it, in the record's resume substate if that is a formation
+#     step (NUCLEATE, PLATE, VERIFY), else from NUCLEATE.
+#   action: a key of bmsfw.controller.ACTIONS, run once the state has changed.
 TRANSITIONS = (
     # boot detection (docs/firmware.md, "Boot")
     (BOOT, None, PRECURSOR_FOUND, SHIPPED, NONE, "none"),
     (BOOT, None, RESUME_FORMING, FORMING, None, "resume_formation"),
-    (BOOT, None, FORMED_FOUND, READY, RESTING, "none"),
+    (BOOT, None, FORMED_FOUND, READY, RESTING, "found_formed"),
     (BOOT, None, RESUME_SAFE, SAFE, NONE, "outputs_off"),
     (BOOT, None, FAULT_LATCHED, FAULT, NONE, "outputs_off"),
     # waiting, discharged, for the first charge
@@ -114,6 +118,3 @@ def next_state(state, substate, event):
             return row
     return None
 
-
-def fault_bit(name):
-    return 1 << FAULTS.index(name)

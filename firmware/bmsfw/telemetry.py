@@ -2,15 +2,51 @@
 # and one list. The telemetry dict and its faults list are created once and
 # refreshed in place every tick (no allocation in steady state); an event dict
 # is created per event (events are rare: state changes, faults, cycles,
-# commands).
-from .states import FAULTS
+# commands) and queued in Events until the runner pops them.
+from .states import EV_COMMAND, EV_CYCLE, EV_FAULT, EV_FAULT_CLEARED, EV_FORMATION_DONE, EV_STATE, FAULTS
 
-TELEMETRY_KEYS = ("kind", "device", "t_ms", "state", "substate", "cell_mv", "current_ua", "temp_dc",
-                  "setpoint_ua", "cvl_mv", "dvl_mv", "ccl_ua", "dcl_ua", "plated_uas",
-                  "inventory_uas", "target_uas", "soc_pm", "formation_pm", "ce_ppm", "faults",
-                  "event_seq")
+# The telemetry frame's keys in order, each with its type on the HIL wire (a
+# struct code: bmsfw.link_codec derives the REPLY layout from this table).
+# None: not sent (the twin knows the kind, and the device from the HELLO).
+# state and substate go as indices into STATES/SUBSTATES, faults as a bit
+# mask of FAULTS (bit i = FAULTS[i]).
+TELEMETRY_FIELDS = (
+    ("kind", None),
+    ("device", None),
+    ("t_ms", "I"),
+    ("state", "B"),
+    ("substate", "B"),
+    ("cell_mv", "i"),
+    ("current_ua", "i"),
+    ("temp_dc", "h"),
+    ("setpoint_ua", "i"),
+    ("cvl_mv", "i"),
+    ("dvl_mv", "i"),
+    ("ccl_ua", "i"),
+    ("dcl_ua", "i"),
+    ("plated_uas", "q"),
+    ("inventory_uas", "q"),
+    ("target_uas", "q"),
+    ("soc_pm", "i"),
+    ("formation_pm", "i"),
+    ("ce_ppm", "i"),
+    ("faults", "H"),
+    ("event_seq", "I"),
+)
+TELEMETRY_KEYS = tuple(field[0] for field in TELEMETRY_FIELDS)
 
 EVENT_KEYS = ("kind", "device", "seq", "t_ms", "event", "detail")
+
+# Each event kind's own keys, in order after EVENT_KEYS (docs/frames.md,
+# "Event-specific keys"): Events.emit() takes their values in this order.
+EVENT_FIELDS = {
+    EV_STATE: ("from", "to", "from_substate", "to_substate"),
+    EV_FAULT: ("fault", "cell_mv", "current_ua", "temp_dc"),
+    EV_FAULT_CLEARED: ("fault",),
+    EV_FORMATION_DONE: ("ce_ppm", "plated_uas", "inventory_uas", "writes"),
+    EV_CYCLE: ("ce_ppm", "charge_uas", "discharge_uas", "cycles"),
+    EV_COMMAND: ("command",),
+}
 
 
 class Telemetry:
@@ -28,25 +64,30 @@ class Telemetry:
         self._faults_mask = -1   # mask the faults list was last built from
 
     def refresh(self, c):
-        """Copy the controller's figures into the frame (same dict object)."""
+        """Copy the controller's figures into the frame (same dict object):
+        every key of TELEMETRY_FIELDS but the three fixed at construction
+        (tests/firmware/test_telemetry.py checks the two agree)."""
         f = self.frame
+        m = c.meas
+        out = c.outputs
+        led = c.ledger
         f["t_ms"] = c.t_ms
         f["state"] = c.state
         f["substate"] = c.substate
-        f["cell_mv"] = c.cell_mv
-        f["current_ua"] = c.current_ua
-        f["temp_dc"] = c.temp_dc
-        f["setpoint_ua"] = c.setpoint_ua
-        f["cvl_mv"] = c.cvl_mv
-        f["dvl_mv"] = c.dvl_mv
-        f["ccl_ua"] = c.ccl_ua
-        f["dcl_ua"] = c.dcl_ua
-        f["plated_uas"] = c.ledger.plated_uas
-        f["inventory_uas"] = c.ledger.inventory_uas
-        f["soc_pm"] = c.soc_pm
-        f["formation_pm"] = c.formation_pm
-        f["ce_ppm"] = c.ledger.ce_ppm
-        f["event_seq"] = c.event_seq
+        f["cell_mv"] = m.cell_mv
+        f["current_ua"] = m.current_ua
+        f["temp_dc"] = m.temp_dc
+        f["setpoint_ua"] = out.setpoint_ua
+        f["cvl_mv"] = out.cvl_mv
+        f["dvl_mv"] = out.dvl_mv
+        f["ccl_ua"] = out.ccl_ua
+        f["dcl_ua"] = out.dcl_ua
+        f["plated_uas"] = led.plated_uas
+        f["inventory_uas"] = led.inventory_uas
+        f["soc_pm"] = out.soc_pm
+        f["formation_pm"] = out.formation_pm
+        f["ce_ppm"] = led.ce_ppm
+        f["event_seq"] = c.events.seq
         mask = c.fault_mask()
         if mask != self._faults_mask:
             # Rebuilt only when the set of faults changes (rare).
@@ -60,10 +101,51 @@ class Telemetry:
 
 
 MAX_DETAIL = 200   # characters; the MQTT event schema allows 256
+MAX_PENDING = 64   # events kept until pop(); the oldest dropped beyond this (counted)
 
 
 def make_event(device_id, seq, t_ms, event, detail=""):
+    """An event frame with the EVENT_KEYS (Events.emit adds the kind's own)."""
     if len(detail) > MAX_DETAIL:
         detail = detail[:MAX_DETAIL]
     return {"kind": "event", "device": device_id, "seq": seq, "t_ms": t_ms, "event": event,
             "detail": detail}
+
+
+class Events:
+    """The controller's events: numbered (seq persists in the record, so none
+    is ever reused), queued until pop(), handed out in one of two lists that
+    alternate (no list is made per pop)."""
+
+    def __init__(self, device_id):
+        self._device_id = device_id
+        self.seq = 0
+        self.dropped = 0
+        self._pending = []
+        self._out = []
+
+    def emit(self, t_ms, event, detail, *values):
+        """Queue an event of kind `event`; `values` are its EVENT_FIELDS'."""
+        self.seq += 1
+        ev = make_event(self._device_id, self.seq, t_ms, event, detail)
+        keys = EVENT_FIELDS[event]
+        for i in range(len(keys)):
+            ev[keys[i]] = values[i]
+        if len(self._pending) >= MAX_PENDING:
+            self._pending.pop(0)
+            self.dropped += 1
+        self._pending.append(ev)
+        return ev
+
+    def pop(self):
+        """Events since the last pop, oldest first, in a list the next pop
+        empties: consume (or copy) it before then."""
+        out = self._out
+        if out:
+            out.clear()
+        if self._pending:
+            pending = self._pending
+            self._pending = out
+            self._out = pending
+            return pending
+        return out

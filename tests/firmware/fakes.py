@@ -4,6 +4,7 @@
 # MicroPython (no pytest-only features): see tests/firmware/test_*.py.
 import math
 
+from bmsfw import protections
 from bmsfw.hal import ISHUNT, TCELL, VCELL, Hal
 
 UAS_PER_UAH = 3600000
@@ -168,28 +169,23 @@ class IntHal(FakeHal):
         return self.T25_COUNTS
 
 
-class Measurements:
-    """What Protections.check() reads, settable by hand."""
+class Measurements(protections.Measurements):
+    """What Protections.check() reads (the firmware's own object), with the
+    figures of a healthy formed cell resting in READY, settable by hand."""
 
     def __init__(self, **kw):
+        protections.Measurements.__init__(self, 5 * UAS_PER_UAH)
         self.cell_mv = 2300
-        self.current_ua = 0
         self.temp_dc = 250
-        self.ntc_fault = False
-        self.ishunt_railed = False
-        self.vcell_stuck = False
-        self.prev_setpoint_ua = 0
         self.ccl_ua = 100
         self.dcl_ua = 100
-        self.cvl_mv = 2600
         self.dvl_mv = 2000
         self.inventory_uas = 100 * UAS_PER_UAH
-        self.reserve_uas = 5 * UAS_PER_UAH
         self.lithium_present = True
-        self.charging_li = False
         self.state = "READY"
-        self.substate = "RESTING"
         for k in kw:
+            if not hasattr(self, k):
+                raise AttributeError("Measurements has no field %s" % k)
             setattr(self, k, kw[k])
 
 

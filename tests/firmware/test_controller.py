@@ -18,8 +18,9 @@ def _snapshot(ctrl, hal):
     frame = {}
     for k in tel:
         frame[k] = list(tel[k]) if isinstance(tel[k], list) else tel[k]
-    return (frame, ctrl.state, ctrl.substate, ctrl.request_ua, ctrl.user_cvl_mv, ctrl.user_dvl_mv,
-            ctrl.user_ccl_ua, ctrl.user_dcl_ua, ctrl.event_seq, hal.record, hal.setpoint_ua, hal.relay)
+    out = ctrl.outputs
+    return (frame, ctrl.state, ctrl.substate, out.request_ua, out.user_cvl_mv, out.user_dvl_mv,
+            out.user_ccl_ua, out.user_dcl_ua, ctrl.event_seq, hal.record, hal.setpoint_ua, hal.relay)
 
 
 # --- construction -------------------------------------------------------------------
@@ -126,7 +127,7 @@ def test_set_limits_tightens_and_is_persisted():
     run(ctrl, hal, 1)
     assert hal.setpoint_ua == 40 and ctrl.telemetry()["dvl_mv"] == 2100
     ctrl2 = Controller(hal, small_config(), "test-0001")
-    assert ctrl2.user_ccl_ua == 40 and ctrl2.user_dvl_mv == 2100
+    assert ctrl2.outputs.user_ccl_ua == 40 and ctrl2.outputs.user_dvl_mv == 2100
 
 
 # --- commands: invalid change nothing ----------------------------------------------------
@@ -216,7 +217,7 @@ def test_request_current_refuses_bad_values():
     assert raises(ControllerError, ctrl.request_current_ua, 1.5).field == "current_ua"
     assert raises(ControllerError, ctrl.request_current_ua, True).field == "current_ua"
     assert raises(ControllerError, ctrl.request_current_ua, 5000).field == "current_ua"
-    assert ctrl.request_ua == 0
+    assert ctrl.outputs.request_ua == 0
 
 
 def test_discharge_that_reaches_dvl_is_closed_until_charged():
@@ -303,7 +304,7 @@ def test_invalid_record_is_treated_as_absent_and_reported():
     bad[12] ^= 0xFF
     hal = FakeHal(cell=small_cell(10 * UAH), record=bytes(bad))
     ctrl = Controller(hal, small_config(), "test-0001")
-    assert ctrl.record_status == "INVALID"
+    assert ctrl.store.status == "INVALID"
     evs = run(ctrl, hal, 2)
     assert "record invalid" in kinds(evs, "STATE")[0]["detail"]
     assert ctrl.ledger.inventory_uas == 0               # nothing taken from the bad record

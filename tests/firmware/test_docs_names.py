@@ -9,8 +9,9 @@ import re
 import pytest
 
 from bmsfw import states
+from bmsfw import commands
 from bmsfw.commands import COMMANDS
-from bmsfw.telemetry import TELEMETRY_KEYS
+from bmsfw.telemetry import EVENT_FIELDS, TELEMETRY_KEYS
 
 DOCS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs")
 
@@ -64,3 +65,24 @@ def test_firmware_doc_names_every_state_and_fault():
     text = _read("firmware.md")
     for name in states.STATES + states.FAULTS + states.SUBSTATES[1:]:
         assert "`" + name + "`" in text, name
+
+
+def test_each_event_kind_s_keys_match_the_frame_doc():
+    section = _read("frames.md").split("Event-specific keys")[1].split("## ")[0]
+    for kind in states.EVENT_KINDS:
+        cells = _row(section, kind).split("|")
+        # the keys are listed before the first full stop; parentheses are remarks
+        documented = re.findall(r"`([a-z_]+)`", re.sub(r"\([^)]*\)", "", cells[2]).split(". ")[0])
+        own = [k for k in EVENT_FIELDS[kind] if k not in ("from", "to", "fault")]
+        assert documented == own, (kind, documented, own)
+
+
+def test_the_states_each_command_is_allowed_in_match_the_frame_doc():
+    section = _read("frames.md").split("## Commands")[1]
+    for name, allowed in commands.TABLE:
+        cells = _row(section, name).split("|")
+        documented = set(re.findall(r"\b([A-Z]{4,})\b", cells[3]))
+        if allowed is None:
+            assert "any state" in cells[3], name
+        else:
+            assert documented == set(allowed), (name, documented)

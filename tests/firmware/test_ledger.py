@@ -1,6 +1,6 @@
 # bmsfw.ledger: exact integer counting, cycles and coulombic efficiency.
 # Run: .venv/bin/python -m pytest tests/firmware/test_ledger.py -q
-from bmsfw.ledger import Ledger
+from bmsfw.ledger import Ledger, per_mille
 
 UAH = 3600000
 
@@ -86,11 +86,10 @@ def test_no_cycle_closes_while_forming():
 
 
 def test_per_mille_without_overflowing_products():
-    led = Ledger(5, UAH)
     target = 200 * UAH
-    assert led.per_mille(0, target) == 0
-    assert led.per_mille(-5, target) == 0
-    assert led.per_mille(target // 2, target) == 500
-    assert led.per_mille(target, target) == 1000
-    assert led.per_mille(target * 2, target) == 1000
-    assert led.per_mille(target - 1, target) == 999
+    assert per_mille(0, target) == 0
+    assert per_mille(-5, target) == 0
+    assert per_mille(target // 2, target) == 500
+    assert per_mille(target, target) == 1000
+    assert per_mille(target * 2, target) == 1000
+    assert per_mille(target - 1, target) == 999

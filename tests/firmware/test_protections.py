@@ -26,20 +26,29 @@ def _trip_time(m, step_ms=100, limit_ms=20000, config=None):
 
 def test_debounce_measures_time_not_ticks():
     d = Debounce()
-    assert not d.update(True, 1000, 500)
-    assert not d.update(True, 1499, 500)
-    assert d.update(True, 1500, 500)
-    assert not d.update(False, 1600, 500)        # a gap restarts the clock
-    assert not d.update(True, 1700, 500)
-    assert d.update(True, 2200, 500)
+    assert not d.update(0, True, 1000, 500)
+    assert not d.update(0, True, 1499, 500)
+    assert d.update(0, True, 1500, 500)
+    assert not d.update(0, False, 1600, 500)     # a gap restarts the clock
+    assert not d.update(0, True, 1700, 500)
+    assert d.update(0, True, 2200, 500)
 
 
 def test_debounce_zero_trips_at_once_and_survives_clock_wrap():
     d = Debounce()
-    assert d.update(True, 5, 0)
+    assert d.update(0, True, 5, 0)
     d2 = Debounce()
-    assert not d2.update(True, (1 << 30) - 100, 500)
-    assert d2.update(True, 400, 500)             # wrapped clock: 500 ms later
+    assert not d2.update(0, True, (1 << 30) - 100, 500)
+    assert d2.update(0, True, 400, 500)          # wrapped clock: 500 ms later
+
+
+def test_debounce_timers_are_independent_and_reset_by_mask():
+    d = Debounce(3)
+    assert not d.update(0, True, 0, 500)
+    assert not d.update(2, True, 300, 500)
+    assert d.update(0, True, 500, 500) and not d.update(2, True, 500, 500)
+    d.reset(1 << 0)                              # timer 0 restarts, timer 2 keeps its start
+    assert not d.update(0, True, 800, 500) and d.update(2, True, 800, 500)
 
 
 def test_healthy_cell_trips_nothing():
@@ -100,7 +109,7 @@ def test_over_temperature_latches_after_five_seconds():
 
 def test_crack_when_plating_voltage_drops_suddenly():
     p = Protections(Config())
-    m = Measurements(state="FORMING", substate="PLATE", charging_li=True, current_ua=100,
+    m = Measurements(state="FORMING", charging_li=True, current_ua=100,
                      prev_setpoint_ua=100, cell_mv=2350)
     t = 0
     for _ in range(30):
@@ -118,7 +127,7 @@ def test_crack_when_plating_voltage_drops_suddenly():
 
 def test_slow_voltage_sag_during_plating_is_not_a_crack():
     p = Protections(Config())
-    m = Measurements(state="FORMING", substate="PLATE", charging_li=True, current_ua=100,
+    m = Measurements(state="FORMING", charging_li=True, current_ua=100,
                      prev_setpoint_ua=100, cell_mv=2400)
     for i in range(400):
         m.cell_mv = 2400 - i // 2                    # 0.5 mV/s: drift, not a crack
@@ -196,3 +205,26 @@ def test_table_names_every_fault_once():
     assert sorted(names) == sorted(FAULTS)
     for row in PROTECTIONS:
         assert row[1] is None or hasattr(Config, row[1])
+
+
+def test_each_protection_debounces_with_its_own_config_key():
+    # Distinct debounces per key: a protection wired to another's debounce
+    # (PROTECTIONS and the check() order disagreeing) trips at the wrong time.
+    keys = [row[1] for row in PROTECTIONS if row[1]]
+    cfg = Config(**dict((key, 1000 + 100 * i) for i, key in enumerate(keys)))
+    cases = (
+        ("OVERVOLTAGE", Measurements(cell_mv=2701)),
+        ("UNDERVOLTAGE", Measurements(cell_mv=1899, current_ua=-100, prev_setpoint_ua=-100, inventory_uas=0)),
+        ("NO_CELL", Measurements(cell_mv=4096, lithium_present=False)),
+        ("SHORT", Measurements(cell_mv=200, current_ua=-100, prev_setpoint_ua=-100, inventory_uas=0)),
+        ("OVERCURRENT", Measurements(current_ua=200, prev_setpoint_ua=100, ccl_ua=100)),
+        ("SENSOR", Measurements(current_ua=0, prev_setpoint_ua=100)),
+        ("OVER_TEMPERATURE", Measurements(temp_dc=601)),
+        ("CRACK_SUSPECTED", Measurements(cell_mv=1800, current_ua=0)),
+        ("UNDER_TEMPERATURE", Measurements(temp_dc=-100)),
+    )
+    for name, m in cases:
+        key = [row[1] for row in PROTECTIONS if row[0] == name][0]
+        t, mask = _trip_time(m, config=cfg)
+        assert mask == _bit(name), name
+        assert t == getattr(cfg, key), (name, t, getattr(cfg, key))

@@ -1,9 +1,20 @@
-# bmsfw.record: round trip, and refusal of a bad CRC, version or length.
+# bmsfw.record: round trip, the bytes of a known record (the layout on every
+# board's flash), every field owned by one part of the controller, and refusal
+# of a bad CRC, version or length.
 # Run: .venv/bin/python -m pytest tests/firmware/test_record.py -q
-from fakes import raises
+from binascii import unhexlify
+
+from fakes import FakeHal, raises, small_cell, small_config
 
 from bmsfw import record
+from bmsfw.controller import Controller
 from bmsfw.record import Record, RecordError
+
+# _full().encode() as VERSION 1 wrote it before the field table existed
+# (hand-written struct "<BBBBBBH" "qqqq" "II" "IIII" "iiii", then CRC-32).
+FULL_V1_HEX = ("01020202020141000054ea2a00000000fbffffffffffffff0000000000010000"
+               "030000000000000040e20100f1fb090000286bee9b01000064000000703a0f00"
+               "c4090000ffffffff32000000ffffffffacd8b95c")
 
 
 def _full():
@@ -31,16 +42,67 @@ def _full():
     return r
 
 
+def _names():
+    return [field[0] for field in record.FIELDS]
+
+
 def test_round_trip_keeps_every_field():
     r = _full()
     data = r.encode()
     assert isinstance(data, bytes) and len(data) == record.SIZE
     back = Record.decode(data)
+    assert len(_names()) == 20
     for name in ("state", "substate", "resume_state", "resume_substate", "flags", "fault_mask",
                  "plated_uas", "inventory_uas", "cycle_in_uas", "cycle_out_uas", "plated_uah",
                  "stripped_uah", "event_seq", "writes", "cycles", "ce_ppm", "user_cvl_mv",
                  "user_dvl_mv", "user_ccl_ua", "user_dcl_ua"):
         assert getattr(back, name) == getattr(r, name), name
+
+
+def test_the_bytes_of_a_known_record_are_those_of_version_1():
+    assert record.VERSION == 1 and record.SIZE == 84
+    assert _full().encode() == unhexlify(FULL_V1_HEX)
+    back = Record.decode(unhexlify(FULL_V1_HEX))
+    assert back.encode() == unhexlify(FULL_V1_HEX)
+    # the defaults: everything 0, the four user limits -1 (none)
+    fresh = Record().encode()
+    assert fresh[:-4] == unhexlify("01" + "00" * 63 + "ff" * 16)
+    for field in record.FIELDS:
+        assert getattr(Record(), field[0]) == field[2], field
+
+
+def test_every_field_is_written_by_the_controller_and_read_back():
+    # A field added to the table that no part saves stays at the sentinel; one
+    # that is saved but not restored comes back as its default.
+    hal = FakeHal(cell=small_cell(), record=_consistent_record())
+    ctrl = Controller(hal, small_config(), "test-0001")
+    rec = Record()
+    sentinel = object()
+    for name in _names():
+        setattr(rec, name, sentinel)
+    ctrl.store.fill(rec)
+    for name in _names():
+        assert getattr(rec, name) is not sentinel, name
+    # state and substate are the present ones (BOOT until detection): the rest
+    # is what the loaded record said.
+    want = Record.decode(_consistent_record())
+    for name in _names():
+        if name not in ("state", "substate"):
+            assert getattr(rec, name) == getattr(want, name), name
+    assert rec.state == 0 and rec.substate == 0
+
+
+def _consistent_record():
+    """A record with a distinct, non-default, valid value in every field."""
+    r = _full()
+    r.state = 3                       # READY ...
+    r.substate = 6                    # ... RESTING
+    r.resume_state = 3
+    r.resume_substate = 6
+    r.flags = record.FLAG_PLATEAU_SEEN | record.FLAG_ALLOY_SEEN | record.FLAG_FORMED
+    r.user_dvl_mv = 2100
+    r.user_dcl_ua = 60
+    return r.encode()
 
 
 def test_encode_is_deterministic_and_version_first():
@@ -73,3 +135,13 @@ def test_truncated_and_padded_are_refused():
 def test_wrong_type_is_refused():
     assert raises(RecordError, Record.decode, "text").field == "data"
     assert raises(RecordError, Record.decode, None).field == "data"
+
+
+def test_the_parts_named_fields_are_record_fields_they_hold():
+    ctrl = Controller(FakeHal(), small_config(), "test-0001")
+    owned = []
+    for part in (ctrl.ledger, ctrl.outputs):
+        for name in part.RECORD_FIELDS:
+            assert name in _names() and hasattr(part, name), name
+            owned.append(name)
+    assert len(set(owned)) == len(owned)

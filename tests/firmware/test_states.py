@@ -44,6 +44,17 @@ def test_every_operating_state_can_fault_and_fault_leaves_only_by_reset():
     assert [r[2] for r in leaving] == [states.RESET_FAULT]
 
 
+def test_every_action_of_the_table_is_dispatched_and_none_unused():
+    from bmsfw.controller import ACTIONS
+    assert set(ACTIONS) == set(row[5] for row in TRANSITIONS)
+    for name in ACTIONS:
+        assert ACTIONS[name] is None or callable(ACTIONS[name]), name
+
+
+def test_only_resume_forming_leaves_the_substate_to_the_record():
+    assert [r[2] for r in TRANSITIONS if r[4] is None] == [states.RESUME_FORMING]
+
+
 def test_unknown_event_means_nothing():
     assert next_state(states.READY, states.RESTING, states.NUCLEATED) is None
     assert next_state(states.FAULT, "", states.STOP) is None

@@ -186,8 +186,8 @@ def test_the_firmware_end_answers_a_retry_with_the_same_bytes_and_takes_commands
     while p.next():
         types.append(p.ftype)
         if p.ftype == lc.T_REPLY:
-            v = struct.unpack_from(lc.REPLY_FMT, p.buf, p.pos)
-            assert v[0] == 7 and v[1] == lc.REPLY_TICKED and v[5 + 17] == 1 << 9
+            v = lc.unpack_reply(bytes(p.buf[p.pos:p.pos + p.n]))
+            assert v["ack"] == 7 and v["flags"] == lc.REPLY_TICKED and v["fault_mask"] == 1 << 9
     assert types == [lc.T_SAVE_RECORD, lc.T_EVENT, lc.T_REPLY]
 
 
@@ -207,8 +207,11 @@ class TwinFeed:
 
 
 def reply_payload(ack, state=1, relay=1, setpoint=50):
-    tel = (1000, state, 0, 2300, 50, 250, setpoint, 2600, 2000, 100, 0, 5, 5, 10, 0, 0, 0, 0, 0)
-    return struct.pack(lc.REPLY_FMT, ack, lc.REPLY_TICKED, setpoint, relay, 1, *tel, *([0] * 7))
+    v = dict.fromkeys([field[0] for field in lc.REPLY_FIELDS], 0)
+    v.update(ack=ack, flags=lc.REPLY_TICKED, hal_setpoint_ua=setpoint, relay=relay, heartbeat=1,
+             t_ms=1000, state=state, cell_mv=2300, current_ua=50, temp_dc=250, setpoint_ua=setpoint,
+             cvl_mv=2600, dvl_mv=2000, ccl_ua=100, plated_uas=5, inventory_uas=5, target_uas=10)
+    return struct.pack(lc.REPLY_FMT, *v.values())
 
 
 def test_fuzz_the_twin_end():

@@ -85,6 +85,34 @@ def test_ishunt_counts_are_mid_scale_plus_16_per_ua():
     assert hal.adc_read(ISHUNT) == 65535
 
 
+def test_ishunt_and_setpoint_follow_the_front_end_the_hal_is_given():
+    # The board's counts mean what the controller's Config says they mean: read
+    # back through the controller's own calibration they give the current that
+    # flows, for the reference front end and for another one.
+    from bmsfw.calibration import FrontEnd
+    from bmsfw.config import Config
+
+    other = Config(ishunt_mid_mv=2000, ishunt_uv_per_ua=500, source_max_ua=1024, current_max_ua=1000)
+    for cfg in (Config(), other):
+        sys.modules["machine"] = fake_machine.install()
+        hal = BoardHal(_Config(), None, cfg)
+        fe = FrontEnd(hal, cfg)
+        ina = fake_machine.devices()[board_config.INA226_ADDR]
+        for ua in (0, 1, 100, -100, 1000, -1000):
+            ina.current_ua = ua
+            fe.read()
+            assert abs(fe.current_ua - ua) <= 1, (cfg.ishunt_uv_per_ua, ua, fe.current_ua)
+        pwm = fake_machine.PWM.last
+        hal.set_current_ua(cfg.source_max_ua // 2)
+        assert pwm.duty_u16() == 32768 + 16384
+        hal.set_current_ua(-cfg.source_max_ua)
+        assert pwm.duty_u16() == 0
+        exc = _raises(BoardInputError, hal.set_current_ua, cfg.source_max_ua)
+        assert exc.field == "current_ua"
+    ina.current_ua = 0
+    assert hal.adc_read(ISHUNT) == 32000       # 2000 mV at 16 counts per mV
+
+
 def test_unknown_channel_is_rejected():
     hal = _hal()
     exc = _raises(BoardInputError, hal.adc_read, 3)

@@ -1,7 +1,8 @@
-"""The firmware's REPLY frame to a TICK, decoded into the telemetry frame it carries."""
-from __future__ import annotations
+"""The firmware's REPLY frame to a TICK, decoded into the telemetry frame it carries.
 
-import struct
+The layout is bmsfw.link_codec.REPLY_FIELDS (derived from the telemetry table);
+this module only turns its indices and bit mask back into names."""
+from __future__ import annotations
 
 from bmsfw import link_codec as lc
 from bmsfw.states import FAULTS, STATES, SUBSTATES
@@ -11,20 +12,16 @@ from bmsfw.telemetry import TELEMETRY_KEYS
 def decode_reply(payload: bytes, device_id: str):
     """(ack, flags, setpoint_ua, relay_closed, heartbeat, telemetry frame, fw counters)
     or None if the payload is not a REPLY of this protocol version."""
-    if len(payload) != lc.REPLY_SIZE:
+    v = lc.unpack_reply(payload)
+    if v is None:
         return None
-    v = struct.unpack_from(lc.REPLY_FMT, payload, 0)
-    ack, flags, setpoint_ua, relay, heartbeat = v[0:5]
-    tel = v[5:24]
-    state_i, sub_i, mask = tel[1], tel[2], tel[17]
+    state_i, sub_i, mask, relay = v["state"], v["substate"], v["fault_mask"], v["relay"]
     if state_i >= len(STATES) or sub_i >= len(SUBSTATES) or mask >> len(FAULTS) or relay > 1:
         return None
-    frame = dict.fromkeys(TELEMETRY_KEYS, 0)
-    frame.update(kind="telemetry", device=device_id, t_ms=tel[0], state=STATES[state_i],
-                 substate=SUBSTATES[sub_i], cell_mv=tel[3], current_ua=tel[4], temp_dc=tel[5],
-                 setpoint_ua=tel[6], cvl_mv=tel[7], dvl_mv=tel[8], ccl_ua=tel[9], dcl_ua=tel[10],
-                 plated_uas=tel[11], inventory_uas=tel[12], target_uas=tel[13], soc_pm=tel[14],
-                 formation_pm=tel[15], ce_ppm=tel[16],
-                 faults=[FAULTS[i] for i in range(len(FAULTS)) if mask >> i & 1], event_seq=tel[18])
-    counters = dict(zip(lc.LINK_COUNTERS, v[24:]))
-    return ack, flags, setpoint_ua, bool(relay), heartbeat, frame, counters
+    # The frame's keys in TELEMETRY_KEYS order; the wire carries every one but
+    # kind and device, with state, substate and faults encoded.
+    frame = {key: v.get(key, 0) for key in TELEMETRY_KEYS}
+    frame.update(kind="telemetry", device=device_id, state=STATES[state_i], substate=SUBSTATES[sub_i],
+                 faults=[FAULTS[i] for i in range(len(FAULTS)) if mask >> i & 1])
+    counters = {name: v[name] for name in lc.LINK_COUNTERS}
+    return v["ack"], v["flags"], v["hal_setpoint_ua"], bool(relay), v["heartbeat"], frame, counters

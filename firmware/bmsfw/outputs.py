@@ -1,0 +1,156 @@
+# Limits and outputs: each tick CVL/DVL/CCL/DCL are recomputed (bmsfw.limits,
+# docs/firmware.md "Limits"), the request is clamped to them into the setpoint,
+# the current source and the relay are driven, and SOC and formation progress
+# (per mille) are published. Also holds READY's duty request and the user's
+# tightened limits (set_limits), which it persists.
+#
+# The current is set to 0 before the relay opens, and the HAL is called only
+# when a value changes.
+from . import limits
+from .compat import ticks_add, ticks_diff
+from .formation import V_DISCHARGE
+from .ledger import per_mille
+from .states import FORMING, NONE, READY, VERIFY
+
+
+class Outputs:
+    # its fields of the persistent record (bmsfw.record.Store copies them)
+    RECORD_FIELDS = ("user_cvl_mv", "user_dvl_mv", "user_ccl_ua", "user_dcl_ua")
+
+    def __init__(self, hal, config):
+        c = config
+        self._hal = hal
+        self._c = c
+        self.target_uas = c.target_uas()
+        self.reserve_uas = c.reserve_uas()
+        step = self.target_uas // 1000
+        ceiling = self.target_uas + step * c.charge_margin_pm
+        supply = c.supply_uas()
+        self._ceiling_uas = ceiling if ceiling < supply else supply
+        self._charge_taper_uas = step * (c.charge_taper_pm + c.charge_margin_pm)
+        self._reserve_taper_uas = step * c.reserve_taper_pm
+        self._charge_floor_dc = limits.charge_floor_dc(c.charge_min_temp_dc, c.plating_derating,
+                                                      c.temp_accuracy_dc)
+        # published limits
+        self.cvl_mv = c.charge_cutoff_mv
+        self.dvl_mv = c.discharge_cutoff_mv
+        self.ccl_ua = 0
+        self.dcl_ua = 0
+        # the user's tightened limits (-1: none), persisted
+        self.user_cvl_mv = -1
+        self.user_dvl_mv = -1
+        self.user_ccl_ua = -1
+        self.user_dcl_ua = -1
+        # READY's duty request and when it ends by itself
+        self.request_ua = 0
+        self._deadline_ms = 0
+        self._deadline_set = False
+        # what the HAL was last given
+        self.setpoint_ua = 0
+        self.prev_setpoint_ua = 0       # the setpoint of the last update (0 after off())
+        self.relay_closed = False
+        self.step_ua = 0                # |setpoint step| of the last update, relay closed on both sides
+        self.soc_pm = 0
+        self.formation_pm = 0
+
+    def plate_base_ua(self, m, cold):
+        """Temperature-derated plating limit x area (µA); 0 when not allowed
+        (no valid temperature, or `cold`: the UNDER_TEMPERATURE inhibit)."""
+        c = self._c
+        if m.ntc_fault or cold:
+            return 0
+        return c.density_to_ua(limits.plating_ua_cm2(m.temp_dc, c.plating_derating,
+                                                     self._charge_floor_dc, c.charge_max_temp_dc))
+
+    def set_request(self, current_ua, duration_s=None, now_ms=0):
+        """READY's duty request (+ charge, - discharge, 0 rest; the limits
+        still apply); with duration_s it returns to 0 that long after now_ms."""
+        self.request_ua = current_ua
+        self._deadline_set = duration_s is not None
+        if duration_s is not None:
+            self._deadline_ms = ticks_add(now_ms, duration_s * 1000)
+
+    def update(self, now_ms, state, substate, m, ledger, formation, cold, dis_hit_dvl):
+        """One tick's limits and outputs. m: this tick's Measurements; cold:
+        the UNDER_TEMPERATURE inhibit; dis_hit_dvl: a discharge ended on DVL.
+        FORMING takes formation's request, READY the duty request."""
+        c = self._c
+        if state == READY and self._deadline_set and ticks_diff(now_ms, self._deadline_ms) >= 0:
+            self.set_request(0)
+        inv = ledger.inventory_uas
+        self.cvl_mv = limits.cvl_mv(c.charge_cutoff_mv, self.user_cvl_mv)
+        self.dvl_mv = limits.dvl_mv(c.discharge_cutoff_mv, self.user_dvl_mv)
+        operating = state == FORMING or state == READY
+        ccl = 0
+        dcl = 0
+        if operating:
+            ccl = limits.ccl_ua(self.plate_base_ua(m, cold), inv, self._ceiling_uas,
+                                self._charge_taper_uas, m.cell_mv, self.cvl_mv, c.cv_taper_mv,
+                                self.user_ccl_ua)
+            base = 0
+            if state == READY and not m.ntc_fault and not dis_hit_dvl:
+                base = c.density_to_ua(limits.interp_table(m.temp_dc, c.discharge_derating))
+            elif state == FORMING and substate == VERIFY and formation.verify_step == V_DISCHARGE:
+                # The verify cycle's strip: the only discharge before formation is done.
+                base = formation.formation_ua
+            dcl = limits.dcl_ua(base, inv, self.reserve_uas, self._reserve_taper_uas,
+                                m.cell_mv, self.dvl_mv, c.dv_taper_mv, self.user_dcl_ua)
+        # The current source's usable range bounds both (a product-scale
+        # cell's table may ask for more than the bench source can give).
+        smax = c.current_max_ua
+        if ccl > smax:
+            ccl = smax
+        if dcl > smax:
+            dcl = smax
+        self.ccl_ua = ccl
+        self.dcl_ua = dcl
+        if state == FORMING:
+            request = formation.request_ua
+        elif state == READY:
+            request = self.request_ua
+        else:
+            request = 0
+        setpoint = limits.clamp_request(request, ccl, dcl) if operating else 0
+        # Remember a current step (relay closed on both sides): the next
+        # tick's VCELL must differ (Measurements' stuck-ADC check).
+        step = setpoint - self.prev_setpoint_ua
+        self.step_ua = (step if step > 0 else -step) if operating and self.relay_closed else 0
+        self.prev_setpoint_ua = setpoint
+        if setpoint != self.setpoint_ua:
+            self.setpoint_ua = setpoint
+            self._hal.set_current_ua(setpoint)
+        if operating != self.relay_closed:
+            self.relay_closed = operating
+            self._hal.set_relay(operating)
+        if operating:
+            self.soc_pm = per_mille(inv, self.target_uas)
+            self.formation_pm = 1000 if state == READY else formation.progress_pm(substate, ledger.plated_uas)
+        else:
+            formed = formation.formed
+            self.soc_pm = per_mille(inv, self.target_uas) if formed else 0
+            self.formation_pm = 1000 if formed else formation.progress_pm(NONE, ledger.plated_uas)
+
+    def off(self):
+        """Current 0, then the relay open, at once."""
+        self.setpoint_ua = 0
+        self.prev_setpoint_ua = 0
+        self._hal.set_current_ua(0)
+        self.relay_closed = False
+        self._hal.set_relay(False)
+
+    # --- set_limits (bmsfw.commands checked the values) -----------------------------
+    def set_user_limits(self, args):
+        if "cvl_mv" in args:
+            self.user_cvl_mv = args["cvl_mv"]
+        if "dvl_mv" in args:
+            self.user_dvl_mv = args["dvl_mv"]
+        if "ccl_ua" in args:
+            self.user_ccl_ua = args["ccl_ua"]
+        if "dcl_ua" in args:
+            self.user_dcl_ua = args["dcl_ua"]
+
+    def clear_user_limits(self):
+        self.user_cvl_mv = -1
+        self.user_dvl_mv = -1
+        self.user_ccl_ua = -1
+        self.user_dcl_ua = -1
