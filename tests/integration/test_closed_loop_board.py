@@ -43,7 +43,7 @@ class Readings:
         self.ticks = 0
 
     def __call__(self, bench):
-        c, s = bench.controller, bench.cell.state
+        c, s = bench.controller.meas, bench.cell.state
         self.current_ua = max(self.current_ua, abs(c.current_ua - s.current_A * 1e6))
         self.temp_c = max(self.temp_c, abs(c.temp_dc / 10 - bench.cell.temperature_c))
         self.ticks += 1
