@@ -115,7 +115,7 @@ class Fleet:
             if lib.cell_params_check(c_params + i, bad_field):
                 field = ffi.string(bad_field[0]).decode()
                 raise core.CoreParameterError(
-                    f"per_cell: cell {i}: {field} = {self._cell_params[field][i]!r} is outside its "
+                    f"per_cell: cell {i}: {field} = {float(self._cell_params[field][i])!r} is outside its "
                     f"physical range (cell_params_check)")
 
     def _init_each(self, ambients: np.ndarray) -> None:

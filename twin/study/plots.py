@@ -76,10 +76,12 @@ def plot_formation_time(study, frame, spec: dict, path: Path) -> Path:
     unfinished = int(((frame["error"] != "") | frame["formation_time_s"].isna()).sum())
     fig, ax = plt.subplots(figsize=(8, 5))
     colour_by = "ambient_c" if "ambient_c" in frame and x != "ambient_c" else None
-    dots = ax.scatter(ok[x], ok["formation_time_s"] / 3600.0, s=14, alpha=0.8,
-                      c=ok[colour_by] if colour_by else "tab:blue", cmap="coolwarm")
+    hours = ok["formation_time_s"] / 3600.0
     if colour_by:
+        dots = ax.scatter(ok[x], hours, s=14, alpha=0.8, c=ok[colour_by], cmap="coolwarm")
         fig.colorbar(dots, ax=ax, label=_label(study, colour_by))
+    else:
+        ax.scatter(ok[x], hours, s=14, alpha=0.8, color="tab:blue")
     ax.set_xlabel(_label(study, x))
     ax.set_ylabel("formation time [h]")
     ax.set_title("%s: formation time, %d runs%s" % (study.name, len(ok),
