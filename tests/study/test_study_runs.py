@@ -196,3 +196,12 @@ def test_a_variant_the_twin_refuses_gets_its_error_and_the_rest_run(tmp_path):
     assert "ParameterError" in failed["error"].iloc[0] and "lithium_mol_L" in failed["error"].iloc[0]
     assert failed["plated_end_uAh"].isna().all()
     assert (table[table["error"] == ""]["plated_end_uAh"] > 0.16).all()
+
+
+def test_a_worker_with_another_model_is_refused_before_it_stores_anything():
+    from twin.study.evaluate import Job, WorkerModelError, run_batch
+
+    job = Job(load_study(CRACK_MAP))
+    job.model = "0" * 64          # as planned by a client with another build
+    with pytest.raises(WorkerModelError, match="another build of the twin core or firmware"):
+        run_batch(job, [("k", {"ambient_c": 25.0, "protocol.density": 0.1})])

@@ -8,13 +8,20 @@ so one bad cell does not stop a lot of ten thousand.
 """
 from __future__ import annotations
 
+from bmsfw.errors import FieldError
 from twin.study.figures import OPEN_LOOP, TickWatch, closed_loop_figures, figures_of, open_loop_figures
-from twin.study.plan import KEY_COLUMN, SEED_COLUMN
+from twin.study.plan import KEY_COLUMN, SEED_COLUMN, model_fingerprint
 from twin.study.spec import render_protocol
 
 ERROR_COLUMN = "error"
 # Closed-loop runs keep no per-tick rows: a study reads only the summary.
 _NO_ROWS = 10**12
+
+
+class WorkerModelError(FieldError):
+    """A worker whose model is not the one the client planned the study for."""
+
+    prefix = "worker "
 
 
 class Job:
@@ -28,6 +35,8 @@ class Job:
         self.formation_timeout_s = study.formation_timeout_s
         self.config_fixed = dict(study.config_fixed)
         self.figures = figures_of(study.kind)
+        # the model the variant keys were made for (see run_batch)
+        self.model = model_fingerprint(study.kind)
         self._protocol = None
 
     def protocol(self, inputs: dict, area_cm2: float):
@@ -68,6 +77,12 @@ class Job:
 
 def run_batch(job: Job, batch: list) -> list:
     """[(key, inputs), ...] -> [{KEY_COLUMN: key, <figures>, ERROR_COLUMN: ""}, ...]"""
+    if model_fingerprint(job.kind) != job.model:
+        # a cluster worker with another build would store results under keys that
+        # claim this client's model
+        raise WorkerModelError("model", model_fingerprint(job.kind)[:12],
+                               "this worker runs another build of the twin core or firmware than the "
+                               "client (%s); install the same bms-twin on every worker" % job.model[:12])
     rows = []
     for key, inputs in batch:
         try:

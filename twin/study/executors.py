@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import signal
+import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 
 from twin.fleet import available_cores
@@ -26,6 +28,25 @@ class InProcess:
         except Exception as error:     # handed to the caller through the future, as a pool does
             future.set_exception(error)
         return future
+
+
+def _ignore_sigint() -> None:
+    """In a worker: a Ctrl-C at the terminal reaches the whole process group, but
+    only the client should act on it (store what is done, stop the workers)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _children_ignore_sigint():
+    """Processes started inside inherit an ignored SIGINT (see _ignore_sigint)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class Where:
@@ -50,7 +71,8 @@ def open_executor(workers: int | None = None, dask: bool = False, scheduler: str
         yield Where(InProcess(), 1, "1 process")
         return
     # spawn, not fork: the parent may hold threads (the progress bar, a fleet pool)
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_ignore_sigint)
     try:
         yield Where(pool, workers, "%d local processes" % workers)
     finally:
@@ -63,11 +85,13 @@ def _dask(workers, scheduler):
 
     if scheduler is not None:
         client = Client(scheduler, timeout="30s")
+        client.wait_for_workers(1, timeout=60)
         cluster = None
         label = "Dask scheduler %s" % scheduler
     else:
-        cluster = LocalCluster(n_workers=workers or available_cores(), threads_per_worker=1,
-                               processes=True, dashboard_address=None, silence_logs=logging.ERROR)
+        with _children_ignore_sigint():
+            cluster = LocalCluster(n_workers=workers or available_cores(), threads_per_worker=1,
+                                   processes=True, dashboard_address=None, silence_logs=logging.ERROR)
         client = Client(cluster)
         label = "Dask LocalCluster"
     try:

@@ -28,6 +28,17 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, ax, path: Path, xlabel: str, ylabel: str, title: str) -> Path:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _log_axis(values) -> bool:
     values = np.asarray(values, dtype=float)
     return bool(len(values) and values.min() > 0 and values.max() / values.min() > 20)
@@ -58,15 +69,9 @@ def plot_crack_map(study, frame, spec: dict, path: Path) -> Path:
                         xytext=(-6, 7), ha="right", fontsize=8, color="tab:blue")
     if _log_axis(ok[x]):
         ax.set_xscale("log")
-    ax.set_xlabel(_label(study, x))
-    ax.set_ylabel(_label(study, y))
-    ax.set_title("%s: where the protective layer cracks" % study.name)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=8, frameon=False)
-    ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, path, _label(study, x), _label(study, y),
+                 "%s: where the protective layer cracks" % study.name)
 
 
 def plot_formation_time(study, frame, spec: dict, path: Path) -> Path:
@@ -82,15 +87,9 @@ def plot_formation_time(study, frame, spec: dict, path: Path) -> Path:
         fig.colorbar(dots, ax=ax, label=_label(study, colour_by))
     else:
         ax.scatter(ok[x], hours, s=14, alpha=0.8, color="tab:blue")
-    ax.set_xlabel(_label(study, x))
-    ax.set_ylabel("formation time [h]")
-    ax.set_title("%s: formation time, %d runs%s" % (study.name, len(ok),
-                 ", %d did not finish formation" % unfinished if unfinished else ""))
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, path, _label(study, x), "formation time [h]",
+                 "%s: formation time, %d runs%s" % (study.name, len(ok), ", %d did not finish formation"
+                                                    % unfinished if unfinished else ""))
 
 
 def plot_histograms(study, frame, figures: list, path: Path) -> Path:

@@ -66,7 +66,8 @@ def run_study(study, out_dir, workers: int | None = None, dask: bool = False, sc
     stored = store.keys()
     todo = [i for i, key in enumerate(plan.keys) if key not in stored]
     n_before = plan.n - len(todo)
-    shutil.copyfile(study.path, out_dir / "study.toml")
+    if study.path != (out_dir / "study.toml").resolve():
+        shutil.copyfile(study.path, out_dir / "study.toml")
     where_label, ran, t0 = "nothing to run", 0, time.perf_counter()
     if todo:
         try:
