@@ -3,6 +3,7 @@ twin's critical densities from the table it writes; one process, every core and
 a Dask LocalCluster give identical tables; a killed run resumes with only the
 variants it lacks. Run: .venv/bin/python -m pytest tests/study/test_study_runs.py -q
 """
+import json
 import re
 import shutil
 import signal
@@ -205,3 +206,37 @@ def test_a_worker_with_another_model_is_refused_before_it_stores_anything():
     job.model = "0" * 64          # as planned by a client with another build
     with pytest.raises(WorkerModelError, match="another build of the twin core or firmware"):
         run_batch(job, [("k", {"ambient_c": 25.0, "protocol.density": 0.1})])
+
+
+def test_a_running_dask_scheduler_given_by_address_runs_the_same_study(tmp_path):
+    """`--scheduler tcp://HOST:PORT`: a scheduler and two workers started as their
+    own processes (dask's CLI, as on a cluster), on this machine's loopback."""
+    text = CRACK_MAP.read_text().replace("values = [-10, 0, 10, 25, 45]", "values = [0, 25]") \
+        .replace("num = 41", "num = 12")
+    study = tmp_path / "small.toml"
+    study.write_text(text)
+    dask_cli = str(Path(sys.executable).parent / "dask")
+    address_file = tmp_path / "scheduler.json"
+    scheduler = subprocess.Popen([dask_cli, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                                  "--scheduler-file", str(address_file)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = None
+    try:
+        deadline = time.monotonic() + 60
+        while not address_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        workers = subprocess.Popen([dask_cli, "worker", "--scheduler-file", str(address_file), "--nthreads", "1",
+                                    "--nworkers", "2", "--no-dashboard"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        address = json.loads(address_file.read_text())["address"]
+        assert address.startswith("tcp://127.0.0.1:")
+        done = sweep(study, "--out", tmp_path / "cluster", "--scheduler", address)
+        assert "on Dask scheduler %s" % address in done.stdout
+    finally:
+        for process in (workers, scheduler):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=30)
+    run_study(load_study(study), tmp_path / "here", workers=1, plots=False, log=lambda line: None)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "cluster" / "results.parquet"),
+                                  pd.read_parquet(tmp_path / "here" / "results.parquet"), check_exact=True)

@@ -33,6 +33,7 @@ from twin.parameters import FIELD_UNITS, load_parameter_set
 from twin.protocol import Protocol, ProtocolError
 from twin.study import units
 from twin.study.figures import FIGURES, KINDS, CLOSED_LOOP, OPEN_LOOP, figures_of
+from twin.study.plotspec import read_plots
 from twin.study.variables import DISTRIBUTION_KINDS, GRID_KINDS, Variable, VariableSpecError
 
 PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -95,6 +96,8 @@ class Study:
         if not isinstance(self.name, str) or not self.name:
             raise StudyError("study.name", self.name, "a non-empty string expected")
         self.description = head.get("description", "")
+        if not isinstance(self.description, str):
+            raise StudyError("study.description", self.description, "a string expected")
         self.kind = head.get("kind", MISSING)
         if self.kind not in KINDS:
             raise StudyError("study.kind", self.kind, "one of %s expected" % ", ".join(KINDS))
@@ -113,8 +116,6 @@ class Study:
         if self.kind == OPEN_LOOP and self.draws > 1 and not self.spreads:
             raise StudyError("study.draws", self.draws, "1 for an open-loop study without a spread: the model is "
                              "deterministic, so more draws repeat identical runs")
-        from twin.study.plotspec import read_plots
-
         self.plots = read_plots(self, data.get("plots"))
 
     # ---- parts ------------------------------------------------------------------
