@@ -14,6 +14,7 @@ the C calls keep no state, so slices run truly in parallel.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping
@@ -24,9 +25,12 @@ from twin import core
 from twin._core import ffi, lib
 from twin.cell import Cell, UAH_PER_MOL, _ambient_K
 
-# Below this many cells per thread, handing a slice to a thread costs more than
-# the C time it saves (a submit and a wake-up are ~20 µs; a cell-step ~50 ns).
-MIN_CELLS_PER_THREAD = 2048
+# Below this many cells, handing a slice to a thread costs more than the C time
+# it saves (a submit and a wake-up are ~20 µs; a cell-step ~50-100 ns).
+MIN_CELLS_PER_SLICE = 1024
+# Threads take slices from a shared counter, several each: on a shared machine a
+# thread that is descheduled then holds up one small slice, not half the fleet.
+SLICES_PER_THREAD = 4
 
 
 def available_cores() -> int:
@@ -140,7 +144,7 @@ class Fleet:
 
     def _slices(self) -> list:
         n = len(self)
-        k = max(1, min(self.threads, n // MIN_CELLS_PER_THREAD))
+        k = 1 if self.threads == 1 else max(1, min(self.threads * SLICES_PER_THREAD, n // MIN_CELLS_PER_SLICE))
         bounds = [n * i // k for i in range(k + 1)]
         return list(zip(bounds[:-1], bounds[1:]))
 
@@ -171,10 +175,21 @@ class Fleet:
         # a whole-call error (a bad dt) steps no cell and writes no status
         self._status.fill(0)
         slices = self._slices()
-        # the calling thread steps the last slice itself instead of waiting idle
-        others = [_pool(self.threads).submit(run, lo, hi) for lo, hi in slices[:-1]]
-        codes = [run(*slices[-1])]
-        codes += [future.result() for future in others]
+        taken = itertools.count()      # next() on it is atomic: each slice is taken once
+
+        def work() -> list:
+            codes = []
+            while True:
+                i = next(taken)
+                if i >= len(slices):
+                    return codes
+                codes.append(run(*slices[i]))
+        # the calling thread takes slices too instead of waiting idle
+        helpers = min(self.threads, len(slices)) - 1
+        others = [_pool(self.threads).submit(work) for _ in range(helpers)]
+        codes = work()
+        for future in others:
+            codes += future.result()
         if any(codes):
             bad = np.flatnonzero(self._status)
             code = int(self._status[bad[0]]) if len(bad) else next(c for c in codes if c)

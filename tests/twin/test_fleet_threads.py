@@ -8,10 +8,10 @@ import pytest
 
 from twin import core
 from twin.cell import Cell
-from twin.fleet import MIN_CELLS_PER_THREAD, PARAMS_DTYPE, Fleet
+from twin.fleet import MIN_CELLS_PER_SLICE, PARAMS_DTYPE, SLICES_PER_THREAD, Fleet
 from twin.parameters import load_parameter_set
 
-N_THREADED = 3 * MIN_CELLS_PER_THREAD + 17     # three slices on three threads, uneven
+N_THREADED = 10 * MIN_CELLS_PER_SLICE + 17     # ten uneven slices for three threads
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def _spread_currents(n):
 def test_a_threaded_step_equals_a_single_threaded_one_bit_for_bit(d111):
     one = Fleet(d111, N_THREADED, threads=1)
     many = Fleet(d111, N_THREADED, threads=3)
-    assert len(one._slices()) == 1 and len(many._slices()) == 3
+    assert len(one._slices()) == 1 and len(many._slices()) == 10
     currents = _spread_currents(N_THREADED)
     for _ in range(30):
         one.step(currents, 20.0)
@@ -35,9 +35,10 @@ def test_a_threaded_step_equals_a_single_threaded_one_bit_for_bit(d111):
     assert one.plated_uAh[-1] > one.plated_uAh[len(one) // 2] > 0.0
 
 
-def test_small_fleets_stay_on_one_thread(d111):
-    assert len(Fleet(d111, MIN_CELLS_PER_THREAD, threads=8)._slices()) == 1
-    assert len(Fleet(d111, 2 * MIN_CELLS_PER_THREAD, threads=8)._slices()) == 2
+def test_small_fleets_stay_in_one_slice_and_big_ones_in_a_few_per_thread(d111):
+    assert len(Fleet(d111, MIN_CELLS_PER_SLICE, threads=8)._slices()) == 1
+    assert len(Fleet(d111, 3 * MIN_CELLS_PER_SLICE, threads=8)._slices()) == 3
+    assert len(Fleet(d111, 100 * MIN_CELLS_PER_SLICE, threads=2)._slices()) == 2 * SLICES_PER_THREAD
 
 
 def test_a_bad_cell_in_the_last_slice_keeps_its_state_and_is_named(d111):
