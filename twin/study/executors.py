@@ -84,8 +84,15 @@ def _dask(workers, scheduler):
     from distributed import Client, LocalCluster
 
     if scheduler is not None:
-        client = Client(scheduler, timeout="30s")
-        client.wait_for_workers(1, timeout=60)
+        client = None
+        try:
+            client = Client(scheduler, timeout="30s")
+            client.wait_for_workers(1, timeout=60)
+        except (OSError, TimeoutError) as error:
+            if client is not None:
+                client.close()
+            raise OSError("--scheduler %s: %s (is a Dask scheduler with workers running there?)"
+                          % (scheduler, error)) from None
         cluster = None
         label = "Dask scheduler %s" % scheduler
     else:

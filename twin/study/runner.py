@@ -60,18 +60,16 @@ def run_study(study, out_dir, workers: int | None = None, dask: bool = False, sc
               batch: int | None = None, flush_s: float = DEFAULT_FLUSH_S, plots: bool = True,
               log=print) -> Report:
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     plan = Plan(study)
     store = Store(out_dir, study.kind)
     stored = store.keys()
     todo = [i for i, key in enumerate(plan.keys) if key not in stored]
     n_before = plan.n - len(todo)
-    if study.path != (out_dir / "study.toml").resolve():
-        shutil.copyfile(study.path, out_dir / "study.toml")
     where_label, ran, t0 = "nothing to run", 0, time.perf_counter()
     if todo:
         try:
             with open_executor(workers, dask=dask, scheduler=scheduler) as where:
+                _prepare(study, out_dir)     # only once the executor is there: a bad one changes nothing
                 where_label = where.label
                 log("%s: %d variants, %d already in %s, running %d on %s"
                     % (study.name, plan.n, n_before, out_dir, len(todo), where.label))
@@ -81,6 +79,7 @@ def run_study(study, out_dir, workers: int | None = None, dask: bool = False, sc
             _finish(plan, store, out_dir)    # the table of what is done, for a look
             raise
     else:
+        _prepare(study, out_dir)
         log("%s: all %d variants already in %s" % (study.name, plan.n, out_dir))
     wall = time.perf_counter() - t0
     table = _finish(plan, store, out_dir)
@@ -94,6 +93,12 @@ def run_study(study, out_dir, workers: int | None = None, dask: bool = False, sc
                     errors[0] if errors else "")
     _write_summary(report, plan)
     return report
+
+
+def _prepare(study, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if study.path != (out_dir / "study.toml").resolve():
+        shutil.copyfile(study.path, out_dir / "study.toml")
 
 
 def _finish(plan, store, out_dir):

@@ -48,7 +48,6 @@ class Store:
 
     def __init__(self, out_dir: Path, kind: str):
         self.dir = Path(out_dir) / STORE
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.schema = _store_schema(kind)
         self._n_files = 0
 
@@ -78,6 +77,7 @@ class Store:
     def write(self, rows: list) -> None:
         if not rows:
             return
+        self.dir.mkdir(parents=True, exist_ok=True)
         self._n_files += 1
         name = "part-%s-%d-%04d.parquet" % (uuid.uuid4().hex[:8], os.getpid(), self._n_files)
         _write_atomic(pa.Table.from_pylist(rows, schema=self.schema), self.dir / name)
