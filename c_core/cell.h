@@ -231,6 +231,14 @@ int cell_run_segment(const cell_params_t *p, cell_state_t *s, const cell_segment
 int cell_fleet_step(const cell_params_t *p, cell_state_t *states, const double *current_A,
                     int64_t n, double dt_s, int32_t *status);
 
+/* As cell_fleet_step, but each cell has its own parameters: params has n
+   entries, params[i] for states[i] (a Monte Carlo lot, a design sweep). A cell
+   whose parameters fail cell_params_check gets CELL_ERR_PARAM and keeps its
+   state. Like cell_fleet_step it keeps nothing between calls, so disjoint
+   slices of one fleet may be stepped from several threads at once. */
+int cell_fleet_step_each(const cell_params_t *params, cell_state_t *states,
+                         const double *current_A, int64_t n, double dt_s, int32_t *status);
+
 /* Total lithium, mol: catholyte + alloy + metal + dead + precipitated. */
 int cell_lithium_total_mol(const cell_state_t *s, double *total_mol);
 

@@ -5,6 +5,7 @@
   bms-twin hil --port pty --cell d111                 the twin plays the cell for a firmware on a link
   bms-twin watch [--broker URL]                       live view of devices on an MQTT broker
   bms-twin params [NAME]                              parameter sets
+  bms-twin sweep STUDY --out DIR                      a design study over many variants (docs/studies.md)
 """
 from __future__ import annotations
 
@@ -133,6 +134,12 @@ def cmd_params(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from twin.study import command
+
+    return command.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mqtt_bridge.cli_options import add_broker_arguments
 
@@ -184,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     par = sub.add_parser("params", help="list parameter sets, or show one")
     par.add_argument("name", nargs="?")
     par.set_defaults(func=cmd_params)
+
+    from twin.study import command as sweep_command
+
+    sweep = sub.add_parser("sweep", help="run a design study: many variants on every core or a Dask cluster")
+    sweep_command.add_arguments(sweep)
+    sweep.set_defaults(func=cmd_sweep)
     return parser
 
 

@@ -641,6 +641,56 @@ static void test_fleet(void)
     CHECK(cell_fleet_step(&p, fleet, current, 0, 1.0, status) == CELL_OK);
 }
 
+/* Per-cell parameters: each cell steps exactly as a single cell of its own
+   design; a cell whose parameters are bad is named and keeps its state; two
+   slices stepped by separate calls (as threads do) equal one call. */
+static void test_fleet_each(void)
+{
+    enum { N = 4 };
+    cell_params_t params[N];
+    cell_state_t fleet[N], single[N], halves[N];
+    double current[N] = {100 * UA, 100 * UA, -10 * UA, 100 * UA};
+    int32_t status[N];
+    for (int i = 0; i < N; i++) {
+        params[i] = d111();
+        params[i].area_cm2 = 0.8 + 0.1 * i;             /* a spread of areas */
+        params[i].layer_thickness_A = 1000.0 + 250.0 * i;
+        fleet[i] = single[i] = formed_cell(&params[i]);
+    }
+    CHECK(cell_fleet_step_each(params, fleet, current, N, 30.0, status) == CELL_OK);
+    for (int i = 0; i < N; i++) {
+        CHECK(status[i] == CELL_OK);
+        CHECK(cell_step(&params[i], &single[i], current[i], 30.0) == CELL_OK);
+        CHECK_MSG(memcmp(&fleet[i], &single[i], sizeof single[i]) == 0, "cell %d", i);
+    }
+    CHECK(fleet[0].voltage_V != fleet[3].voltage_V);
+
+    memcpy(halves, fleet, sizeof fleet);
+    CHECK(cell_fleet_step_each(params, fleet, current, N, 10.0, NULL) == CELL_OK);
+    CHECK(cell_fleet_step_each(params, halves, current, 2, 10.0, NULL) == CELL_OK);
+    CHECK(cell_fleet_step_each(params + 2, halves + 2, current + 2, N - 2, 10.0, NULL) == CELL_OK);
+    CHECK(memcmp(halves, fleet, sizeof fleet) == 0);
+
+    cell_state_t snap[N];
+    memcpy(snap, fleet, sizeof fleet);
+    params[1].heat_capacity_J_K = 0.0;
+    CHECK(cell_fleet_step_each(params, fleet, current, N, 1.0, status) == CELL_ERR_PARAM);
+    CHECK(status[0] == CELL_OK && status[1] == CELL_ERR_PARAM && status[2] == CELL_OK &&
+          status[3] == CELL_OK);
+    CHECK(memcmp(&fleet[1], &snap[1], sizeof snap[1]) == 0);
+    CHECK(fleet[0].t_s > snap[0].t_s);
+    params[1].heat_capacity_J_K = d111().heat_capacity_J_K;
+
+    memcpy(snap, fleet, sizeof fleet);
+    CHECK(cell_fleet_step_each(params, fleet, current, N, 0.0, status) == CELL_ERR_DT);
+    CHECK(cell_fleet_step_each(params, fleet, current, -1, 1.0, status) == CELL_ERR_LENGTH);
+    CHECK(cell_fleet_step_each(NULL, fleet, current, N, 1.0, status) == CELL_ERR_NULL);
+    CHECK(cell_fleet_step_each(params, NULL, current, N, 1.0, status) == CELL_ERR_NULL);
+    CHECK(cell_fleet_step_each(params, fleet, NULL, N, 1.0, status) == CELL_ERR_NULL);
+    CHECK(memcmp(snap, fleet, sizeof fleet) == 0);
+    CHECK(cell_fleet_step_each(params, fleet, current, 0, 1.0, status) == CELL_OK);
+}
+
 /* ---- conservation --------------------------------------------------------- */
 
 typedef struct {
@@ -785,6 +835,7 @@ int main(void)
     test_stop_charge();
     test_sampling_resume();
     test_fleet();
+    test_fleet_each();
     test_conservation();
     test_damage_and_short();
     printf("%d passed, %d failed\n", g_passed, g_failed);

@@ -51,9 +51,13 @@ def citation_keys(bib_path: Path = CITATIONS_BIB) -> frozenset:
     return frozenset(_BIB_KEY_RE.findall(Path(bib_path).read_text(encoding="utf-8")))
 
 
-def cited_keys(source: str) -> set:
-    """Keys of citations.bib named (as whole words) in a source text."""
-    return {key for key in citation_keys() if re.search(r"(?<![\w.])%s(?![\w])" % re.escape(key), source)}
+@functools.lru_cache(maxsize=4096)
+def cited_keys(source: str) -> frozenset:
+    """Keys of citations.bib named (as whole words) in a source text. Cached: every
+    ParameterSet (each with_overrides) asks again for the same few dozen sources,
+    and a design study makes thousands of them."""
+    return frozenset(key for key in citation_keys()
+                     if re.search(r"(?<![\w.])%s(?![\w])" % re.escape(key), source))
 
 
 def load_toml(path: Path) -> dict:

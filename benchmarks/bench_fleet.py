@@ -1,0 +1,88 @@
+"""The fleet on one core and on every core (printed, not asserted).
+
+    .venv/bin/python benchmarks/bench_fleet.py [--quick]
+
+Cells of d111 mid-formation at 100 uA, dt 1 s, stepped by Fleet.step: one design
+for all cells (cell_fleet_step) and a lot with per-cell parameters (±10 % area
+and layer thickness: cell_fleet_step_each), each on 1 thread and on every core
+(Fleet(threads=...): slices in a thread pool, cffi releases the GIL). The
+machine is shared and noisy, so each figure is the best and the median of
+several repeats. Goal: >= 40 M cell-steps/s on two cores.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+from twin.fleet import Fleet, available_cores
+from twin.parameters import load_parameter_set
+
+GOAL_CELL_STEPS_S = 40e6
+UA = 1e-6
+
+
+def fleet_of(params, n_cells, threads, per_cell):
+    spread = None
+    if per_cell:
+        rng = np.random.default_rng(1)
+        spread = {"area_cm2": params.values["area_cm2"] * rng.uniform(0.9, 1.1, n_cells),
+                  "layer_thickness_A": params.values["layer_thickness_A"] * rng.uniform(0.9, 1.1, n_cells)}
+    fleet = Fleet(params, n_cells, threads=threads, per_cell=spread)
+    for _ in range(30):
+        fleet.step(100 * UA, 60.0)          # 30 min into formation, the common path
+    return fleet
+
+
+def rates(fleet, n_calls, repeats):
+    """Cell-steps per wall second and per CPU second (all threads) of each repeat
+    of n_calls 1 s steps. On a shared machine the wall rate is what others leave
+    us; the CPU rate is what the code does with a core it has."""
+    wall, cpu = [], []
+    start_states = fleet.states.copy()
+    for _ in range(repeats):
+        fleet.states[:] = start_states
+        t0, c0 = time.perf_counter(), time.process_time()
+        for _ in range(n_calls):
+            fleet.step(100 * UA, 1.0)
+        wall.append(len(fleet) * n_calls / (time.perf_counter() - t0))
+        cpu.append(len(fleet) * n_calls / (time.process_time() - c0))
+    return wall, cpu
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
+    parser.add_argument("--cells", type=int, default=10_000)
+    args = parser.parse_args(argv)
+    repeats, n_calls = (3, 20) if args.quick else (9, 50)
+    cores = available_cores()
+    params = load_parameter_set("d111")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"bms-twin fleet benchmark ({platform.machine()}, Python {platform.python_version()}, "
+          f"{cores} cores, load average {load:.2f}; N = {args.cells:,} cells, {n_calls} steps of 1 s, "
+          f"{repeats} repeats)")
+    results = {}
+    for per_cell in (False, True):
+        for threads in (1, cores):
+            runs, cpu = rates(fleet_of(params, args.cells, threads, per_cell), n_calls, repeats)
+            results[per_cell, threads] = runs
+            what = "per-cell parameters" if per_cell else "one design         "
+            print(f"  {what}, {threads} thread{'s' if threads > 1 else ' '}: best {max(runs) / 1e6:6.2f} M, "
+                  f"median {statistics.median(runs) / 1e6:6.2f} M, worst {min(runs) / 1e6:6.2f} M cell-steps/s; "
+                  f"per CPU second: median {statistics.median(cpu) / 1e6:6.2f} M")
+    for per_cell in (False, True):
+        one, many = results[per_cell, 1], results[per_cell, cores]
+        label = "per-cell" if per_cell else "one design"
+        print(f"  {label}: {cores} threads / 1 thread = {statistics.median(many) / statistics.median(one):.2f}x "
+              f"(medians), {max(many) / max(one):.2f}x (bests)")
+    best = max(results[False, cores])
+    print(f"  goal >= {GOAL_CELL_STEPS_S / 1e6:.0f} M cell-steps/s on two cores: "
+          f"{'met' if best >= GOAL_CELL_STEPS_S else 'NOT met'} (best {best / 1e6:.1f} M on {cores} cores)")
+
+if __name__ == "__main__":
+    main()
