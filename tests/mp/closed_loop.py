@@ -424,7 +424,7 @@ if __name__ == "__main__":
     import sys
 
     from twin.parameters import load_parameter_set
-    from twin.run import config_for
+    from twin.firmware_config import config_for
 
     tick = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     params = load_parameter_set("d111")

@@ -63,7 +63,8 @@ class Job:
         return self._closed_loop(params, protocol, ambient_c, inputs)
 
     def _closed_loop(self, params, duty, ambient_c, inputs) -> dict:
-        from twin.run import config_for, run_closed_loop
+        from twin.firmware_config import config_for
+        from twin.run import run_closed_loop
 
         varied = {name[7:]: value for name, value in inputs.items() if name.startswith("config.")}
         # the firmware is configured for the nominal design, the twin is this cell

@@ -248,7 +248,7 @@ class Study:
         """The controller's Config for the *nominal* cell, with the study's fixed and
         this variant's values: firmware is built for the design, not for the cell
         of the lot it meets."""
-        from twin.run import config_for
+        from twin.firmware_config import config_for
 
         return config_for(self.base, **dict(self.config_fixed, **varied))
 
