@@ -185,6 +185,8 @@ def build_image(target: str, source: str | None = None, cache_dir: Path | None =
             if final.exists():
                 shutil.rmtree(final)
             stage.rename(final)
+            # The manifest kept names the kept copy (make read the same files in the stage).
+            _write_manifest(final, target)
         finally:
             if stage.exists():
                 shutil.rmtree(stage)
@@ -210,7 +212,7 @@ def _make(args: list, log: Path, what: str) -> None:
             code = "timeout after %d s" % MAKE_TIMEOUT_S
     if code != 0:
         lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
-        errors = [line for line in lines if "error" in line.lower()]
+        errors = [line for line in lines if "error" in line.lower() and not line.startswith("$ make")]
         raise BuildFailed("make of %s failed (exit %s): %s; the whole log: %s"
                           % (what, code, (errors or lines or ["no output"])[0], log))
 
@@ -230,6 +232,15 @@ def _mpy_cross(tree: Path, build: Path, say) -> Path:
     return exe
 
 
+def _write_manifest(image_dir: Path, target: str) -> Path:
+    """The board manifest: image_dir/firmware's manifest.py with MANIFEST_OPTIONS."""
+    options = ", ".join("%s=%r" % kv for kv in sorted(MANIFEST_OPTIONS.items()))
+    manifest = image_dir / "manifest.py"
+    manifest.write_text("# bms-twin %s: the firmware's link component (twin/images/targets.py)\n"
+                        "include(%r, %s)\n" % (target, str(image_dir / "firmware" / "manifest.py"), options))
+    return manifest
+
+
 def _make_target(target: str, tree: Path, stage: Path, build_root: Path, mpy_cross: Path, root: Path,
                  src, log: Path, say) -> Path:
     """Run the port's make with the manifest of `stage`; the image copied into `stage`."""
@@ -238,10 +249,7 @@ def _make_target(target: str, tree: Path, stage: Path, build_root: Path, mpy_cro
     lib.mkdir(exist_ok=True)
     (lib / "README.md").write_text("An empty stand-in for micropython-lib: bms-twin's firmware "
                                    "manifest requires nothing from it (twin/images/build.py).\n")
-    options = ", ".join("%s=%r" % kv for kv in sorted(MANIFEST_OPTIONS.items()))
-    manifest = stage / "manifest.py"
-    manifest.write_text("# bms-twin %s: the firmware's link component (twin/images/targets.py)\n"
-                        "include(%r, %s)\n" % (target, str(stage / "firmware" / "manifest.py"), options))
+    manifest = _write_manifest(stage, target)
     build = build_root / ("%s-%s" % (target, recipe_hash(target)))
     # makemanifest reuses a frozen .mpy that is newer than its source, by mtime: another
     # checkout's older edit would slip by, so the frozen part is always made afresh.
