@@ -3,8 +3,8 @@
   1. the --micropython-src option, else the MICROPYTHON_SRC environment variable:
      a source tree (a directory with py/mpconfig.h) or a release tarball (.tar.gz,
      .tgz, .tar.xz, .tar; one top folder, as `git archive` writes it);
-  2. micropython-<version>.tar.gz in shared/vendor/ beside the repository (a clone's
-     ../shared/vendor/);
+  2. micropython-<version>.tar.gz in shared/vendor/ beside the repository (the
+     project's shared folder next to a work tree; only a fallback, nothing needs it);
   3. a shallow clone of the release tag, where the network allows.
 
 A tarball is unpacked, and a clone made, once into the cache (twin.images.build);
