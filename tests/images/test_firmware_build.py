@@ -160,9 +160,10 @@ def test_no_source_anywhere_names_every_way_to_give_one(tmp_path):
     with pytest.raises(ImageError) as err:
         find_source(None, {}, tmp_path / "vendor", clone_url=str(tmp_path / "no-repository"))
     text = str(err.value)
-    assert err.value.field == "--micropython-src"
-    for part in ("MICROPYTHON_SRC", str(tmp_path / "vendor"), "micropython-%s.tar.gz" % MICROPYTHON_VERSION,
-                 "cloning v%s" % MICROPYTHON_VERSION, "no-repository"):
+    assert err.value.field == "MicroPython source"
+    for part in ("--micropython-src", "$MICROPYTHON_SRC", str(tmp_path / "vendor"),
+                 "micropython-%s.tar.gz" % MICROPYTHON_VERSION, "cloning v%s" % MICROPYTHON_VERSION,
+                 "no-repository"):
         assert part in text, part
 
 

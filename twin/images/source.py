@@ -78,11 +78,10 @@ def find_source(option: str | None, env=None, vendor_dir: Path = VENDOR_DIR,
         return given_source(str(vendored), "vendored tarball")
     why = _unreachable(clone_url)
     if why:
-        raise ImageError("--micropython-src", None,
-                         "no MicroPython %s source: give a directory or tarball (or set %s), or put "
+        raise ImageError("MicroPython source", MICROPYTHON_TAG,
+                         "none found: give a directory or tarball with --micropython-src or $%s, or put "
                          "micropython-%s.tar.gz in %s; cloning %s of %s failed: %s"
-                         % (MICROPYTHON_VERSION, ENV_VAR, MICROPYTHON_VERSION, vendor_dir, MICROPYTHON_TAG,
-                            clone_url, why))
+                         % (ENV_VAR, MICROPYTHON_VERSION, vendor_dir, MICROPYTHON_TAG, clone_url, why))
     return Source("git", clone_url, hashlib.sha256(("%s@%s" % (clone_url, MICROPYTHON_TAG)).encode())
                   .hexdigest()[:12])
 
@@ -97,8 +96,7 @@ def _unreachable(url: str) -> str:
     except subprocess.TimeoutExpired:
         return "no answer within 60 s"
     if out.returncode != 0:
-        lines = [line for line in out.stderr.splitlines() if line.strip()]
-        return lines[-1].strip() if lines else "git exit %d" % out.returncode
+        return _git_said(out)
     if MICROPYTHON_TAG not in out.stdout:
         return "it has no tag %s" % MICROPYTHON_TAG
     return ""
@@ -165,6 +163,11 @@ def _clone(url: str, dest: Path) -> None:
                          env=dict(os.environ, GIT_TERMINAL_PROMPT="0"))
     if out.returncode != 0:
         shutil.rmtree(dest, ignore_errors=True)
-        lines = [line for line in out.stderr.splitlines() if line.strip()]
-        raise ImageError("source", url, "git clone of %s failed: %s"
-                         % (MICROPYTHON_TAG, lines[-1] if lines else "exit %d" % out.returncode))
+        raise ImageError("source", url, "git clone of %s failed: %s" % (MICROPYTHON_TAG, _git_said(out)))
+
+
+def _git_said(out) -> str:
+    """git's error: its fatal: line (what follows it is advice), else its last line."""
+    lines = [line.strip() for line in out.stderr.splitlines() if line.strip()]
+    fatal = [line for line in lines if line.startswith("fatal:")]
+    return (fatal or lines or ["git exit %d" % out.returncode])[0 if fatal else -1]
