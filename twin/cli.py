@@ -6,6 +6,7 @@
   bms-twin watch [--broker URL]                       live view of devices on an MQTT broker
   bms-twin params [NAME]                              parameter sets
   bms-twin sweep STUDY --out DIR                      a design study over many variants (docs/studies.md)
+  bms-twin firmware build --target unix-32            MicroPython with the firmware frozen in (docs/board.md)
 """
 from __future__ import annotations
 
@@ -140,6 +141,12 @@ def cmd_sweep(args) -> int:
     return command.run(args)
 
 
+def cmd_firmware(args) -> int:
+    from twin.images import cli as images_cli
+
+    return images_cli.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mqtt_bridge.cli_options import add_broker_arguments
 
@@ -197,6 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="run a design study: many variants on every core or a Dask cluster")
     sweep_command.add_arguments(sweep)
     sweep.set_defaults(func=cmd_sweep)
+
+    from twin.images import cli as images_cli
+
+    fw = sub.add_parser("firmware", help="firmware images: MicroPython with the firmware frozen in "
+                                         "(bms-twin firmware build --help)")
+    images_cli.add_arguments(fw)
+    fw.set_defaults(func=cmd_firmware)
     return parser
 
 

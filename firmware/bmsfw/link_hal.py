@@ -324,7 +324,7 @@ class LinkHal(Hal):
 # ---------------------------------------------------------------------- the loop
 # boot() and serve() run the controller over a LinkHal: the composition roots
 # (bmsfw/link_main.py on a PC, main.py on a board with HAL_KIND = "link")
-# call them. No try blocks in the tick loop (see tests/mp/mp_wasm.py on the
+# call them. No try blocks in the tick loop (see twin/images/wasm.py on the
 # WASI build's GC defect). The link timeout is the board's own wall clock: no
 # valid TICK for link_timeout_ms -> Controller.report_link_lost() (current 0,
 # relay open, LINK_LOST latched); the answer is still sent (the twin may hear

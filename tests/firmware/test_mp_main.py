@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "tests" / "mp"))
 sys.path.insert(0, str(ROOT / "firmware"))
 
 import fake_machine  # noqa: E402
-from mp_wasm import run_guest  # noqa: E402
+from twin.images.wasm import run_guest  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("bmsfw_main", ROOT / "firmware" / "main.py")
 main = importlib.util.module_from_spec(_spec)

