@@ -19,8 +19,9 @@ from __future__ import annotations
 import functools
 import math
 import re
-import tomllib
 from pathlib import Path
+
+from twin.textfile import InputFileError, load_toml as load_user_toml
 
 PARAMETER_DIR = Path(__file__).resolve().parent
 CITATIONS_BIB = PARAMETER_DIR / "citations.bib"
@@ -62,12 +63,9 @@ def cited_keys(source: str) -> frozenset:
 
 def load_toml(path: Path) -> dict:
     try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ParameterError("no such file", origin=path) from None
-    except tomllib.TOMLDecodeError as error:
-        raise ParameterError("not valid TOML (%s)" % error, origin=path) from None
+        return load_user_toml(path, "parameter file")
+    except InputFileError as error:
+        raise ParameterError(error.why, origin=path) from None
 
 
 def check_source(field: str, source, origin) -> str:
