@@ -577,6 +577,33 @@ def _limit_reached(g: dict, direction: int, v: float, T_K: float, current: float
     return 0
 
 
+def _limit_at_start(g: dict, direction: int, v_from: float, v_to: float, T_K: float,
+                    current: float) -> int:
+    """segment.c limit_at_start: the stop first met as the terminal jumps v_from -> v_to."""
+    if g["use_safety_temperature"] and T_K >= g["safety_max_temperature_K"]:
+        return lib.CELL_STOP_SAFETY_TEMPERATURE
+    if g["use_safety_voltage"] and (v_from >= g["safety_max_V"] or v_from <= g["safety_min_V"]):
+        return lib.CELL_STOP_SAFETY_VOLTAGE
+    if not _limit_reached(g, direction, v_to, T_K, current):
+        return 0
+    rising = v_to >= v_from
+    safety_V = g["safety_max_V"] if rising else g["safety_min_V"]
+    compliance_V = g["compliance_max_V"] if current > 0.0 else g["compliance_min_V"]
+    candidates = [
+        (safety_V, lib.CELL_STOP_SAFETY_VOLTAGE,
+         g["use_safety_voltage"] and (v_to >= safety_V if rising else v_to <= safety_V)),
+        (g["stop_voltage_V"], lib.CELL_STOP_VOLTAGE,
+         g["use_stop_voltage"] and g["mode"] != MODE_VOLTAGE and _crossed(direction, v_to, g["stop_voltage_V"])),
+        (compliance_V, lib.CELL_STOP_COMPLIANCE,
+         g["use_compliance"] and ((current > 0.0 and v_to >= compliance_V) or (current < 0.0 and v_to <= compliance_V))),
+    ]
+    best = best_V = None
+    for volts, reason, used in candidates:
+        if used and (best is None or (volts < best_V if rising else volts > best_V)):
+            best, best_V = reason, volts
+    return best if best is not None else _limit_reached(g, direction, v_to, T_K, current)
+
+
 def _direction(current: float, v_now: float, stop_V: float) -> int:
     if current > 0.0:
         return 1
@@ -618,7 +645,7 @@ def cell_run_segment(p: dict, s: dict, segment: Mapping[str, float],
         v_now = core_voltage(p, d, s, core_electrochemical_current(p, d, s, current))[0]
         if g["use_stop_voltage"]:
             direction = _direction(current, v_now, g["stop_voltage_V"])
-        at_start = _limit_reached(g, direction, v_now, s["temperature_K"], current)
+        at_start = _limit_at_start(g, direction, s["voltage_V"], v_now, s["temperature_K"], current)
         if at_start:
             s.clear()
             s.update(start)
@@ -640,7 +667,7 @@ def cell_run_segment(p: dict, s: dict, segment: Mapping[str, float],
             hold_guess = current
             if elapsed == 0.0 and uses_limits:
                 v_now = core_voltage(p, d, s, core_electrochemical_current(p, d, s, current))[0]
-                at_start = _limit_reached(g, direction, v_now, s["temperature_K"], current)
+                at_start = _limit_at_start(g, direction, s["voltage_V"], v_now, s["temperature_K"], current)
                 if at_start:
                     s.clear()
                     s.update(start)

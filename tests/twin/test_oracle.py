@@ -171,6 +171,13 @@ def test_channel_limits_agree_and_stop_where_they_say():
     assert seen[1][2]["voltage_V"] == pytest.approx(2.45, abs=1e-3)
     assert seen[2][2]["voltage_V"] == pytest.approx(2.05, abs=1e-3)
     assert seen[3][2]["current_A"] == 300 * UA and seen[3][1] > 1
+    # a precursor: the jump to 20 mA passes compliance before the safety limit; at
+    # -10 mA it is below the discharge compliance already; outside the window, safety
+    window = CHANNEL | {"use_safety_voltage": 1, "safety_max_V": 2.6, "safety_min_V": -0.1}
+    at_start = check_protocol(values_of("d111"), [cc(20e-3, 60.0) | window, cc(-10e-3, 60.0) | window,
+                                                  cc(1e-4, 60.0) | window | {"safety_min_V": 0.2}])
+    assert [r["stop_reason"] for r, _, _ in at_start] == ["compliance", "compliance", "safety_voltage"]
+    assert all(r["elapsed_s"] == 0.0 for r, _, _ in at_start)
 
 
 def test_wetting_layer_set_agrees():
