@@ -139,6 +139,48 @@ static int limit_reached(const cell_segment_t *g, int direction, double v, doubl
     return 0;
 }
 
+/* At the start of a segment the terminal jumps from v_from (the state's, at the
+   last current) to v_to (at this segment's). Which stop meets it first on that
+   path: safety if the cell is already outside its window (or too hot); else of the
+   thresholds v_to reaches, the nearest -- the lowest when rising, the highest when
+   falling (one already passed counts as met at once) -- ties in limit_reached's
+   order. 0 if none. */
+static int limit_at_start(const cell_segment_t *g, int direction, double v_from, double v_to,
+                          double T_K, double current_A)
+{
+    if (g->use_safety_temperature && T_K >= g->safety_max_temperature_K)
+        return CELL_STOP_SAFETY_TEMPERATURE;
+    if (g->use_safety_voltage && (v_from >= g->safety_max_V || v_from <= g->safety_min_V))
+        return CELL_STOP_SAFETY_VOLTAGE;
+    if (!limit_reached(g, direction, v_to, T_K, current_A))
+        return 0;
+    int rising = v_to >= v_from;
+    int best = 0;
+    double best_V = 0.0;
+    /* candidates in limit_reached's order, so a tie keeps the earlier one */
+    double volts[3];
+    int reasons[3], used[3];
+    volts[0] = rising ? g->safety_max_V : g->safety_min_V;
+    reasons[0] = CELL_STOP_SAFETY_VOLTAGE;
+    used[0] = g->use_safety_voltage && (rising ? v_to >= volts[0] : v_to <= volts[0]);
+    volts[1] = g->stop_voltage_V;
+    reasons[1] = CELL_STOP_VOLTAGE;
+    used[1] = g->use_stop_voltage && g->mode != CELL_MODE_VOLTAGE && crossed(direction, v_to, volts[1]);
+    volts[2] = current_A > 0.0 ? g->compliance_max_V : g->compliance_min_V;
+    reasons[2] = CELL_STOP_COMPLIANCE;
+    used[2] = g->use_compliance && ((current_A > 0.0 && v_to >= volts[2]) ||
+                                    (current_A < 0.0 && v_to <= volts[2]));
+    for (int k = 0; k < 3; k++) {
+        if (!used[k])
+            continue;
+        if (!best || (rising ? volts[k] < best_V : volts[k] > best_V)) {
+            best = reasons[k];
+            best_V = volts[k];
+        }
+    }
+    return best ? best : limit_reached(g, direction, v_to, T_K, current_A);
+}
+
 static int uses_limits(const cell_segment_t *g)
 {
     return g->use_compliance || g->use_safety_voltage || g->use_safety_temperature;
@@ -180,7 +222,7 @@ int cell_run_segment(const cell_params_t *p, cell_state_t *s, const cell_segment
         double v_now = core_voltage(p, d, s, core_electrochemical_current(p, d, s, current), NULL);
         if (g->use_stop_voltage)
             direction = stop_direction(g, current, v_now);
-        int at_start = limit_reached(g, direction, v_now, s->temperature_K, current);
+        int at_start = limit_at_start(g, direction, s->voltage_V, v_now, s->temperature_K, current);
         if (at_start) {
             *s = start;
             r.stop_reason = at_start;
@@ -202,8 +244,8 @@ int cell_run_segment(const cell_params_t *p, cell_state_t *s, const cell_segment
                 current = copysign(g->current_limit_A, current);
             hold_guess = current;
             if (elapsed == 0.0 && uses_limits(g)) {
-                int at_start = limit_reached(
-                    g, direction,
+                int at_start = limit_at_start(
+                    g, direction, s->voltage_V,
                     core_voltage(p, d, s, core_electrochemical_current(p, d, s, current), NULL),
                     s->temperature_K, current);
                 if (at_start) {

@@ -65,6 +65,7 @@ def check_simulate(args):
     """-> (params, cycler, protocol, out): every input of `simulate`, checked."""
     from twin import options
     from twin.cycler import Cycler, load_cycler
+    from twin.simulate import check_rows
 
     options.positive("--sample-s", args.sample_s)
     options.ambient_c(args.ambient_c)
@@ -75,7 +76,8 @@ def check_simulate(args):
     protocol = load_protocol(args.protocol)
     cycler.check_ambient(args.ambient_c)
     cycler.check_protocol(protocol)
-    return params, cycler, protocol, out
+    check_rows(protocol, args.sample_s, field="--sample-s")
+    return params, cycler, protocol, options.make_out_dir(out)
 
 
 def cmd_simulate(args) -> int:
@@ -134,7 +136,7 @@ def check_run(args):
             raise options.OptionError("--device-id", None, f"the default {default_id!r} (<cell>-<seed>) "
                                       "is no MQTT device id; give one of [A-Za-z0-9_-]") from None
     duty = load_protocol(args.protocol) if args.protocol else load_protocol(str(DUTY_D111))
-    return params, duty, out
+    return params, duty, options.make_out_dir(out)
 
 
 def cmd_run(args) -> int:
@@ -186,7 +188,6 @@ def check_hil(args) -> None:
 
     options.ambient_c(args.ambient_c)
     options.seed(args.seed)
-    options.out_dir(args.out)
     for name, value in (("--tick-ms", args.tick_ms), ("--link-timeout-ms", args.link_timeout_ms)):
         if value is not None:
             options.at_least(name, value, 1, "a whole number of ms")
@@ -196,6 +197,7 @@ def check_hil(args) -> None:
     if args.duration_s is not None:
         options.positive("--duration-s", args.duration_s)
     load_cell(args.cell)
+    options.make_out_dir(options.out_dir(args.out))
 
 
 def cmd_hil(args) -> int:

@@ -71,6 +71,17 @@ def out_dir(value: str, name: str = "--out") -> Path:
     return path
 
 
+def make_out_dir(path: Path, name: str = "--out") -> Path:
+    """Create the output directory: the last check, once every other input passed
+    (a refused run leaves no directory behind; a run that starts can write)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OptionError(name, str(path), "cannot be made (%s); a directory to write into expected"
+                          % (error.strerror or error)) from None
+    return path
+
+
 def device_id(value):
     """None (the runner's default, `<cell>-<seed>`) or an id MQTT topics can carry."""
     if value is None:

@@ -48,8 +48,6 @@ SAFETY_STOPS = ("safety_voltage", "safety_temperature")
 class SimulationError(FieldError):
     """An argument of simulate() it cannot run with."""
 
-    prefix = "simulate "
-
 
 class SimulationResult:
     """Samples (one row per sample, CSV_COLUMNS), the summary, the step reports and
@@ -97,6 +95,19 @@ def check_sample_interval(sample_interval_s) -> float:
     return float(sample_interval_s)
 
 
+def check_rows(protocol: Protocol, sample_interval_s: float, max_rows: int = MAX_ROWS,
+               field: str = "sample_interval_s") -> None:
+    """SimulationError when the protocol's fixed steps alone need more rows than
+    max_rows at this interval (`field` names the input in the message)."""
+    least_rows = protocol.fixed_duration_s / sample_interval_s
+    if least_rows > max_rows:
+        raise SimulationError(field, sample_interval_s,
+                              "the protocol's fixed steps alone take %.4g h, %.3g rows at this interval, "
+                              "above the bound of %d rows; an interval of at least %.3g s expected"
+                              % (protocol.fixed_duration_s / 3600, least_rows, max_rows,
+                                 protocol.fixed_duration_s / max_rows))
+
+
 def simulate(parameters, protocol: Protocol, ambient_c: float = 25.0, seed: int = 0,
              sample_interval_s: float = 10.0, progress=None, cycler=None,
              max_rows: int = MAX_ROWS) -> SimulationResult:
@@ -109,13 +120,7 @@ def simulate(parameters, protocol: Protocol, ambient_c: float = 25.0, seed: int 
     if cycler is not None:
         cycler.check_ambient(ambient_c)
         cycler.check_protocol(protocol)
-    least_rows = protocol.fixed_duration_s / interval
-    if least_rows > max_rows:
-        raise SimulationError("sample_interval_s", interval,
-                              "the protocol's fixed steps alone take %.4g h, %.3g rows at this interval, "
-                              "above the bound of %d rows; an interval of at least %.3g s expected"
-                              % (protocol.fixed_duration_s / 3600, least_rows, max_rows,
-                                 protocol.fixed_duration_s / max_rows))
+    check_rows(protocol, interval, max_rows)
     run = _OpenLoop(Cell(parameters, ambient_c=ambient_c), cycler, interval, max_rows)
     for index, step in enumerate(protocol):
         if not run.play(index, step):

@@ -924,6 +924,29 @@ static void test_safety_limits(void)
     CHECK(r.stop_reason == CELL_STOP_SAFETY_TEMPERATURE && r.elapsed_s == 0.0);
     CHECK(memcmp(&s, &before, sizeof s) == 0);
 
+    /* At the start, the first limit on the jump to the step's voltage: a precursor
+       driven at 20 mA would show ~3.6 V, past compliance (3.0 V) before the safety
+       limit (3.5 V); at -10 mA it sits below the discharge compliance already. */
+    cell_state_t precursor;
+    CHECK(cell_init(&p, AMBIENT_K, &precursor) == CELL_OK);
+    g = cc(20000 * UA, 60.0);
+    g.use_compliance = 1;
+    g.compliance_max_V = 3.0;
+    g.compliance_min_V = 1.5;
+    g.use_safety_voltage = 1;
+    g.safety_max_V = 3.5;
+    g.safety_min_V = -0.1;
+    CHECK(cell_run_segment(&p, &precursor, &g, NULL, 0, &r) == CELL_OK);
+    CHECK(r.stop_reason == CELL_STOP_COMPLIANCE && r.elapsed_s == 0.0);
+    g.current_A = -10000 * UA;
+    CHECK(cell_run_segment(&p, &precursor, &g, NULL, 0, &r) == CELL_OK);
+    CHECK(r.stop_reason == CELL_STOP_COMPLIANCE && r.elapsed_s == 0.0);
+    /* ... and a cell already outside the safety window stops on safety. */
+    g.safety_min_V = precursor.voltage_V + 0.01;
+    g.current_A = 100 * UA;
+    CHECK(cell_run_segment(&p, &precursor, &g, NULL, 0, &r) == CELL_OK);
+    CHECK(r.stop_reason == CELL_STOP_SAFETY_VOLTAGE && r.elapsed_s == 0.0);
+
     /* Safety wins over compliance at the same voltage. */
     s = formed_cell(&p);
     g = cc(100 * UA, 36000.0);
