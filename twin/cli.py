@@ -237,6 +237,7 @@ def cmd_sweep(args) -> int:
     from twin.study import command
 
     options.finite("--flush-s", args.flush_s)
+    options.out_dir(args.out)
     return command.run(args)
 
 

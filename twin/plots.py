@@ -265,7 +265,7 @@ def cycles_figure(series: RunSeries, title: str = ""):
     first = series.cycles[0]["start_s"] if series.cycles else None
 
     ax_f.set_gid("formation")
-    before = t < first if first is not None else np.ones(len(t), dtype=bool)
+    before = t <= first if first is not None else np.ones(len(t), dtype=bool)
     before &= q_out <= q_out[0]
     if before.sum() >= 2 and q_in[before][-1] > q_in[0]:
         ax_f.plot((q_in[before] - q_in[0]) * factor, v[before], lw=1.0, color="tab:blue")

@@ -18,14 +18,15 @@ from twin.cycles import CycleCounter
 # A run whose formation has not ended (READY or FAULT) after this much twin time stops.
 FORMATION_TIMEOUT_S = 48 * 3600.0
 
-# The twin's truth (time_s .. charge_out_uAh; lithium in every pool, so conservation
-# can be checked from the file: plated + catholyte + lost is constant), then the
-# firmware's view (cell_mv ..).
+# The twin's truth (time_s .. layer_damage), the firmware's view (cell_mv .. soc_pm),
+# then more truth, appended so the earlier columns keep their places: the catholyte's
+# lithium (so conservation can be checked from the file: plated + catholyte + lost is
+# constant) and the terminal charge counters.
 TIMESERIES_COLUMNS = (
     "time_s", "state", "substate", "voltage_V", "current_A", "temperature_C", "plated_Li_uAh",
-    "lithium_lost_uAh", "catholyte_Li_uAh", "charge_in_uAh", "charge_out_uAh", "layer_damage",
-    "cell_mv", "current_ua", "setpoint_ua", "inventory_uAh",
+    "lithium_lost_uAh", "layer_damage", "cell_mv", "current_ua", "setpoint_ua", "inventory_uAh",
     "cvl_mv", "dvl_mv", "ccl_ua", "dcl_ua", "soc_pm",
+    "catholyte_Li_uAh", "charge_in_uAh", "charge_out_uAh",
 )
 
 
@@ -69,11 +70,11 @@ class Recorder:
         self.rows.append((
             s.t_s, frame["state"], frame["substate"], s.voltage_V, s.current_A,
             s.temperature_K - 273.15, (s.li_metal_mol + s.li_alloy_mol) * UAH_PER_MOL,
-            (s.li_dead_mol + s.li_precipitated_mol) * UAH_PER_MOL, s.li_catholyte_mol * UAH_PER_MOL,
-            s.charge_in_C / COULOMB_PER_UAH, s.charge_out_C / COULOMB_PER_UAH, s.layer_damage,
+            (s.li_dead_mol + s.li_precipitated_mol) * UAH_PER_MOL, s.layer_damage,
             frame["cell_mv"], frame["current_ua"], frame["setpoint_ua"],
             frame["inventory_uas"] / UAS_PER_UAH, frame["cvl_mv"], frame["dvl_mv"],
-            frame["ccl_ua"], frame["dcl_ua"], frame["soc_pm"]))
+            frame["ccl_ua"], frame["dcl_ua"], frame["soc_pm"],
+            s.li_catholyte_mol * UAH_PER_MOL, s.charge_in_C / COULOMB_PER_UAH, s.charge_out_C / COULOMB_PER_UAH))
 
     def power_cut(self, start_s: float, end_s: float) -> None:
         self.power_cuts.append([start_s, end_s])
