@@ -34,6 +34,7 @@ from twin.cell import KELVIN
 from twin.parameters._entries import (
     PARAMETER_DIR,
     POSITIVE,
+    EntryTable,
     ParameterError,
     check_range,
     load_toml,
@@ -96,8 +97,10 @@ class CyclerError(FieldError):
     prefix = "cycler "
 
 
-class Cycler:
+class Cycler(EntryTable):
     """A validated channel description: name, values (CYCLER_FIELDS), units, sources."""
+
+    UNITS = CYCLER_UNITS
 
     def __init__(self, name: str, values: dict, sources: dict, origin="cycler"):
         for field, _, rule in _FIELDS:
@@ -112,9 +115,7 @@ class Cycler:
         if values["hold_current_limit_A"] > values["current_range_A"]:
             raise CyclerError("hold_current_limit_A", values["hold_current_limit_A"],
                               "%s: must not exceed current_range_A = %r" % (origin, values["current_range_A"]))
-        self.name = name
-        self._values = dict(values)
-        self._sources = dict(sources)
+        super().__init__(name, values, sources)
 
     @classmethod
     def for_cell(cls, params) -> "Cycler":
@@ -122,24 +123,6 @@ class Cycler:
         formation current density (see the module constants for why each margin)."""
         values, sources = _defaults(params)
         return cls("default", values, sources)
-
-    @property
-    def values(self) -> dict:
-        return dict(self._values)
-
-    @property
-    def units(self) -> dict:
-        return dict(CYCLER_UNITS)
-
-    @property
-    def sources(self) -> dict:
-        return dict(self._sources)
-
-    def __getitem__(self, field):
-        return self._values[field]
-
-    def __repr__(self):
-        return "Cycler(%r)" % self.name
 
     def as_dict(self) -> dict:
         """For summary.json: every entry with its unit and source."""

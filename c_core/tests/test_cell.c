@@ -827,6 +827,15 @@ static void test_damage_and_short(void)
 
 /* ---- the channel's limits: compliance, safety, a hold's current limit ------ */
 
+/* The channel most tests run on: charge compliance 3.0 V, discharge 1.5 V. */
+static cell_segment_t on_channel(cell_segment_t g)
+{
+    g.use_compliance = 1;
+    g.compliance_max_V = 3.0;
+    g.compliance_min_V = 1.5;
+    return g;
+}
+
 static void test_compliance(void)
 {
     cell_params_t p = d111();
@@ -835,20 +844,14 @@ static void test_compliance(void)
 
     /* A current the cell cannot take within compliance stops at once. */
     cell_state_t before = s;
-    cell_segment_t g = cc(1.0, 3600.0);
-    g.use_compliance = 1;
-    g.compliance_max_V = 3.0;
-    g.compliance_min_V = 1.5;
+    cell_segment_t g = on_channel(cc(1.0, 3600.0));
     CHECK(cell_run_segment(&p, &s, &g, NULL, 0, &r) == CELL_OK);
     CHECK(r.stop_reason == CELL_STOP_COMPLIANCE && r.elapsed_s == 0.0 && r.n_steps == 0);
     CHECK(memcmp(&s, &before, sizeof s) == 0);
 
     /* Charging the catholyte's lithium out: the supply rise meets compliance,
        located like a stop voltage, long before the 10 h are up. */
-    g = cc(100 * UA, 36000.0);
-    g.use_compliance = 1;
-    g.compliance_max_V = 3.0;
-    g.compliance_min_V = 1.5;
+    g = on_channel(cc(100 * UA, 36000.0));
     CHECK(cell_run_segment(&p, &s, &g, NULL, 0, &r) == CELL_OK);
     CHECK(r.stop_reason == CELL_STOP_COMPLIANCE);
     CHECK(s.voltage_V >= 3.0 && s.voltage_V < 3.0 + 1e-3);
@@ -856,20 +859,14 @@ static void test_compliance(void)
 
     /* The lower compliance holds only while current flows out: a discharge
        stops on it, a charge starting below it goes ahead. */
-    g = cc(-100 * UA, 1e6);
-    g.use_compliance = 1;
-    g.compliance_max_V = 3.0;
-    g.compliance_min_V = 1.5;
+    g = on_channel(cc(-100 * UA, 1e6));
     CHECK(cell_run_segment(&p, &s, &g, NULL, 0, &r) == CELL_OK);
     CHECK(r.stop_reason == CELL_STOP_COMPLIANCE);
     CHECK(s.voltage_V <= 1.5 && s.voltage_V > 1.5 - 1e-3);
     cell_state_t precursor;
     CHECK(cell_init(&p, AMBIENT_K, &precursor) == CELL_OK);
     CHECK(precursor.voltage_V < 1.5);
-    g = cc(100 * UA, 60.0);
-    g.use_compliance = 1;
-    g.compliance_max_V = 3.0;
-    g.compliance_min_V = 1.5;
+    g = on_channel(cc(100 * UA, 60.0));
     CHECK(cell_run_segment(&p, &precursor, &g, NULL, 0, &r) == CELL_OK);
     CHECK(r.stop_reason == CELL_STOP_TIME);
     CHECK(cell_init(&p, AMBIENT_K, &precursor) == CELL_OK);
@@ -929,10 +926,7 @@ static void test_safety_limits(void)
        limit (3.5 V); at -10 mA it sits below the discharge compliance already. */
     cell_state_t precursor;
     CHECK(cell_init(&p, AMBIENT_K, &precursor) == CELL_OK);
-    g = cc(20000 * UA, 60.0);
-    g.use_compliance = 1;
-    g.compliance_max_V = 3.0;
-    g.compliance_min_V = 1.5;
+    g = on_channel(cc(20000 * UA, 60.0));
     g.use_safety_voltage = 1;
     g.safety_max_V = 3.5;
     g.safety_min_V = -0.1;
@@ -949,10 +943,7 @@ static void test_safety_limits(void)
 
     /* Safety wins over compliance at the same voltage. */
     s = formed_cell(&p);
-    g = cc(100 * UA, 36000.0);
-    g.use_compliance = 1;
-    g.compliance_max_V = 3.0;
-    g.compliance_min_V = 1.5;
+    g = on_channel(cc(100 * UA, 36000.0));
     g.use_safety_voltage = 1;
     g.safety_max_V = 3.0;
     g.safety_min_V = 0.0;
@@ -990,9 +981,7 @@ static void test_hold_current_limit(void)
     /* A hold beyond compliance charges at the limit until compliance stops it. */
     g.voltage_V = 10.0;
     g.duration_s = 1e6;
-    g.use_compliance = 1;
-    g.compliance_max_V = 3.0;
-    g.compliance_min_V = 1.5;
+    g = on_channel(g);
     CHECK(cell_run_segment(&p, &limited, &g, NULL, 0, &r) == CELL_OK);
     CHECK(r.stop_reason == CELL_STOP_COMPLIANCE);
     CHECK(limited.voltage_V >= 3.0 && limited.voltage_V < 3.0 + 1e-3);

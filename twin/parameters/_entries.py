@@ -46,6 +46,37 @@ class ParameterError(ValueError):
         super().__init__(where + what + message)
 
 
+class EntryTable:
+    """A read-only table of named numbers, each with a unit and a source (a board, a
+    cycler channel): values, units and sources are handed out as copies, so a caller's
+    edits never change it. Subclasses name their units in UNITS."""
+
+    UNITS: dict = {}
+
+    def __init__(self, name, values, sources):
+        self.name = name
+        self._values = dict(values)
+        self._sources = dict(sources)
+
+    @property
+    def values(self) -> dict:
+        return dict(self._values)
+
+    @property
+    def units(self) -> dict:
+        return dict(self.UNITS)
+
+    @property
+    def sources(self) -> dict:
+        return dict(self._sources)
+
+    def __getitem__(self, field):
+        return self._values[field]
+
+    def __repr__(self):
+        return "%s(%r)" % (type(self).__name__, self.name)
+
+
 @functools.lru_cache(maxsize=None)
 def citation_keys(bib_path: Path = CITATIONS_BIB) -> frozenset:
     """The entry keys of citations.bib."""
