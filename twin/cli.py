@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 
 PROTOCOL_DIR = Path(__file__).resolve().parent / "protocols"
+# summary "layer" as the one-line reports say it
+LAYER_TEXT = {"intact": "layer intact", "cracked": "layer CRACKED", "none": "no protective layer"}
 
 
 def load_protocol(name_or_path: str, option: str = "--protocol"):
@@ -91,7 +93,7 @@ def cmd_simulate(args) -> int:
                           cycler=cycler)
     written = write_outputs(result, out, title=f"{params.name}: {Path(args.protocol).name}")
     s = result.summary
-    layer = {"intact": "layer intact", "cracked": "layer CRACKED", "none": "no protective layer"}[s["layer"]]
+    layer = LAYER_TEXT[s["layer"]]
     unit = charge_unit(max(s["plated_uAh_max"], s["charge_in_uAh"], s["charge_out_uAh"]))
     print(f"{params.name} on the {cycler.name} channel: plated max {charge_text(s['plated_uAh_max'], unit)}, "
           f"stripped {charge_text(s['stripped_uAh'], unit)} of lithium, "
@@ -104,7 +106,7 @@ def cmd_simulate(args) -> int:
                                                   if st["elapsed_s"] == 0 else f"at {st['end_voltage_V']:.3f} V")
                           for st in compliance[:3])
         print(f"compliance: {len(compliance)} step(s) ended on it ({shown}{', ...' if len(compliance) > 3 else ''})")
-    if s["copper_oxidised_uAh"] > 1e-3:
+    if s["copper_oxidised_uAh"] > 1e-3 * s["charge_out_uAh"]:    # more than the last whisker of a strip
         print(f"over-discharge: {charge_text(s['copper_oxidised_uAh'], unit)} came from the copper, not lithium")
     print("wrote " + ", ".join(str(p) for p in written))
     if not s["complete"]:
@@ -169,7 +171,7 @@ def cmd_run(args) -> int:
     s = result.summary
     f = s["formation"]
     print(f"{params.name}: final state {s['final_state']}, faults {s['faults'] or 'none'}, "
-          f"layer {'CRACKED' if s['layer_cracked'] else 'intact'}")
+          f"{LAYER_TEXT[s['layer']]}")
     if f["plated_uAh"] is not None:
         print(f"formation: {f['plated_uAh']:.1f} µAh plated (firmware counted {f['counted_uAh']:.1f}) "
               f"in {f['duration_s'] / 3600:.2f} h at <= {f['max_current_density_uA_cm2']:.0f} µA/cm², "

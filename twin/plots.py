@@ -44,7 +44,7 @@ class RunSeries:
 
     def __init__(self, t_s, voltage_V, current_A, plated_uAh, catholyte_uAh, lost_uAh, charge_in_uAh,
                  charge_out_uAh, layer_damage, cycles, marks=(), power_cuts=(), firmware=None,
-                 channel=None):
+                 channel=None, has_layer=True):
         self.t_s = np.asarray(t_s, dtype=float)
         self.voltage_V = np.asarray(voltage_V, dtype=float)
         self.current_A = np.asarray(current_A, dtype=float)
@@ -60,6 +60,8 @@ class RunSeries:
         self.firmware = firmware
         # channel: {"compliance_max_V", "compliance_min_V"} (open loop on a cycler)
         self.channel = channel
+        # a cell without a protective layer (the seed's control) has no damage to show
+        self.has_layer = has_layer
         self.marks = list(marks) + self._crack_marks()
 
     def _crack_marks(self) -> list:
@@ -79,7 +81,8 @@ class RunSeries:
             channel = {k: cycler["values"][k] for k in ("compliance_max_V", "compliance_min_V")}
         return cls(col("time_s"), col("voltage_V"), col("current_A"), col("plated_Li_uAh"),
                    col("catholyte_Li_uAh"), col("lithium_lost_uAh"), col("charge_in_uAh"),
-                   col("charge_out_uAh"), col("layer_damage"), result.cycles, marks, channel=channel)
+                   col("charge_out_uAh"), col("layer_damage"), result.cycles, marks, channel=channel,
+                   has_layer=result.summary.get("layer") != "none")
 
     @classmethod
     def of_run(cls, result) -> "RunSeries":
@@ -92,7 +95,8 @@ class RunSeries:
         return cls(col("time_s"), col("voltage_V"), col("current_A"), col("plated_Li_uAh"),
                    col("catholyte_Li_uAh"), col("lithium_lost_uAh"), col("charge_in_uAh"),
                    col("charge_out_uAh"), col("layer_damage"), result.cycles, marks,
-                   power_cuts=result.summary.get("power_cuts_s", ()), firmware=firmware)
+                   power_cuts=result.summary.get("power_cuts_s", ()), firmware=firmware,
+                   has_layer=result.summary.get("layer") != "none")
 
 
 def _pyplot():
@@ -215,7 +219,11 @@ def inventory_figure(series: RunSeries, title: str = ""):
     ax_q.legend(loc="best", fontsize=7)
 
     ax_d.set_gid("damage")
-    ax_d.plot(t_h, series.layer_damage[pick], lw=0.9, color="tab:brown", label="layer damage")
+    if series.has_layer:
+        ax_d.plot(t_h, series.layer_damage[pick], lw=0.9, color="tab:brown", label="layer damage")
+    else:
+        ax_d.text(0.5, 0.5, "no protective layer: nothing to damage", ha="center", va="center",
+                  transform=ax_d.transAxes)
     ax_d.set_ylim(-0.05, 1.05)
     ax_d.set_ylabel("layer damage\n(0 intact, 1 cracked)")
     ax_d.set_xlabel("time [h]")
@@ -236,6 +244,7 @@ def _efficiency(ax, cycles: list) -> None:
     if not done:
         ax.text(0.5, 0.5, "no complete cycle (a discharge followed by a charge)", ha="center",
                 va="center", transform=ax.transAxes)
+        ax.set_xticks([])
         ax.set_yticks([])
         return
     index = [c["index"] for c in done]

@@ -134,6 +134,8 @@ def summarize(bench: Bench, recorder: Recorder, formation: FormationWatch, final
                           if ev.get("event") == "FAULT" and ev.get("fault")}),
         "active_faults": list(final_frame.get("faults", [])),
         "formation": formation.as_dict(),
+        # what the cell has: a protective layer intact or cracked, or none at all
+        "layer": ("cracked" if cell.layer_cracked else "intact") if cell.params.layer_thickness_A > 0 else "none",
         "layer_cracked": cell.layer_cracked,
         "layer_damage": cell.layer_damage,
         "charge_in_uAh": charged,

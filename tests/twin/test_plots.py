@@ -151,3 +151,13 @@ def test_simulate_writes_every_plot(tmp_path, d111_run):
     assert {"voltage.png", "inventory.png", "cycles.png", "timeseries.csv", "summary.json"} == names
     for name in ("voltage.png", "inventory.png", "cycles.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_cell_without_a_layer_shows_no_damage_curve():
+    r = simulate(load_parameter_set("control_no_lipon"), Protocol.parse("Charge at 100 uA for 1 hour"),
+                 cycler=Cycler.for_cell(D111))
+    fig = plots.inventory_figure(plots.RunSeries.of_simulation(r))
+    ax = axes(fig)["damage"]
+    assert "layer damage" not in labels(ax)
+    assert any("no protective layer" in text.get_text() for text in ax.texts)
+    plt.close(fig)
