@@ -138,10 +138,11 @@ def check_run(args):
             raise options.OptionError("--device-id", None, f"the default {default_id!r} (<cell>-<seed>) "
                                       "is no MQTT device id; give one of [A-Za-z0-9_-]") from None
     duty = load_protocol(args.protocol) if args.protocol else load_protocol(str(DUTY_D111))
-    return params, duty, options.make_out_dir(out)
+    return params, duty, out
 
 
 def cmd_run(args) -> int:
+    from twin import options
     from twin.run import run_closed_loop
     from twin.run_files import write_run_outputs
 
@@ -159,6 +160,7 @@ def cmd_run(args) -> int:
             bar.set_postfix_str(bench.controller.state if bench.controller else "OFF")
 
     try:
+        options.make_out_dir(out)     # once the sinks started: a refused run leaves no directory
         result = run_closed_loop(params, duty, ambient_c=args.ambient_c, seed=args.seed,
                                  power_cuts_s=args.power_cut_at, off_s=args.off_s,
                                  on_tick=_paced(progress, args.speed), sinks=sinks,
@@ -199,7 +201,7 @@ def check_hil(args) -> None:
     if args.duration_s is not None:
         options.positive("--duration-s", args.duration_s)
     load_cell(args.cell)
-    options.make_out_dir(options.out_dir(args.out))
+    options.out_dir(args.out)
 
 
 def cmd_hil(args) -> int:
@@ -342,11 +344,13 @@ def main(argv=None) -> int:
     if leftover and args.command != "watch":
         parser.error("unrecognized arguments: %s" % " ".join(leftover))
     args.watch_args = leftover
+    from mqtt_bridge.errors import BridgeError
     from twin.core import TwinError
 
     try:
         return args.func(args)
-    except (ValueError, OSError) as exc:   # our errors inherit ValueError: say it plainly
+    except (ValueError, OSError, BridgeError) as exc:   # our errors inherit ValueError: say it plainly;
+        # a bridge that cannot start (its queue file, its broker) stops the run before it begins
         print(f"bms-twin {args.command}: {_one_line(exc)}", file=sys.stderr)
         return 2
     except TwinError as exc:               # the model failed while running (diverged, bad state)

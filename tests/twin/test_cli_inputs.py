@@ -235,3 +235,18 @@ def test_the_console_script_runs_the_issues_examples_without_a_traceback(here):
         done = cli("simulate", "--protocol", "p.txt", "--out", "o", cwd=here)
         assert done.returncode == code, done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_a_run_whose_bridge_queue_cannot_open_ends_in_one_line_not_a_traceback(here, capsys):
+    # the bridge opens its queue once the run publishes (mqtt_bridge): refused then
+    refused(["run", "--broker", "mqtt://127.0.0.1:1883", "--mqtt-queue", "/dev/zero", "--out", "out"],
+            capsys, "run", "/dev/zero: cannot open as a store-and-forward queue")
+
+
+def test_a_hil_port_that_does_not_open_leaves_no_directory(here, capsys, monkeypatch):
+    import twin.hil.cli
+
+    monkeypatch.setattr(twin.hil.cli, "HilServer", lambda *a, **k: pytest.fail("served without a port"))
+    refused(["hil", "--port", "/nonexistent/tty", "--no-mqtt", "--out", "out"], capsys, "hil",
+            "no such device")
+    assert not (here / "out").exists()

@@ -56,7 +56,7 @@ from twin.protocol.steps import (
     rest,
     step_at,
 )
-from twin.textfile import InputFileError, read_text
+from twin.textfile import read_text
 
 __all__ = [
     "MODE_CURRENT",
