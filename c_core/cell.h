@@ -25,7 +25,7 @@
 
 /* CDEF-BEGIN */
 
-#define CELL_API_VERSION 1
+#define CELL_API_VERSION 2
 #define CELL_OCV_MAX_POINTS 24
 
 /* Error codes (negative) */
@@ -45,6 +45,9 @@
 #define CELL_STOP_CURRENT 3     /* |current| fell to the stop current (hold) */
 #define CELL_STOP_CHARGE 4      /* |charge moved| reached the stop charge */
 #define CELL_STOP_BUFFER_FULL 5 /* sample buffer full: call again to go on */
+#define CELL_STOP_COMPLIANCE 6  /* the voltage reached the channel's compliance */
+#define CELL_STOP_SAFETY_VOLTAGE 7 /* the voltage left the safety window */
+#define CELL_STOP_SAFETY_TEMPERATURE 8 /* the cell reached the safety temperature */
 
 /* Segment modes */
 #define CELL_MODE_CURRENT 0     /* constant current (+ charge) */
@@ -179,6 +182,28 @@ typedef struct {
     int32_t use_stop_charge;
     int32_t reserved1;
     double sample_interval_s;           /* 0: no samples */
+
+    /* The channel the segment runs on (a cycler's limits), each part used if its
+       flag is set. A stop among these is located like a stop voltage, and one that
+       holds at the start ends the segment at once (elapsed 0, no samples).
+       Compliance: the channel cannot drive the terminal above compliance_max_V
+       while current flows in (I > 0), nor below compliance_min_V while it flows
+       out (I < 0): the segment stops there (CELL_STOP_COMPLIANCE).
+       Safety: whatever the current, the segment stops when the terminal voltage
+       reaches safety_max_V or safety_min_V (CELL_STOP_SAFETY_VOLTAGE), or the cell
+       safety_max_temperature_K (CELL_STOP_SAFETY_TEMPERATURE).
+       Current limit: a hold (VOLTAGE mode) drives at most current_limit_A either
+       way. While it needs more, it runs at the limit, short of its target. */
+    double compliance_max_V;            /* > compliance_min_V */
+    double compliance_min_V;
+    double safety_max_V;                /* > safety_min_V */
+    double safety_min_V;
+    double safety_max_temperature_K;    /* > 0 */
+    double current_limit_A;             /* > 0 */
+    int32_t use_compliance;
+    int32_t use_safety_voltage;
+    int32_t use_safety_temperature;
+    int32_t use_current_limit;
 } cell_segment_t;
 
 typedef struct {
@@ -199,6 +224,8 @@ typedef struct {
     double li_catholyte_mol;
     double li_lost_mol;                 /* dead + precipitated */
     double layer_damage;
+    double charge_in_C;                 /* the state's counters since init */
+    double charge_out_C;
 } cell_sample_t;
 
 /* Parameters: 0 if every field is finite and in range; else CELL_ERR_PARAM and

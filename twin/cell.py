@@ -64,11 +64,13 @@ class Cell:
         return out[0]
 
     def run_segment(self, fields: Mapping[str, float], sample_interval_s: float = 0.0,
-                    max_samples: int = 4096):
+                    max_samples: int = 4096, sample_budget: int | None = None):
         """Run one segment in C. Returns (result dict, samples array).
 
         Samples are written every sample_interval_s and at the end; a long
-        segment is resumed transparently when the sample buffer fills."""
+        segment is resumed transparently when the sample buffer fills, unless
+        sample_budget samples are in hand: then it ends there, stop reason
+        "buffer_full" (what a caller bounding its memory needs)."""
         if not SEGMENT_FIELDS.issuperset(fields):
             unknown = sorted(set(fields) - SEGMENT_FIELDS)
             raise core.SegmentError(f"unknown segment field(s): {', '.join(unknown)}; "
@@ -92,7 +94,7 @@ class Cell:
         result = self._result
         chunks = []
         elapsed = charge = 0.0
-        steps = 0
+        steps = n_samples = 0
         while True:
             code = lib.cell_run_segment(self.params, self.state, seg, buf, n_buf, result)
             if code:
@@ -100,10 +102,13 @@ class Cell:
             if result.n_samples:
                 raw = ffi.buffer(buf, result.n_samples * ffi.sizeof("cell_sample_t"))
                 chunks.append(np.frombuffer(raw, dtype=SAMPLE_DTYPE).copy())
+                n_samples += result.n_samples
             elapsed += result.elapsed_s
             charge += result.charge_C
             steps += result.n_steps
             if result.stop_reason != lib.CELL_STOP_BUFFER_FULL:
+                break
+            if sample_budget is not None and n_samples >= sample_budget:
                 break
             # resume with what is left of the duration and of the charge
             seg.duration_s = seg.duration_s - result.elapsed_s
@@ -211,7 +216,9 @@ def _sample_dtype() -> np.dtype:
 SAMPLE_DTYPE = _sample_dtype()
 _NO_SAMPLES = np.zeros(0, dtype=SAMPLE_DTYPE)
 _NO_SAMPLES.flags.writeable = False
-_SEGMENT_INTS = ("mode", "use_stop_voltage", "use_stop_current", "use_stop_charge")
+_SEGMENT_INTS = ("mode", "use_stop_voltage", "use_stop_current", "use_stop_charge",
+                 "use_compliance", "use_safety_voltage", "use_safety_temperature", "use_current_limit")
 _SEGMENT_FLOATS = ("current_A", "voltage_V", "duration_s", "stop_voltage_V", "stop_current_A",
-                   "stop_charge_C")
+                   "stop_charge_C", "compliance_max_V", "compliance_min_V", "safety_max_V",
+                   "safety_min_V", "safety_max_temperature_K", "current_limit_A")
 SEGMENT_FIELDS = frozenset(_SEGMENT_INTS + _SEGMENT_FLOATS)

@@ -11,26 +11,50 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 PROTOCOL_DIR = Path(__file__).resolve().parent / "protocols"
+# summary "layer" as the one-line reports say it
+LAYER_TEXT = {"intact": "layer intact", "cracked": "layer CRACKED", "none": "no protective layer"}
 
 
-def load_protocol(name_or_path: str):
-    """A protocol file, or the name of a shipped one (d111, d042, d049)."""
-    from twin.protocol import Protocol
+def load_protocol(name_or_path: str, option: str = "--protocol"):
+    """A protocol file, or the name of a shipped one (d111, d042, d049); OptionError
+    naming the option, the file and the line for anything that is not a protocol."""
+    from twin.options import OptionError
+    from twin.protocol import Protocol, ProtocolError
+    from twin.textfile import InputFileError
 
     path = Path(name_or_path)
     if not path.exists():
         shipped = PROTOCOL_DIR / f"{name_or_path}.txt"
-        if not shipped.exists():
+        if "/" in name_or_path or not shipped.is_file():
             names = ", ".join(sorted(p.stem for p in PROTOCOL_DIR.glob("*.txt")))
-            raise SystemExit(f"bms-twin: no protocol file {name_or_path!r} and no shipped protocol "
-                             f"of that name (shipped: {names})")
+            raise OptionError(option, name_or_path, "no such file, nor a shipped protocol of that name "
+                              f"(shipped: {names})")
         path = shipped
-    return Protocol.from_file(path)
+    try:
+        return Protocol.from_file(path)
+    except InputFileError as error:
+        raise OptionError(option, name_or_path, error.why) from None
+    except ProtocolError as error:
+        raise OptionError(option, name_or_path, error.brief) from None
+
+
+def load_cell(name_or_path: str, option: str = "--cell"):
+    """A parameter set the C core accepts too (its ranges are checked at once, not
+    when the run starts)."""
+    from twin import core
+    from twin.options import OptionError
+    from twin.parameters import load_parameter_set
+
+    params = load_parameter_set(name_or_path)
+    try:
+        core.make_params(params.values)
+    except core.CoreParameterError as error:
+        raise OptionError(option, name_or_path, str(error)) from None
+    return params
 
 
 def _progress_bar(total: int, desc: str):
@@ -40,32 +64,90 @@ def _progress_bar(total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="step", disable=not sys.stderr.isatty(), leave=False)
 
 
+def check_simulate(args):
+    """-> (params, cycler, protocol, out): every input of `simulate`, checked."""
+    from twin import options
+    from twin.cycler import Cycler, load_cycler
+    from twin.simulate import check_rows
+
+    options.positive("--sample-s", args.sample_s)
+    options.ambient_c(args.ambient_c)
+    options.seed(args.seed)
+    out = options.out_dir(args.out)
+    params = load_cell(args.cell)
+    cycler = load_cycler(args.cycler, params) if args.cycler else Cycler.for_cell(params)
+    protocol = load_protocol(args.protocol)
+    cycler.check_ambient(args.ambient_c)
+    cycler.check_protocol(protocol)
+    check_rows(protocol, args.sample_s, field="--sample-s")
+    return params, cycler, protocol, options.make_out_dir(out)
+
+
 def cmd_simulate(args) -> int:
-    from twin.parameters import load_parameter_set
+    from twin.display import charge_text, charge_unit
     from twin.simulate import simulate, write_outputs
 
-    params = load_parameter_set(args.cell)
-    protocol = load_protocol(args.protocol)
-    with _progress_bar(len(protocol.steps()), f"simulate {params.name}") as bar:
+    params, cycler, protocol, out = check_simulate(args)
+    with _progress_bar(len(protocol), f"simulate {params.name}") as bar:
         result = simulate(params, protocol, ambient_c=args.ambient_c, seed=args.seed,
-                          sample_interval_s=args.sample_s, progress=lambda step: bar.update(1))
-    out = Path(args.out)
-    write_outputs(result, out, title=f"{params.name}: {Path(args.protocol).name}")
+                          sample_interval_s=args.sample_s, progress=lambda step: bar.update(1),
+                          cycler=cycler)
+    written = write_outputs(result, out, title=f"{params.name}: {Path(args.protocol).name}")
     s = result.summary
-    print(f"{params.name}: plated max {s['plated_uAh_max']:.1f} µAh, stripped {s['stripped_uAh']:.1f} µAh, "
-          f"lost {s['lithium_lost_uAh']:.2f} µAh, layer {'CRACKED' if s['layer_cracked'] else 'intact'}, "
+    layer = LAYER_TEXT[s["layer"]]
+    unit = charge_unit(max(s["plated_uAh_max"], s["charge_in_uAh"], s["charge_out_uAh"]))
+    print(f"{params.name} on the {cycler.name} channel: plated max {charge_text(s['plated_uAh_max'], unit)}, "
+          f"stripped {charge_text(s['stripped_uAh'], unit)} of lithium, "
+          f"lost {charge_text(s['lithium_lost_uAh'], unit)}, {layer}, "
           f"{s['sim_seconds'] / 3600:.2f} h simulated in {s['wall_seconds'] * 1e3:.2f} ms")
-    print(f"wrote {out / 'timeseries.csv'}, {out / 'summary.json'}, {out / 'voltage.png'}")
+    compliance = [st for st in result.steps if st["stop_reason"] == "compliance"]
+    if compliance:
+        shown = ", ".join(f"line {st['line']} " + ("at once: the cell cannot take its current within "
+                                                  f"{cycler['compliance_min_V']:g}..{cycler['compliance_max_V']:g} V"
+                                                  if st["elapsed_s"] == 0 else f"at {st['end_voltage_V']:.3f} V")
+                          for st in compliance[:3])
+        print(f"compliance: {len(compliance)} step(s) ended on it ({shown}{', ...' if len(compliance) > 3 else ''})")
+    if s["copper_oxidised_uAh"] > 1e-3 * s["charge_out_uAh"]:    # more than the last whisker of a strip
+        print(f"over-discharge: {charge_text(s['copper_oxidised_uAh'], unit)} came from the copper, not lithium")
+    print("wrote " + ", ".join(str(p) for p in written))
+    if not s["complete"]:
+        print(f"bms-twin simulate: {s['why']}", file=sys.stderr)
+        return 1
     return 0
 
 
+def check_run(args):
+    """-> (params, duty, out): every input of `run`, checked before anything starts."""
+    from twin import options
+    from twin.run import DUTY_D111
+
+    options.ambient_c(args.ambient_c)
+    options.seed(args.seed)
+    for cut_s in args.power_cut_at:
+        options.positive("--power-cut-at", cut_s)
+    options.positive("--off-s", args.off_s)
+    if args.speed is not None:
+        options.positive("--speed", args.speed, unit="times real time")
+    options.device_id(args.device_id)
+    out = options.out_dir(args.out)
+    params = load_cell(args.cell)
+    if args.device_id is None:
+        default_id = f"{params.name}-{args.seed:04d}"
+        try:
+            options.device_id(default_id)
+        except options.OptionError:
+            raise options.OptionError("--device-id", None, f"the default {default_id!r} (<cell>-<seed>) "
+                                      "is no MQTT device id; give one of [A-Za-z0-9_-]") from None
+    duty = load_protocol(args.protocol) if args.protocol else load_protocol(str(DUTY_D111))
+    return params, duty, out
+
+
 def cmd_run(args) -> int:
-    from twin.parameters import load_parameter_set
-    from twin.run import DUTY_D111, run_closed_loop
+    from twin import options
+    from twin.run import run_closed_loop
     from twin.run_files import write_run_outputs
 
-    params = load_parameter_set(args.cell)
-    duty = load_protocol(args.protocol) if args.protocol else load_protocol(str(DUTY_D111))
+    params, duty, out = check_run(args)
     sinks = mqtt_sinks(args)
     bar = _progress_bar(0, f"run {params.name}")
     bar.unit = "h"
@@ -79,6 +161,7 @@ def cmd_run(args) -> int:
             bar.set_postfix_str(bench.controller.state if bench.controller else "OFF")
 
     try:
+        options.make_out_dir(out)     # once the sinks started: a refused run leaves no directory
         result = run_closed_loop(params, duty, ambient_c=args.ambient_c, seed=args.seed,
                                  power_cuts_s=args.power_cut_at, off_s=args.off_s,
                                  on_tick=_paced(progress, args.speed), sinks=sinks,
@@ -87,12 +170,11 @@ def cmd_run(args) -> int:
         bar.close()
         for sink in sinks:
             sink.close()
-    out = Path(args.out)
     write_run_outputs(result, out, title=f"{params.name}: firmware-formed, duty {Path(args.protocol or 'd111_duty').name}")
     s = result.summary
     f = s["formation"]
     print(f"{params.name}: final state {s['final_state']}, faults {s['faults'] or 'none'}, "
-          f"layer {'CRACKED' if s['layer_cracked'] else 'intact'}")
+          f"{LAYER_TEXT[s['layer']]}")
     if f["plated_uAh"] is not None:
         print(f"formation: {f['plated_uAh']:.1f} µAh plated (firmware counted {f['counted_uAh']:.1f}) "
               f"in {f['duration_s'] / 3600:.2f} h at <= {f['max_current_density_uA_cm2']:.0f} µA/cm², "
@@ -101,13 +183,32 @@ def cmd_run(args) -> int:
         print(f"retained {100 * s['retained_fraction']:.2f} % of the charge put in; "
               f"{s['sim_seconds'] / 3600:.2f} h simulated in {s['wall_seconds']:.2f} s "
               f"({s['speed_factor']:.0f}x real time)")
-    print(f"wrote {out}/timeseries.csv, events.jsonl, summary.json, voltage.png, inventory.png")
+    print(f"wrote {out}/timeseries.csv, events.jsonl, summary.json, voltage.png, inventory.png, cycles.png")
     return 0
+
+
+def check_hil(args) -> None:
+    """The options of `hil` argparse lets through, checked before a port opens."""
+    from twin import options
+
+    options.ambient_c(args.ambient_c)
+    options.seed(args.seed)
+    for name, value in (("--tick-ms", args.tick_ms), ("--link-timeout-ms", args.link_timeout_ms)):
+        if value is not None:
+            options.at_least(name, value, 1, "a whole number of ms")
+    options.at_least("--baud", args.baud, 1, "a baud rate")
+    options.positive("--reply-timeout-s", args.reply_timeout_s)
+    options.positive("--boot-timeout-s", args.boot_timeout_s)
+    if args.duration_s is not None:
+        options.positive("--duration-s", args.duration_s)
+    load_cell(args.cell)
+    options.out_dir(args.out)
 
 
 def cmd_hil(args) -> int:
     from twin import hil
 
+    check_hil(args)
     sinks = mqtt_sinks(args)
     try:
         return hil.main(args, sinks=sinks)
@@ -123,21 +224,25 @@ def cmd_watch(args) -> int:
 
 
 def cmd_params(args) -> int:
-    from twin.parameters import available_parameter_sets, load_parameter_set
+    from twin.cycler import Cycler
+    from twin.parameters import available_parameter_sets
+    from twin.parameters.report import json_report, text_report
 
     if not args.name:
         for name in available_parameter_sets():
             print(name)
         return 0
-    params = load_parameter_set(args.name)
-    print(json.dumps({"name": params.name, "values": params.values, "design": params.design},
-                     indent=2, default=str))
+    params = load_cell(args.name, option="NAME")
+    print((json_report if args.json else text_report)(params, Cycler.for_cell(params)))
     return 0
 
 
 def cmd_sweep(args) -> int:
+    from twin import options
     from twin.study import command
 
+    options.finite("--flush-s", args.flush_s)
+    options.out_dir(args.out)
     return command.run(args)
 
 
@@ -160,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--ambient-c", type=float, default=25.0, help="ambient temperature, °C")
     sim.add_argument("--seed", type=int, default=0, help="recorded; the open-loop model is deterministic")
     sim.add_argument("--sample-s", type=float, default=10.0, help="sample interval of timeseries.csv, s")
+    sim.add_argument("--cycler", default=None, metavar="FILE",
+                     help="the channel's compliance, current range, hold limit and safety limits (TOML, "
+                          "docs/cycler.md); what it leaves out, and the default: derived from the cell")
     sim.set_defaults(func=cmd_simulate)
 
     run = sub.add_parser("run", help="the firmware forms a shipped cell on the twin, then runs a duty cycle")
@@ -195,8 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
                                          "(bms-twin watch --help)", add_help=False)
     watch.set_defaults(func=cmd_watch)
 
-    par = sub.add_parser("params", help="list parameter sets, or show one")
-    par.add_argument("name", nargs="?")
+    par = sub.add_parser("params", help="list parameter sets, or show one: every number with its unit and source")
+    par.add_argument("name", nargs="?", help="a shipped set's name or a TOML path")
+    par.add_argument("--json", action="store_true", help="as JSON: value, unit, source of every entry")
     par.set_defaults(func=cmd_params)
 
     from twin.study import command as sweep_command
@@ -249,11 +358,23 @@ def main(argv=None) -> int:
     if leftover and args.command != "watch":
         parser.error("unrecognized arguments: %s" % " ".join(leftover))
     args.watch_args = leftover
+    from mqtt_bridge.errors import BridgeError
+    from twin.core import TwinError
+
     try:
         return args.func(args)
-    except (ValueError, OSError) as exc:   # our errors inherit ValueError: say it plainly
-        print(f"bms-twin {args.command}: {exc}", file=sys.stderr)
+    except (ValueError, OSError, BridgeError) as exc:   # our errors inherit ValueError: say it plainly;
+        # a bridge that cannot start (its queue file, its broker) stops the run before it begins
+        print(f"bms-twin {args.command}: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except TwinError as exc:               # the model failed while running (diverged, bad state)
+        print(f"bms-twin {args.command}: the cell model failed: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc) -> str:
+    """The convention's one line: a protocol error's brief, any other message joined."""
+    return getattr(exc, "brief", None) or " ".join(str(exc).split())
 
 
 if __name__ == "__main__":

@@ -24,6 +24,9 @@ STOP_REASONS = {
     lib.CELL_STOP_CURRENT: "current",
     lib.CELL_STOP_CHARGE: "charge",
     lib.CELL_STOP_BUFFER_FULL: "buffer_full",
+    lib.CELL_STOP_COMPLIANCE: "compliance",
+    lib.CELL_STOP_SAFETY_VOLTAGE: "safety_voltage",
+    lib.CELL_STOP_SAFETY_TEMPERATURE: "safety_temperature",
 }
 FARADAY_C_MOL = 96485.33212
 COULOMB_PER_UAH = 3.6e-3

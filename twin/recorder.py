@@ -13,14 +13,20 @@ from bmsfw.config import UAS_PER_UAH
 from twin.bench import Bench
 from twin.cell import UAH_PER_MOL
 from twin.core import COULOMB_PER_UAH
+from twin.cycles import CycleCounter
 
 # A run whose formation has not ended (READY or FAULT) after this much twin time stops.
 FORMATION_TIMEOUT_S = 48 * 3600.0
 
+# The twin's truth (time_s .. layer_damage), the firmware's view (cell_mv .. soc_pm),
+# then more truth, appended so the earlier columns keep their places: the catholyte's
+# lithium (so conservation can be checked from the file: plated + catholyte + lost is
+# constant) and the terminal charge counters.
 TIMESERIES_COLUMNS = (
     "time_s", "state", "substate", "voltage_V", "current_A", "temperature_C", "plated_Li_uAh",
     "lithium_lost_uAh", "layer_damage", "cell_mv", "current_ua", "setpoint_ua", "inventory_uAh",
     "cvl_mv", "dvl_mv", "ccl_ua", "dcl_ua", "soc_pm",
+    "catholyte_Li_uAh", "charge_in_uAh", "charge_out_uAh",
 )
 
 
@@ -31,9 +37,14 @@ class RunResult:
         self.summary = summary
         self.cycles = cycles
 
+    def column(self, name: str) -> list:
+        index = TIMESERIES_COLUMNS.index(name)
+        return [row[index] for row in self.rows]
+
 
 class Recorder:
-    """Collects one row per tick, the events, and per-cycle truth."""
+    """Collects one row per tick, the events, per-cycle truth (twin.cycles) and the
+    power cuts a runner reports."""
 
     def __init__(self, bench: Bench, record_every: int = 1):
         self.bench = bench
@@ -41,14 +52,18 @@ class Recorder:
         self.events: list = []
         self.every = max(1, record_every)
         self._n = 0
-        self.cycles: list = []          # per discharge/charge pair: truth charges
-        self._sign = 0
-        self._q_in = self._q_out = 0.0
-        self._last_in = self._last_out = 0.0
+        self._counter = CycleCounter()
+        self.cycles = self._counter.cycles      # per discharge/charge pair: truth charges
+        self.power_cuts: list = []              # [start_s, end_s] of each cut
+        self.lithium_start_mol = bench.cell.lithium_total_mol
+        start = bench.cell.state
+        self._last_in, self._last_out, self._last_t = start.charge_in_C, start.charge_out_C, start.t_s
 
     def tick(self, frame: dict) -> None:
         s = self.bench.cell.state
-        self._track_cycles(s)
+        self._counter.add(self._last_t, s.charge_in_C - self._last_in, s.charge_out_C - self._last_out,
+                          (s.li_metal_mol + s.li_alloy_mol) * UAH_PER_MOL)
+        self._last_in, self._last_out, self._last_t = s.charge_in_C, s.charge_out_C, s.t_s
         self._n += 1
         if self._n % self.every:
             return
@@ -58,24 +73,11 @@ class Recorder:
             (s.li_dead_mol + s.li_precipitated_mol) * UAH_PER_MOL, s.layer_damage,
             frame["cell_mv"], frame["current_ua"], frame["setpoint_ua"],
             frame["inventory_uas"] / UAS_PER_UAH, frame["cvl_mv"], frame["dvl_mv"],
-            frame["ccl_ua"], frame["dcl_ua"], frame["soc_pm"]))
+            frame["ccl_ua"], frame["dcl_ua"], frame["soc_pm"],
+            s.li_catholyte_mol * UAH_PER_MOL, s.charge_in_C / COULOMB_PER_UAH, s.charge_out_C / COULOMB_PER_UAH))
 
-    def _track_cycles(self, s) -> None:
-        # A cycle is a discharge followed by a charge (the seed's D111 order);
-        # its coulombic efficiency is what came out over what went back in.
-        d_in = s.charge_in_C - self._last_in
-        d_out = s.charge_out_C - self._last_out
-        self._last_in, self._last_out = s.charge_in_C, s.charge_out_C
-        sign = 1 if d_in > d_out else -1 if d_out > d_in else 0
-        if sign == -1 and self._sign == 1 and self._q_out > 0:
-            self.cycles.append({"t_s": s.t_s, "discharged_uAh": self._q_out / COULOMB_PER_UAH,
-                                "charged_uAh": self._q_in / COULOMB_PER_UAH,
-                                "plated_uAh": (s.li_metal_mol + s.li_alloy_mol) * UAH_PER_MOL})
-            self._q_in = self._q_out = 0.0
-        if sign:
-            self._sign = sign
-        self._q_in += d_in
-        self._q_out += d_out
+    def power_cut(self, start_s: float, end_s: float) -> None:
+        self.power_cuts.append([start_s, end_s])
 
     def event(self, ev: dict) -> None:
         self.events.append(dict(ev, time_s=self.bench.t_s))
@@ -132,6 +134,8 @@ def summarize(bench: Bench, recorder: Recorder, formation: FormationWatch, final
                           if ev.get("event") == "FAULT" and ev.get("fault")}),
         "active_faults": list(final_frame.get("faults", [])),
         "formation": formation.as_dict(),
+        # what the cell has: a protective layer intact or cracked, or none at all
+        "layer": ("cracked" if cell.layer_cracked else "intact") if cell.params.layer_thickness_A > 0 else "none",
         "layer_cracked": cell.layer_cracked,
         "layer_damage": cell.layer_damage,
         "charge_in_uAh": charged,
@@ -139,10 +143,14 @@ def summarize(bench: Bench, recorder: Recorder, formation: FormationWatch, final
         # as the seed counts it for D111: all charge returned over all charge put in
         "retained_fraction": returned / charged if charged > 0 else None,
         "lithium_lost_uAh": cell.lithium_lost_uAh,
+        # relative change of the twin's total lithium over the run: round-off only
+        "lithium_conservation_error": abs(cell.lithium_total_mol - recorder.lithium_start_mol)
+        / recorder.lithium_start_mol,
         "plated_uAh_end": cell.plated_uAh,
         "final_voltage_V": cell.voltage_V,
         "record_writes": bench.board.record_writes,
         "boots": boots,
+        "power_cuts_s": [list(cut) for cut in recorder.power_cuts],
         "events": len(recorder.events),
         "sim_seconds": s.t_s,
         "wall_seconds": wall_s,

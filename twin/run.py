@@ -82,7 +82,9 @@ def run_closed_loop(parameters, duty: Protocol | None = None, ambient_c: float =
         if cuts and bench.t_s >= cuts[0]:
             cuts = cuts[1:]
             bench.controller = None
+            cut_s = bench.t_s
             bench.power_cut(off_s)
+            recorder.power_cut(cut_s, bench.t_s)
             boot()
         if ambient_profile is not None:
             bench.cell.set_ambient_c(ambient_profile(bench.t_s))

@@ -1,6 +1,7 @@
 """The files of a closed-loop run (`bms-twin run`, `bms-twin hil`): timeseries.csv
 (TIMESERIES_COLUMNS, one row per recorded tick), events.jsonl, summary.json (with
-the per-cycle truth), and the plots voltage.png and inventory.png.
+the per-cycle truth), and the plots (twin/plots.py: voltage.png, inventory.png,
+cycles.png).
 """
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from pathlib import Path
 from twin.recorder import TIMESERIES_COLUMNS, RunResult
 
 
-def write_run_outputs(result: RunResult, out_dir: Path, title: str = "") -> None:
+def write_run_outputs(result: RunResult, out_dir: Path, title: str = "") -> list:
+    """Write every file of the run into out_dir; returns the paths."""
     import csv
+
+    from twin import plots
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "timeseries.csv", "w", newline="") as fh:
@@ -24,50 +28,5 @@ def write_run_outputs(result: RunResult, out_dir: Path, title: str = "") -> None
             fh.write(json.dumps(ev, sort_keys=True) + "\n")
     summary = dict(result.summary, cycles=result.cycles)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot_run(result, out_dir, title)
-
-
-def plot_run(result: RunResult, out_dir: Path, title: str = "") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cols = {name: i for i, name in enumerate(TIMESERIES_COLUMNS)}
-    rows = result.rows
-    t_h = [r[cols["time_s"]] / 3600.0 for r in rows]
-    fig, (ax_v, ax_i) = plt.subplots(2, 1, sharex=True, figsize=(9, 5.5),
-                                     gridspec_kw={"height_ratios": [2, 1]})
-    ax_v.plot(t_h, [r[cols["voltage_V"]] for r in rows], lw=0.8, label="cell (twin)")
-    ax_v.plot(t_h, [r[cols["cvl_mv"]] / 1000 for r in rows], lw=0.6, ls="--", color="tab:red", label="CVL")
-    ax_v.plot(t_h, [r[cols["dvl_mv"]] / 1000 for r in rows], lw=0.6, ls="--", color="tab:purple", label="DVL")
-    ax_v.set_ylabel("voltage [V]")
-    ax_v.legend(loc="lower right", fontsize=8)
-    ax_v.grid(alpha=0.3)
-    ax_i.plot(t_h, [r[cols["current_A"]] * 1e6 for r in rows], lw=0.8, color="tab:red")
-    ax_i.set_ylabel("current [µA]\n(+ charge)")
-    ax_i.set_xlabel("time [h]")
-    ax_i.grid(alpha=0.3)
-    ax_v.set_title(title or "bms-twin closed loop")
-    fig.tight_layout()
-    fig.savefig(out_dir / "voltage.png", dpi=110)
-    plt.close(fig)
-
-    # Like the seed's Figure 6: lithium on the electrode over the run, and
-    # each cycle's coulombic efficiency.
-    fig, (ax_q, ax_ce) = plt.subplots(2, 1, figsize=(9, 5.5))
-    ax_q.plot(t_h, [r[cols["plated_Li_uAh"]] for r in rows], lw=0.8, label="lithium on the electrode (twin)")
-    ax_q.plot(t_h, [r[cols["inventory_uAh"]] for r in rows], lw=0.8, ls="--", label="inventory (firmware ledger)")
-    ax_q.set_xlabel("time [h]")
-    ax_q.set_ylabel("lithium [µAh]")
-    ax_q.legend(fontsize=8)
-    ax_q.grid(alpha=0.3)
-    ces = [c["charged_uAh"] and 100.0 * c["discharged_uAh"] / c["charged_uAh"] for c in result.cycles]
-    ax_ce.bar(range(1, len(ces) + 1), ces, color="tab:green")
-    ax_ce.set_ylim(min([90.0] + [c for c in ces if c]), 101)
-    ax_ce.set_xlabel("cycle")
-    ax_ce.set_ylabel("coulombic efficiency [%]")
-    ax_ce.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    fig.savefig(out_dir / "inventory.png", dpi=110)
-    plt.close(fig)
+    written = [out_dir / name for name in ("timeseries.csv", "events.jsonl", "summary.json")]
+    return written + plots.write_all(plots.RunSeries.of_run(result), out_dir, title or "bms-twin closed loop")

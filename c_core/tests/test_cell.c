@@ -825,6 +825,201 @@ static void test_damage_and_short(void)
     CHECK(s.short_current_A > 0.0);
 }
 
+/* ---- the channel's limits: compliance, safety, a hold's current limit ------ */
+
+/* The channel most tests run on: charge compliance 3.0 V, discharge 1.5 V. */
+static cell_segment_t on_channel(cell_segment_t g)
+{
+    g.use_compliance = 1;
+    g.compliance_max_V = 3.0;
+    g.compliance_min_V = 1.5;
+    return g;
+}
+
+static void test_compliance(void)
+{
+    cell_params_t p = d111();
+    cell_state_t s = formed_cell(&p);
+    cell_segment_result_t r;
+
+    /* A current the cell cannot take within compliance stops at once. */
+    cell_state_t before = s;
+    cell_segment_t g = on_channel(cc(1.0, 3600.0));
+    CHECK(cell_run_segment(&p, &s, &g, NULL, 0, &r) == CELL_OK);
+    CHECK(r.stop_reason == CELL_STOP_COMPLIANCE && r.elapsed_s == 0.0 && r.n_steps == 0);
+    CHECK(memcmp(&s, &before, sizeof s) == 0);
+
+    /* Charging the catholyte's lithium out: the supply rise meets compliance,
+       located like a stop voltage, long before the 10 h are up. */
+    g = on_channel(cc(100 * UA, 36000.0));
+    CHECK(cell_run_segment(&p, &s, &g, NULL, 0, &r) == CELL_OK);
+    CHECK(r.stop_reason == CELL_STOP_COMPLIANCE);
+    CHECK(s.voltage_V >= 3.0 && s.voltage_V < 3.0 + 1e-3);
+    CHECK(r.elapsed_s > 3600.0 && r.elapsed_s < 36000.0);
+
+    /* The lower compliance holds only while current flows out: a discharge
+       stops on it, a charge starting below it goes ahead. */
+    g = on_channel(cc(-100 * UA, 1e6));
+    CHECK(cell_run_segment(&p, &s, &g, NULL, 0, &r) == CELL_OK);
+    CHECK(r.stop_reason == CELL_STOP_COMPLIANCE);
+    CHECK(s.voltage_V <= 1.5 && s.voltage_V > 1.5 - 1e-3);
+    cell_state_t precursor;
+    CHECK(cell_init(&p, AMBIENT_K, &precursor) == CELL_OK);
+    CHECK(precursor.voltage_V < 1.5);
+    g = on_channel(cc(100 * UA, 60.0));
+    CHECK(cell_run_segment(&p, &precursor, &g, NULL, 0, &r) == CELL_OK);
+    CHECK(r.stop_reason == CELL_STOP_TIME);
+    CHECK(cell_init(&p, AMBIENT_K, &precursor) == CELL_OK);
+    g.current_A = -100 * UA;
+    CHECK(cell_run_segment(&p, &precursor, &g, NULL, 0, &r) == CELL_OK);
+    CHECK(r.stop_reason == CELL_STOP_COMPLIANCE && r.elapsed_s == 0.0);
+
+    /* The segment's own stop voltage wins over compliance at the same instant. */
+    s = formed_cell(&p);
+    g = cc_until(100 * UA, 36000.0, 2.42);
+    g.use_compliance = 1;
+    g.compliance_max_V = 2.42;
+    g.compliance_min_V = 1.5;
+    CHECK(cell_run_segment(&p, &s, &g, NULL, 0, &r) == CELL_OK);
+    CHECK(r.stop_reason == CELL_STOP_VOLTAGE);
+}
+
+static void test_safety_limits(void)
+{
+    cell_params_t p = d111();
+    cell_state_t s = formed_cell(&p);
+    cell_segment_result_t r;
+
+    /* Safety holds whatever the current: a rest below the window stops at once. */
+    cell_segment_t g = cc(0.0, 600.0);
+    g.mode = CELL_MODE_REST;
+    g.use_safety_voltage = 1;
+    g.safety_max_V = 4.0;
+    g.safety_min_V = s.voltage_V + 0.1;
+    CHECK(cell_run_segment(&p, &s, &g, NULL, 0, &r) == CELL_OK);
+    CHECK(r.stop_reason == CELL_STOP_SAFETY_VOLTAGE && r.elapsed_s == 0.0);
+
+    /* Heating: 2 mA through the cell warms it; the temperature stop is located
+       within the bisection's resolution. */
+    double limit_K = AMBIENT_K + 0.5;
+    g = cc(2000 * UA, 3600.0);
+    g.use_safety_temperature = 1;
+    g.safety_max_temperature_K = limit_K;
+    CHECK(cell_run_segment(&p, &s, &g, NULL, 0, &r) == CELL_OK);
+    CHECK(r.stop_reason == CELL_STOP_SAFETY_TEMPERATURE);
+    CHECK(s.temperature_K >= limit_K && s.temperature_K < limit_K + 1e-3);
+    CHECK(r.elapsed_s > 0.0 && r.elapsed_s < 3600.0);
+
+    /* A cell already at the limit stops at once, in a hold too. */
+    g = cc(0.0, 600.0);
+    g.mode = CELL_MODE_VOLTAGE;
+    g.voltage_V = 2.4;
+    g.use_safety_temperature = 1;
+    g.safety_max_temperature_K = limit_K;
+    cell_state_t before = s;
+    CHECK(cell_run_segment(&p, &s, &g, NULL, 0, &r) == CELL_OK);
+    CHECK(r.stop_reason == CELL_STOP_SAFETY_TEMPERATURE && r.elapsed_s == 0.0);
+    CHECK(memcmp(&s, &before, sizeof s) == 0);
+
+    /* At the start, the first limit on the jump to the step's voltage: a precursor
+       driven at 20 mA would show ~3.6 V, past compliance (3.0 V) before the safety
+       limit (3.5 V); at -10 mA it sits below the discharge compliance already. */
+    cell_state_t precursor;
+    CHECK(cell_init(&p, AMBIENT_K, &precursor) == CELL_OK);
+    g = on_channel(cc(20000 * UA, 60.0));
+    g.use_safety_voltage = 1;
+    g.safety_max_V = 3.5;
+    g.safety_min_V = -0.1;
+    CHECK(cell_run_segment(&p, &precursor, &g, NULL, 0, &r) == CELL_OK);
+    CHECK(r.stop_reason == CELL_STOP_COMPLIANCE && r.elapsed_s == 0.0);
+    g.current_A = -10000 * UA;
+    CHECK(cell_run_segment(&p, &precursor, &g, NULL, 0, &r) == CELL_OK);
+    CHECK(r.stop_reason == CELL_STOP_COMPLIANCE && r.elapsed_s == 0.0);
+    /* ... and a cell already outside the safety window stops on safety. */
+    g.safety_min_V = precursor.voltage_V + 0.01;
+    g.current_A = 100 * UA;
+    CHECK(cell_run_segment(&p, &precursor, &g, NULL, 0, &r) == CELL_OK);
+    CHECK(r.stop_reason == CELL_STOP_SAFETY_VOLTAGE && r.elapsed_s == 0.0);
+
+    /* Safety wins over compliance at the same voltage. */
+    s = formed_cell(&p);
+    g = on_channel(cc(100 * UA, 36000.0));
+    g.use_safety_voltage = 1;
+    g.safety_max_V = 3.0;
+    g.safety_min_V = 0.0;
+    CHECK(cell_run_segment(&p, &s, &g, NULL, 0, &r) == CELL_OK);
+    CHECK(r.stop_reason == CELL_STOP_SAFETY_VOLTAGE);
+}
+
+static void test_hold_current_limit(void)
+{
+    cell_params_t p = d111();
+    cell_state_t s = formed_cell(&p);
+    cell_segment_result_t r;
+    cell_segment_t g = cc(-100 * UA, 1e6);
+    g.use_stop_voltage = 1;
+    g.stop_voltage_V = 2.0;
+    CHECK(cell_run_segment(&p, &s, &g, NULL, 0, &r) == CELL_OK);
+
+    /* Hold at 2.6 V after a strip: unlimited it would plate at ~1 mA/cm2; at a
+       100 uA limit it charges at the limit, short of the target, for the whole
+       minute, and plates no faster. */
+    cell_state_t limited = s, free_hold = s;
+    g = cc(0.0, 60.0);
+    g.mode = CELL_MODE_VOLTAGE;
+    g.voltage_V = 2.6;
+    CHECK(cell_run_segment(&p, &free_hold, &g, NULL, 0, &r) == CELL_OK);
+    CHECK(r.charge_C > 60.0 * 500 * UA);
+    g.use_current_limit = 1;
+    g.current_limit_A = 100 * UA;
+    CHECK(cell_run_segment(&p, &limited, &g, NULL, 0, &r) == CELL_OK);
+    CHECK(r.stop_reason == CELL_STOP_TIME);
+    CHECK(rel_close(r.charge_C, 60.0 * 100 * UA, 1e-9));
+    CHECK(limited.current_A == 100 * UA && limited.voltage_V < 2.6);
+    CHECK(limited.layer_damage == 0.0);
+
+    /* A hold beyond compliance charges at the limit until compliance stops it. */
+    g.voltage_V = 10.0;
+    g.duration_s = 1e6;
+    g = on_channel(g);
+    CHECK(cell_run_segment(&p, &limited, &g, NULL, 0, &r) == CELL_OK);
+    CHECK(r.stop_reason == CELL_STOP_COMPLIANCE);
+    CHECK(limited.voltage_V >= 3.0 && limited.voltage_V < 3.0 + 1e-3);
+    CHECK(limited.current_A == 100 * UA);
+}
+
+static void test_limit_fields_are_checked(void)
+{
+    cell_params_t p = d111();
+    cell_state_t s = formed_cell(&p);
+    cell_state_t before = s;
+    cell_segment_result_t r, r_before;
+    memset(&r, 0x5a, sizeof r);
+    r_before = r;
+    cell_segment_t g = cc(100 * UA, 10.0);
+    g.use_compliance = 1;
+    g.compliance_max_V = 1.5;
+    g.compliance_min_V = 1.5;
+    CHECK(cell_run_segment(&p, &s, &g, NULL, 0, &r) == CELL_ERR_SEGMENT);
+    g = cc(100 * UA, 10.0);
+    g.use_safety_voltage = 1;
+    g.safety_max_V = 0.0;
+    g.safety_min_V = 1.0;
+    CHECK(cell_run_segment(&p, &s, &g, NULL, 0, &r) == CELL_ERR_SEGMENT);
+    g = cc(100 * UA, 10.0);
+    g.use_safety_temperature = 1;
+    CHECK(cell_run_segment(&p, &s, &g, NULL, 0, &r) == CELL_ERR_SEGMENT);
+    g = cc(100 * UA, 10.0);
+    g.use_current_limit = 1;
+    g.current_limit_A = -1.0;
+    CHECK(cell_run_segment(&p, &s, &g, NULL, 0, &r) == CELL_ERR_SEGMENT);
+    g = cc(100 * UA, 10.0);
+    g.safety_max_temperature_K = NAN; /* unused, still refused */
+    CHECK(cell_run_segment(&p, &s, &g, NULL, 0, &r) == CELL_ERR_NOT_FINITE);
+    CHECK(memcmp(&s, &before, sizeof s) == 0);
+    CHECK(memcmp(&r, &r_before, sizeof r) == 0);
+}
+
 int main(void)
 {
     test_params_check();
@@ -838,6 +1033,10 @@ int main(void)
     test_fleet_each();
     test_conservation();
     test_damage_and_short();
+    test_compliance();
+    test_safety_limits();
+    test_hold_current_limit();
+    test_limit_fields_are_checked();
     printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed ? 1 : 0;
 }

@@ -510,7 +510,13 @@ def current_for_voltage(p: dict, d: dict, s: dict, target_V: float,
 SEGMENT_DEFAULTS = {"mode": MODE_CURRENT, "current_A": 0.0, "voltage_V": 0.0, "duration_s": 0.0,
                     "stop_voltage_V": 0.0, "stop_current_A": 0.0, "stop_charge_C": 0.0,
                     "use_stop_voltage": 0, "use_stop_current": 0, "use_stop_charge": 0,
-                    "sample_interval_s": 0.0}
+                    "sample_interval_s": 0.0,
+                    "compliance_max_V": 0.0, "compliance_min_V": 0.0, "safety_max_V": 0.0,
+                    "safety_min_V": 0.0, "safety_max_temperature_K": 0.0, "current_limit_A": 0.0,
+                    "use_compliance": 0, "use_safety_voltage": 0, "use_safety_temperature": 0,
+                    "use_current_limit": 0}
+_LIMIT_FLOATS = ("compliance_max_V", "compliance_min_V", "safety_max_V", "safety_min_V",
+                 "safety_max_temperature_K", "current_limit_A")
 
 
 def _segment_ok(g: dict, max_samples: int) -> int:
@@ -530,6 +536,16 @@ def _segment_ok(g: dict, max_samples: int) -> int:
         return lib.CELL_ERR_SEGMENT
     if g["use_stop_charge"] and g["stop_charge_C"] <= 0.0:
         return lib.CELL_ERR_SEGMENT
+    if not all(math.isfinite(g[name]) for name in _LIMIT_FLOATS):
+        return lib.CELL_ERR_NOT_FINITE
+    if g["use_compliance"] and not g["compliance_max_V"] > g["compliance_min_V"]:
+        return lib.CELL_ERR_SEGMENT
+    if g["use_safety_voltage"] and not g["safety_max_V"] > g["safety_min_V"]:
+        return lib.CELL_ERR_SEGMENT
+    if g["use_safety_temperature"] and not g["safety_max_temperature_K"] > 0.0:
+        return lib.CELL_ERR_SEGMENT
+    if g["use_current_limit"] and not g["current_limit_A"] > 0.0:
+        return lib.CELL_ERR_SEGMENT
     if g["sample_interval_s"] < 0.0 or max_samples < 0:
         return lib.CELL_ERR_LENGTH
     if g["sample_interval_s"] > 0.0 and max_samples < 2:
@@ -545,6 +561,55 @@ def _sample(s: dict) -> dict:
 
 def _crossed(direction: int, v: float, stop_V: float) -> bool:
     return v >= stop_V if direction > 0 else v <= stop_V
+
+
+def _limit_reached(g: dict, direction: int, v: float, T_K: float, current: float) -> int:
+    """segment.c limit_reached: safety, then the stop voltage, then compliance."""
+    if g["use_safety_temperature"] and T_K >= g["safety_max_temperature_K"]:
+        return lib.CELL_STOP_SAFETY_TEMPERATURE
+    if g["use_safety_voltage"] and (v >= g["safety_max_V"] or v <= g["safety_min_V"]):
+        return lib.CELL_STOP_SAFETY_VOLTAGE
+    if g["use_stop_voltage"] and g["mode"] != MODE_VOLTAGE and _crossed(direction, v, g["stop_voltage_V"]):
+        return lib.CELL_STOP_VOLTAGE
+    if g["use_compliance"] and ((current > 0.0 and v >= g["compliance_max_V"])
+                                or (current < 0.0 and v <= g["compliance_min_V"])):
+        return lib.CELL_STOP_COMPLIANCE
+    return 0
+
+
+def _limit_at_start(g: dict, direction: int, v_from: float, v_to: float, T_K: float,
+                    current: float) -> int:
+    """segment.c limit_at_start: the stop first met as the terminal jumps v_from -> v_to."""
+    if g["use_safety_temperature"] and T_K >= g["safety_max_temperature_K"]:
+        return lib.CELL_STOP_SAFETY_TEMPERATURE
+    if g["use_safety_voltage"] and (v_from >= g["safety_max_V"] or v_from <= g["safety_min_V"]):
+        return lib.CELL_STOP_SAFETY_VOLTAGE
+    if not _limit_reached(g, direction, v_to, T_K, current):
+        return 0
+    rising = v_to >= v_from
+    safety_V = g["safety_max_V"] if rising else g["safety_min_V"]
+    compliance_V = g["compliance_max_V"] if current > 0.0 else g["compliance_min_V"]
+    candidates = [
+        (safety_V, lib.CELL_STOP_SAFETY_VOLTAGE,
+         g["use_safety_voltage"] and (v_to >= safety_V if rising else v_to <= safety_V)),
+        (g["stop_voltage_V"], lib.CELL_STOP_VOLTAGE,
+         g["use_stop_voltage"] and g["mode"] != MODE_VOLTAGE and _crossed(direction, v_to, g["stop_voltage_V"])),
+        (compliance_V, lib.CELL_STOP_COMPLIANCE,
+         g["use_compliance"] and ((current > 0.0 and v_to >= compliance_V) or (current < 0.0 and v_to <= compliance_V))),
+    ]
+    best = best_V = None
+    for volts, reason, used in candidates:
+        if used and (best is None or (volts < best_V if rising else volts > best_V)):
+            best, best_V = reason, volts
+    return best if best is not None else _limit_reached(g, direction, v_to, T_K, current)
+
+
+def _direction(current: float, v_now: float, stop_V: float) -> int:
+    if current > 0.0:
+        return 1
+    if current < 0.0:
+        return -1
+    return 1 if v_now < stop_V else -1
 
 
 def cell_run_segment(p: dict, s: dict, segment: Mapping[str, float],
@@ -571,22 +636,23 @@ def cell_run_segment(p: dict, s: dict, segment: Mapping[str, float],
     current = g["current_A"] if g["mode"] == MODE_CURRENT else 0.0
     hold_guess = s["current_A"]
     direction = 0
+    start = dict(s)
+    uses_limits = g["use_compliance"] or g["use_safety_voltage"] or g["use_safety_temperature"]
+    bisected = g["use_stop_voltage"] or uses_limits
 
-    if g["use_stop_voltage"]:
-        if voltage_mode:
-            v_now = g["voltage_V"]
-        else:
-            refresh_arrhenius(p, s)
-            v_now = core_voltage(p, d, s, core_electrochemical_current(p, d, s, current))[0]
-        if current > 0.0:
-            direction = 1
-        elif current < 0.0:
-            direction = -1
-        else:
-            direction = 1 if v_now < g["stop_voltage_V"] else -1
-        if not voltage_mode and _crossed(direction, v_now, g["stop_voltage_V"]):
-            result["stop_reason"] = lib.CELL_STOP_VOLTAGE
+    if bisected and not voltage_mode:
+        refresh_arrhenius(p, s)
+        v_now = core_voltage(p, d, s, core_electrochemical_current(p, d, s, current))[0]
+        if g["use_stop_voltage"]:
+            direction = _direction(current, v_now, g["stop_voltage_V"])
+        at_start = _limit_at_start(g, direction, s["voltage_V"], v_now, s["temperature_K"], current)
+        if at_start:
+            s.clear()
+            s.update(start)
+            result["stop_reason"] = at_start
             return lib.CELL_OK, result, samples
+    elif g["use_stop_voltage"]:
+        direction = _direction(current, g["voltage_V"], g["stop_voltage_V"])
 
     rc = lib.CELL_OK
     while True:
@@ -596,7 +662,17 @@ def cell_run_segment(p: dict, s: dict, segment: Mapping[str, float],
             rc, current = current_for_voltage(p, d, s, g["voltage_V"], hold_guess)
             if rc:
                 break
+            if g["use_current_limit"] and abs(current) > g["current_limit_A"]:
+                current = math.copysign(g["current_limit_A"], current)
             hold_guess = current
+            if elapsed == 0.0 and uses_limits:
+                v_now = core_voltage(p, d, s, core_electrochemical_current(p, d, s, current))[0]
+                at_start = _limit_at_start(g, direction, s["voltage_V"], v_now, s["temperature_K"], current)
+                if at_start:
+                    s.clear()
+                    s.update(start)
+                    result["stop_reason"] = at_start
+                    break
         dt = core_choose_dt(p, d, s, current, left)
         if voltage_mode and dt > 0.25 * p["rc_time_constant_s"]:
             dt = 0.25 * p["rc_time_constant_s"]
@@ -617,15 +693,15 @@ def cell_run_segment(p: dict, s: dict, segment: Mapping[str, float],
             break
 
         stop = 0
-        if (g["use_stop_voltage"] and not voltage_mode
-                and _crossed(direction, s["voltage_V"], g["stop_voltage_V"])):
+        reached = _limit_reached(g, direction, s["voltage_V"], s["temperature_K"], current) if bisected else 0
+        if reached:
             lo, hi = 0.0, dt
             k = 0
             while k < BISECT_ITERATIONS and hi - lo > CORE_MIN_DT_S * 1e-2:
                 mid = 0.5 * (lo + hi)
                 trial = dict(before)
                 if (core_substep(p, d, trial, current, mid) == lib.CELL_OK
-                        and _crossed(direction, trial["voltage_V"], g["stop_voltage_V"])):
+                        and _limit_reached(g, direction, trial["voltage_V"], trial["temperature_K"], current)):
                     hi = mid
                 else:
                     lo = mid
@@ -636,7 +712,7 @@ def cell_run_segment(p: dict, s: dict, segment: Mapping[str, float],
             if rc:
                 break
             dt = hi
-            stop = lib.CELL_STOP_VOLTAGE
+            stop = _limit_reached(g, direction, s["voltage_V"], s["temperature_K"], current) or reached
         result["n_steps"] += 1
         elapsed += dt
         charge += current * dt

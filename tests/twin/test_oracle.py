@@ -146,6 +146,40 @@ def test_d111_agrees_and_the_protocol_does_what_it_says():
     assert seen[-1][2]["current_A"] <= 60 * UA
 
 
+# The channel's limits (a cycler's compliance, safety and hold current limit): a
+# current it cannot take, compliance met on the supply rise, a discharge to the lower
+# compliance, a limited hold to beyond compliance, a temperature and a voltage safety stop.
+CHANNEL = {"use_compliance": 1, "compliance_max_V": 2.45, "compliance_min_V": 2.05}
+LIMITS_PROTOCOL = [
+    cc(1.0, 60.0) | CHANNEL,
+    cc(200 * UA, 7200.0) | CHANNEL,
+    cc(-200 * UA, 1e5) | CHANNEL,
+    {"mode": core.MODE_VOLTAGE, "voltage_V": 10.0, "duration_s": 1e5, "use_current_limit": 1,
+     "current_limit_A": 300 * UA, "sample_interval_s": 60.0} | CHANNEL,
+    cc(2000 * UA, 600.0, use_safety_temperature=1, safety_max_temperature_K=AMBIENT_C + 273.15 + 0.1),
+    {"mode": core.MODE_REST, "duration_s": 60.0, "use_safety_voltage": 1, "safety_max_V": 5.0,
+     "safety_min_V": 2.5},
+]
+
+
+def test_channel_limits_agree_and_stop_where_they_say():
+    seen = check_protocol(values_of("d111"), LIMITS_PROTOCOL, form_first=True)
+    reasons = [r["stop_reason"] for r, _, _ in seen]
+    assert reasons == ["compliance", "compliance", "compliance", "compliance", "safety_temperature",
+                       "safety_voltage"]
+    assert seen[0][0]["elapsed_s"] == 0.0
+    assert seen[1][2]["voltage_V"] == pytest.approx(2.45, abs=1e-3)
+    assert seen[2][2]["voltage_V"] == pytest.approx(2.05, abs=1e-3)
+    assert seen[3][2]["current_A"] == 300 * UA and seen[3][1] > 1
+    # a precursor: the jump to 20 mA passes compliance before the safety limit; at
+    # -10 mA it is below the discharge compliance already; outside the window, safety
+    window = CHANNEL | {"use_safety_voltage": 1, "safety_max_V": 2.6, "safety_min_V": -0.1}
+    at_start = check_protocol(values_of("d111"), [cc(20e-3, 60.0) | window, cc(-10e-3, 60.0) | window,
+                                                  cc(1e-4, 60.0) | window | {"safety_min_V": 0.2}])
+    assert [r["stop_reason"] for r, _, _ in at_start] == ["compliance", "compliance", "safety_voltage"]
+    assert all(r["elapsed_s"] == 0.0 for r, _, _ in at_start)
+
+
 def test_wetting_layer_set_agrees():
     values = values_of("al_wetting_layer")
     assert values["wetting_capacity_uAh_cm2"] > 0

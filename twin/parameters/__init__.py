@@ -286,6 +286,9 @@ def available_parameter_sets() -> list:
 def _resolve(name_or_path, near: Union[Path, None] = None) -> Path:
     if isinstance(name_or_path, Path) or str(name_or_path).endswith(".toml") or "/" in str(name_or_path):
         path = Path(name_or_path)
+        if path.exists() and not path.is_file():
+            raise ParameterError("not a regular file (a directory, device or pipe); a TOML file expected",
+                                 origin=path)
         if not path.is_file():
             raise ParameterError("no such parameter file", origin=path)
         return path.resolve()

@@ -19,8 +19,9 @@ from __future__ import annotations
 import functools
 import math
 import re
-import tomllib
 from pathlib import Path
+
+from twin.textfile import InputFileError, load_toml as load_user_toml
 
 PARAMETER_DIR = Path(__file__).resolve().parent
 CITATIONS_BIB = PARAMETER_DIR / "citations.bib"
@@ -45,6 +46,37 @@ class ParameterError(ValueError):
         super().__init__(where + what + message)
 
 
+class EntryTable:
+    """A read-only table of named numbers, each with a unit and a source (a board, a
+    cycler channel): values, units and sources are handed out as copies, so a caller's
+    edits never change it. Subclasses name their units in UNITS."""
+
+    UNITS: dict = {}
+
+    def __init__(self, name, values, sources):
+        self.name = name
+        self._values = dict(values)
+        self._sources = dict(sources)
+
+    @property
+    def values(self) -> dict:
+        return dict(self._values)
+
+    @property
+    def units(self) -> dict:
+        return dict(self.UNITS)
+
+    @property
+    def sources(self) -> dict:
+        return dict(self._sources)
+
+    def __getitem__(self, field):
+        return self._values[field]
+
+    def __repr__(self):
+        return "%s(%r)" % (type(self).__name__, self.name)
+
+
 @functools.lru_cache(maxsize=None)
 def citation_keys(bib_path: Path = CITATIONS_BIB) -> frozenset:
     """The entry keys of citations.bib."""
@@ -62,12 +94,9 @@ def cited_keys(source: str) -> frozenset:
 
 def load_toml(path: Path) -> dict:
     try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ParameterError("no such file", origin=path) from None
-    except tomllib.TOMLDecodeError as error:
-        raise ParameterError("not valid TOML (%s)" % error, origin=path) from None
+        return load_user_toml(path, "parameter file")
+    except InputFileError as error:
+        raise ParameterError(error.why, origin=path) from None
 
 
 def check_source(field: str, source, origin) -> str:

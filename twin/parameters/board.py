@@ -21,6 +21,7 @@ from twin.parameters._entries import (
     NON_NEGATIVE,
     POSITIVE,
     PARAMETER_DIR,
+    EntryTable,
     ParameterError,
     check_range,
     cited_keys,
@@ -55,37 +56,18 @@ BOARD_FIELDS = tuple(name for name, _, _, _ in _BOARD)
 BOARD_UNITS = types.MappingProxyType({name: unit for name, unit, _, _ in _BOARD})
 
 
-class Board:
+class Board(EntryTable):
     """A validated board description: name, path, values, units, sources, citations."""
 
+    UNITS = BOARD_UNITS
+
     def __init__(self, name, path, values, sources):
-        self.name = name
+        super().__init__(name, values, sources)
         self.path = path
-        # handed out as copies, so a caller's edits never change the board
-        self._values = dict(values)
-        self._sources = dict(sources)
         keys = set()
         for source in self._sources.values():
             keys |= cited_keys(source)
         self.citations = tuple(sorted(keys))
-
-    @property
-    def values(self) -> dict:
-        return dict(self._values)
-
-    @property
-    def units(self) -> dict:
-        return dict(BOARD_UNITS)
-
-    @property
-    def sources(self) -> dict:
-        return dict(self._sources)
-
-    def __getitem__(self, field):
-        return self._values[field]
-
-    def __repr__(self):
-        return "Board(%r)" % self.name
 
 
 def available_boards() -> list:

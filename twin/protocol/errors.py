@@ -31,7 +31,8 @@ class ProtocolError(ValueError):
         where = "" if line_no is None else "line %d: " % line_no
         quoted = "" if line_text is None else " in %r" % line_text.strip()
         examples = "\n".join("    " + e for e in EXAMPLES)
-        message = "%s%s%s; expected %s.\nExamples of valid lines:\n%s" % (
-            where, problem, quoted, expected, examples)
+        # the first line of the message: what a one-line report (the CLI's) shows
+        self.brief = "%s%s%s; expected %s" % (where, problem, quoted, expected)
+        message = "%s.\nExamples of valid lines:\n%s" % (self.brief, examples)
         super().__init__(message)
 

@@ -22,7 +22,7 @@ from twin.protocol.quantities import (
     VOLTAGE_UNITS,
     si_from,
 )
-from twin.protocol.steps import Repeat, Step, current_step, hold_step
+from twin.protocol.steps import Repeat, Step, current_step, hold_step, rest_step
 
 _TOKEN_RE = re.compile(
     r"\s*(?:(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
@@ -178,7 +178,7 @@ def _parse_rest(line: _Line) -> Step:
                   "'Rest for <duration>': at zero current nothing else can stop it",
                   line.rest_from(token))
     line.end("the end of the line after 'Rest for <duration>'")
-    return Step(kind="rest", current_A=0.0, duration_s=duration_s, line_no=line.line_no, text=line.text)
+    return rest_step(duration_s, (line.line_no, line.text), fragment)
 
 
 def _parse_hold(line: _Line) -> Step:

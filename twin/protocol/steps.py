@@ -25,6 +25,16 @@ from twin.protocol.quantities import CURRENT_DISPLAY, VOLTAGE_DISPLAY, pretty, p
 # segment (a condition never met) from running forever.
 UNTIL_DURATION_CAP_S = 1000.0 * 3600.0
 
+# The longest simulated time a protocol may ask for: ten years (of 365.25 days) of
+# cycling or storage, the far end of a cell's calendar life, yet a bound that keeps a
+# typo ("for 1e300 hours") from a run that never returns. A single step, the steps of
+# fixed duration together, and a runner's simulated time stay within it.
+MAX_SIMULATED_S = 10 * 365.25 * 86400.0
+
+# The most segments a protocol may expand to: a 25,000-cycle test of four steps. The
+# steps are streamed, never expanded up front, but each one run is reported.
+MAX_STEPS = 100_000
+
 # Voltages above this are refused: the cell is a ~2-2.5 V Li-S cell and the bench source
 # complies to 4 V, so anything above 10 V is a typo (e.g. mV written as V).
 MAX_VOLTAGE_V = 10.0
@@ -166,6 +176,50 @@ class Repeat:
         return lines
 
 
+def count_steps(items: Iterable) -> int:
+    """How many steps `items` expand to, without expanding them."""
+    return sum(item.count * count_steps(item.body) if isinstance(item, Repeat) else 1 for item in items)
+
+
+def fixed_duration_s(items: Iterable) -> float:
+    """The simulated time the steps of fixed duration (no stop condition) take
+    together; a step with an 'until' may end at once and adds nothing."""
+    total = 0.0
+    for item in items:
+        if isinstance(item, Repeat):
+            total += item.count * fixed_duration_s(item.body)
+        elif not item.has_stop_condition:
+            total += item.duration_s
+    return total
+
+
+def step_at(items: tuple, index: int, path: tuple = ()) -> Step:
+    """The index-th step of the expansion of `items` (0 <= index < count_steps),
+    found by walking the tree: O(depth x width), nothing expanded."""
+    for item in items:
+        if isinstance(item, Repeat):
+            per_pass = count_steps(item.body)
+            span = item.count * per_pass
+            if index < span:
+                iteration, within = divmod(index, per_pass)
+                return step_at(item.body, within, path + (iteration,))
+            index -= span
+        elif index == 0:
+            return dataclasses.replace(item, repeat_path=path)
+        else:
+            index -= 1
+    raise IndexError("protocol step index out of range")
+
+
+def leaf_steps(items: Iterable) -> Iterator[Step]:
+    """Each Step of the tree once, in text order (not expanded)."""
+    for item in items:
+        if isinstance(item, Repeat):
+            yield from leaf_steps(item.body)
+        else:
+            yield item
+
+
 def describe_item(item, indent: str) -> list:
     if isinstance(item, Repeat):
         return item.describe_lines(indent)
@@ -202,6 +256,15 @@ def _check_voltage(value, what: str, line=None, fragment=None) -> float:
     return volts
 
 
+def _check_duration(value, what: str, line=None, fragment=None) -> float:
+    duration = _check_positive(value, what, "a duration > 0", line, fragment)
+    if duration > MAX_SIMULATED_S:
+        raise _error("%s of %r s is above the bound on simulated time" % (what, duration),
+                     "a duration of at most %g s (%g h, ten years)" % (MAX_SIMULATED_S, MAX_SIMULATED_S / 3600),
+                     line, fragment)
+    return duration
+
+
 def _loc(line) -> tuple:
     """(line_no, text) of a parsed line, (None, None) for a constructor call."""
     if line is None:
@@ -227,7 +290,7 @@ def current_step(kind, current_A, duration_s, until_V, line=None, fragments=(Non
     if duration_s is None:
         duration = UNTIL_DURATION_CAP_S
     else:
-        duration = _check_positive(duration_s, "duration", "a duration > 0", line, fragments[1])
+        duration = _check_duration(duration_s, "duration", line, fragments[1])
     where = _loc(line)
     return Step(kind=kind, current_A=sign * magnitude, duration_s=duration, stop_voltage_V=stop_V,
                 line_no=where[0], text=where[1])
@@ -247,8 +310,13 @@ def discharge(current_A, duration_s=None, until_V=None) -> Step:
 
 def rest(duration_s) -> Step:
     """Zero current for duration_s."""
-    duration = _check_positive(duration_s, "rest duration", "a duration > 0")
-    return Step(kind="rest", current_A=0.0, duration_s=duration)
+    return rest_step(duration_s)
+
+
+def rest_step(duration_s, line=None, fragment=None) -> Step:
+    duration = _check_duration(duration_s, "rest duration", line, fragment)
+    where = _loc(line)
+    return Step(kind="rest", current_A=0.0, duration_s=duration, line_no=where[0], text=where[1])
 
 
 def hold(voltage_V, until_A=None, duration_s=None) -> Step:
@@ -267,7 +335,7 @@ def hold_step(voltage_V, until_A, duration_s, line=None, fragments=(None, None, 
     if duration_s is None:
         duration = UNTIL_DURATION_CAP_S
     else:
-        duration = _check_positive(duration_s, "duration", "a duration > 0", line, fragments[1])
+        duration = _check_duration(duration_s, "duration", line, fragments[1])
     where = _loc(line)
     return Step(kind="hold", current_A=0.0, voltage_V=volts, duration_s=duration, stop_current_A=stop_A,
                 line_no=where[0], text=where[1])

@@ -23,7 +23,6 @@ naming the key, the value and what was expected.
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 from bmsfw.config import Config, ConfigError
@@ -172,12 +171,16 @@ class Study:
 
     def _protocol_file(self, name):
         from twin.cli import PROTOCOL_DIR
+        from twin.textfile import InputFileError, read_text
 
         if not isinstance(name, str) or not name:
             raise StudyError("protocol.file", name, "a protocol file path or a shipped protocol name")
         for path in (self.path.parent / name, PROTOCOL_DIR / ("%s.txt" % name)):
-            if path.is_file():
-                return path.read_text(encoding="utf-8")
+            if path.exists():
+                try:
+                    return read_text(path, "protocol file")
+                except InputFileError as error:
+                    raise StudyError("protocol.file", name, error.why) from None
         shipped = ", ".join(sorted(p.stem for p in PROTOCOL_DIR.glob("*.txt")))
         raise StudyError("protocol.file", name, "no such file beside the study, and no shipped protocol of "
                          "that name (shipped: %s)" % shipped)
@@ -335,12 +338,13 @@ def render_protocol(template: str, placeholders: dict, inputs: dict, area_cm2: f
 
 
 def load_study(path) -> Study:
+    from twin.textfile import InputFileError, load_toml
+
     path = Path(path)
+    if not path.exists():
+        raise StudyError("(file)", str(path), "no such study file")
     try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError:
-        raise StudyError("(file)", str(path), "no such study file") from None
-    except tomllib.TOMLDecodeError as error:
-        raise StudyError("(file)", str(path), "not valid TOML: %s" % error) from None
+        data = load_toml(path, "study file")
+    except InputFileError as error:
+        raise StudyError("(file)", str(path), error.why) from None
     return Study(path.resolve(), data)
