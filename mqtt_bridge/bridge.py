@@ -4,24 +4,29 @@
 and the parts that do the work, routes frames to them and starts and stops the
 threads. One job per part:
 
+- ``paho_client.py``: the paho client, and why connecting failed;
+- ``numbering.py``: the run id every payload carries, events lost before the bridge;
 - ``retained.py``: when the retained state and limits are due (coalescing);
 - ``telemetry_ring.py``: telemetry at QoS 0, its rate limit, its outage ring buffer;
 - ``outbox.py``: the SQLite store-and-forward queue;
 - ``sender.py``: stored rows to paho in order, PUBACKs back (the sender thread);
-- ``intake.py``: commands checked, de-duplicated, queued and run between ticks;
+- ``intake.py``: commands checked (``reply_to.py``: where their replies may go),
+  de-duplicated, queued and run between ticks as the controller has room;
+- ``delivery.py``: what was delivered, for the run's summary;
 - ``sink.py``: the run loop's sink that makes the bridge at the first frame.
 
 Threads (none of them the controller's), and what each owns:
 - paho's network thread (``loop_start``) runs the callbacks: ``_on_connect`` and
   ``_on_disconnect`` here set and clear ``_connected`` (an Event the parts read),
-  and write ``last_connect_error`` and ``counters``; ``_on_message`` answers Home
-  Assistant's birth message here and passes commands to intake.py;
-  ``on_publish`` is sender.py's. None of them touches the controller or blocks.
+  and write ``counters``; failed attempts go to paho_client.ConnectFailures
+  (``last_connect_error``); ``_on_message`` answers Home Assistant's birth message
+  here (``_rediscovered_at``) and passes commands to intake.py; ``on_publish`` is
+  sender.py's. None of them touches the controller or blocks.
 - the sender thread: see sender.py.
 - the caller's thread (the run loop) calls ``publish_frame(s)`` and
   ``drain_commands`` (or the sink methods); it alone writes ``_events_stored``,
-  retained.py's last keys and the ring's rate limit, and only it calls the
-  controller (in ``drain_commands``).
+  ``_rows_stored``, the numbering, retained.py's last keys and the ring's rate
+  limit, and only it calls the controller (in ``drain_commands``).
 
 What goes where (docs/mqtt.md):
 - event frames -> outbox (SQLite) -> ``event`` QoS 1, in order, at least once;

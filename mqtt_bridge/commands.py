@@ -128,12 +128,12 @@ def check_command(name: str, payload: bytes, limits: dict | None = None) -> "Com
         errors.sort(key=lambda e: (e.validator in _RANGE_KEYWORDS, list(e.path)))
         first = errors[0]
         where = "/".join(str(p) for p in first.path) or "payload"
-        code = "OUT_OF_RANGE" if first.validator in _RANGE_KEYWORDS else "BAD_ARGS"
         if first.validator == "anyOf" and not first.path:
             message = "payload: give at least one of " + ", ".join(LIMIT_KEYS)
         else:
             message = "%s: %s" % (where, first.message)
-        return Rejection(name, code, message, request_id)
+        return Rejection(name, "OUT_OF_RANGE" if first.validator in _RANGE_KEYWORDS else "BAD_ARGS", message,
+                         request_id)
     args = {k: v for k, v in doc.items() if k not in ENVELOPE_KEYS}
     if name == "set_limits" and limits:
         for key, value in args.items():

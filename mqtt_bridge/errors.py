@@ -2,7 +2,8 @@
 
 Each carries the offending field and value so a caller (or a log line) says
 exactly what was wrong. They also inherit the builtin they refine, so generic
-``except ValueError`` handlers still work.
+``except ValueError`` handlers still work. ``connect_failure_text`` says in one
+line why a connection attempt failed.
 """
 
 import ssl

@@ -24,10 +24,11 @@ answer, or none while the first still waits. "The same" is the same name,
 arguments, request id, correlation data and reply topic: two clients that both
 number their requests from 1 do not swallow each other's commands.
 
-Refusals answered at once are bounded: with ``reply_window`` replies not yet
-acknowledged by the broker, a further refusal is not answered but counted
-(``replies_dropped``), so a flood of bad commands cannot queue an unbounded
-number of replies in front of the device's events. Every refusal is counted by
+Replies are bounded: with ``reply_window`` replies not yet acknowledged by the
+broker, ``drain`` runs no further command (they wait, then are answered BUSY) and
+a further refusal is not answered but counted (``replies_dropped``), so no flood,
+of good commands or bad, can queue an unbounded number of replies in front of
+the device's events. Every refusal is counted by
 its code and logged at the 1st, 10th, 100th … of each code.
 """
 
@@ -172,6 +173,10 @@ class CommandIntake:
                     break
             elif len(done) >= BLIND_COMMANDS_PER_DRAIN:
                 break
+            with self._reply_lock:
+                reply_room = self._reply_room()
+            if not reply_room:
+                break       # the broker has not taken the last replies yet: commands wait
             try:
                 cmd = self._queue.get_nowait()
             except queue.Empty:
@@ -192,13 +197,17 @@ class CommandIntake:
 
     # ------------------------------------------------------------ either
 
+    def _reply_room(self) -> bool:
+        """Fewer than ``reply_window`` replies handed to paho wait for their PUBACK (reply lock held)."""
+        replies = self._replies
+        while replies and replies[0].is_published():
+            replies.popleft()
+        return len(replies) + self._replies_reserved < self._reply_window
+
     def _publish_reply(self, payload: bytes, topic: str, correlation: bytes | None, bounded: bool) -> None:
         """Hand one reply to paho; a ``bounded`` one (a refusal) is dropped when the window is full."""
         with self._reply_lock:
-            replies = self._replies
-            while replies and replies[0].is_published():
-                replies.popleft()
-            if bounded and len(replies) + self._replies_reserved >= self._reply_window:
+            if bounded and not self._reply_room():
                 self.counters["replies_dropped"] += 1
                 return
             self._replies_reserved += 1

@@ -3,7 +3,7 @@
 A message is written here before it is handed to paho and deleted only when the
 broker has acknowledged it (PUBACK), so a broker outage or a killed process loses
 nothing that reached ``put_many``: after a restart every row is replayed in order
-(at least once; subscribers de-duplicate events on (device, seq)).
+(at least once; subscribers de-duplicate events on (device, run, seq)).
 
 Bounded: beyond ``max_rows`` the oldest rows are evicted and counted. Retained
 topics (state, limits) are *coalesced*: a newer value replaces an older one that

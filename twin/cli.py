@@ -61,7 +61,7 @@ def cmd_simulate(args) -> int:
 def cmd_run(args) -> int:
     from twin.parameters import load_parameter_set
     from twin.run import DUTY_D111, run_closed_loop
-    from twin.run_files import write_run_outputs
+    from twin.run_files import add_delivery, write_run_outputs
 
     params = load_parameter_set(args.cell)
     duty = load_protocol(args.protocol) if args.protocol else load_protocol(str(DUTY_D111))
@@ -86,6 +86,7 @@ def cmd_run(args) -> int:
         bar.close()
         for sink in sinks:
             sink.close()
+    add_delivery(result.summary, [sink.delivery for sink in sinks if getattr(sink, "delivery", None)])
     out = Path(args.out)
     write_run_outputs(result, out, title=f"{params.name}: firmware-formed, duty {Path(args.protocol or 'd111_duty').name}")
     s = result.summary
@@ -101,6 +102,9 @@ def cmd_run(args) -> int:
               f"{s['sim_seconds'] / 3600:.2f} h simulated in {s['wall_seconds']:.2f} s "
               f"({s['speed_factor']:.0f}x real time)")
     print(f"wrote {out}/timeseries.csv, events.jsonl, summary.json, voltage.png, inventory.png")
+    if s.get("complete") is False:
+        print(f"bms-twin run: {s['why']}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -177,3 +177,49 @@ def test_mqtt_bridge_keeps_no_copy_of_a_firmware_name_table():
                 if values <= set(names):
                     copies.append("mqtt_bridge/%s:%d copies bmsfw's %s" % (name, line, group))
     assert not copies
+
+
+# ------------------------------------------------------------ reply codes, reply topics
+
+def _bridge_codes() -> set:
+    """Every code the bridge refuses with: the string literals of each Rejection(...)'s code argument."""
+    codes = set()
+    for name in sorted(os.listdir(PACKAGE)):
+        if name.endswith(".py"):
+            with open(os.path.join(PACKAGE, name), encoding="utf-8") as f:
+                tree = ast.parse(f.read())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Rejection":
+                    found = [n.value for n in ast.walk(node.args[1]) if isinstance(n, ast.Constant)
+                             and isinstance(n.value, str)]
+                    assert found, "%s: a Rejection whose code is not written in the call" % name
+                    codes.update(found)
+    return codes
+
+
+def _docs_section(title: str, until: str) -> str:
+    with open(os.path.join(ROOT, "docs", "mqtt.md"), encoding="utf-8") as f:
+        return f.read().split(title, 1)[1].split(until, 1)[0]
+
+
+def test_the_bridges_reply_codes_are_the_ones_schema_and_docs_list():
+    codes = _bridge_codes()
+    assert {"BAD_RESPONSE_TOPIC", "BAD_CORRELATION_DATA", "RETAINED_IGNORED", "BUSY"} <= codes
+    described = load_schema("reply")["properties"]["code"]["description"]
+    listed = described.split("error code:", 1)[1].split(", or a controller code", 1)[0]
+    assert [c.strip() for c in listed.split(",")] and {c.strip() for c in listed.split(",")} == codes
+    table = _docs_section("Checks, in order", "A command that passes")
+    assert set(re.findall(r"^\| `([A-Z_]+)` \|", table, re.M)) == codes
+
+
+def test_every_firmware_command_can_be_answered_and_the_docs_give_the_reply_limits():
+    from mqtt_bridge.intake import BLIND_COMMANDS_PER_DRAIN
+    from mqtt_bridge.reply_to import MAX_CORRELATION_BYTES, MAX_LEVEL_CHARS, MAX_SUFFIX_LEVELS, own_reply_topic
+    from mqtt_bridge.topics import Topics
+
+    topics = Topics("names-0001")
+    assert [name for name in COMMANDS if own_reply_topic(topics, name) != topics.reply(name)] == []
+    where = _docs_section("### Where replies go", "### Retained commands")
+    assert "1 to %d levels" % MAX_SUFFIX_LEVELS in where and "at most %d characters" % MAX_LEVEL_CHARS in where
+    assert "longer than %d bytes" % MAX_CORRELATION_BYTES in _docs_section("Checks, in order", "A command that")
+    assert "`BLIND_COMMANDS_PER_DRAIN` (%d)" % BLIND_COMMANDS_PER_DRAIN in _docs_section("### Floods", "## 5.")
