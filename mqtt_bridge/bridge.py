@@ -126,8 +126,6 @@ class Bridge:
         self._rediscovery_min_s = rediscovery_min_s
         self._rediscovered_at: float | None = None     # network thread
         self.queue_path = queue_path or default_queue_path(device_id)
-        # Opened last among the checks: a refused setting leaves no open file behind.
-        self.outbox = Outbox(self.queue_path, max_rows=queue_max_rows, synchronous=synchronous)
         self.owned_broker: EmbeddedBroker | None = None  # an embedded broker this bridge started (from_args) and stops
 
         self._connected = threading.Event()
@@ -136,12 +134,11 @@ class Bridge:
         self._events_stored = 0
         self._rows_stored = 0     # events, state and limits; caller's thread
         self._keepalive_s = keepalive_s
-        try:
-            client = self._client = self._make_client(client_id or "bms-twin-" + device_id,
-                                                      reconnect_min_s, reconnect_max_s)
-        except BaseException:
-            self.outbox.close()   # e.g. an unreadable CA file: leave nothing open
-            raise
+        # The client before the queue file: a CA file TLS cannot load (TlsCaError) leaves no file.
+        client = self._client = self._make_client(client_id or "bms-twin-" + device_id,
+                                                  reconnect_min_s, reconnect_max_s)
+        # Opened last among the checks: a refused setting leaves no open file behind.
+        self.outbox = Outbox(self.queue_path, max_rows=queue_max_rows, synchronous=synchronous)
         wake_sender = self._wake_sender = threading.Event()   # work for the sender thread
         numbering = self.numbering = Numbering(device_id)
         self._retained = RetainedTopics(self.topics, state_period_ms, numbering)
@@ -245,6 +242,7 @@ class Bridge:
         out["outbox_replayed"] = self.outbox.replayed
         out["outbox_coalesced"] = self.outbox.coalesced
         out["connect_failures"] = self._failures.count
+        out["refused_other"] = self._sender.refused_other
         out["events_lost"] = self.numbering.lost
         out["replies_outstanding_max"] = self._intake.replies_outstanding_max
         out["telemetry_sent"] = self._ring.sent

@@ -32,7 +32,7 @@ def delivery_report(bridge) -> dict:
         "evicted": stats["outbox_evicted"],
         "coalesced": stats["outbox_coalesced"],
         "queue": bridge.queue_path,
-        "refused_by_broker": stats.get("rejected_by_broker", 0),
+        "refused_by_broker": stats.get("rejected_by_broker", 0) + stats["refused_other"],
         "events_lost": stats["events_lost"],
         "telemetry_published": stats["telemetry_sent"],
         "telemetry_dropped": stats.get("telemetry_dropped", 0),
@@ -51,7 +51,7 @@ def delivery_report(bridge) -> dict:
     if report["evicted"]:
         reasons.append("MQTT: %d queued message(s) evicted (queue_max_rows)" % report["evicted"])
     if report["refused_by_broker"]:
-        reasons.append("MQTT: the broker refused %d message(s) (not authorized?)" % report["refused_by_broker"])
+        reasons.append("MQTT: %s refused %d message(s) (not authorized?)" % (where, report["refused_by_broker"]))
     if report["events_lost"]:
         reasons.append("MQTT: %d event(s) lost before they reached the bridge" % report["events_lost"])
     report["why"] = "; ".join(reasons) or None

@@ -58,6 +58,12 @@ class SettingError(BridgeFieldError):
     wording = "%(field)s %(why)s, got %(value)r"
 
 
+class TlsCaError(BridgeFieldError, OSError):
+    """A CA file TLS cannot load (missing, unreadable, not PEM): a setting, and the file error it refines."""
+
+    wording = "%(field)s %(value)r: %(why)s"
+
+
 class EmbeddedBrokerError(BridgeError, RuntimeError):
     """The embedded amqtt broker did not start (port taken, timeout...)."""
 

@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from .config import BrokerConfig
-from .errors import connect_failure_text
+from .errors import TlsCaError, connect_failure_text
 
 log = logging.getLogger("mqtt_bridge")
 PAHO_LOG = logging.getLogger("mqtt_bridge.paho")
@@ -50,7 +50,11 @@ def make_client(cfg: BrokerConfig, client_id: str, will_topic: str, will_payload
     if cfg.username is not None:
         client.username_pw_set(cfg.username, cfg.password)
     if cfg.tls:
-        client.tls_set(ca_certs=cfg.tls_ca)
+        try:
+            client.tls_set(ca_certs=cfg.tls_ca)
+        except (OSError, ValueError) as exc:    # ssl.SSLError is an OSError
+            raise TlsCaError("tls_ca", cfg.tls_ca, "not a readable PEM file of CA certificates (%s)"
+                             % connect_failure_text(exc)) from None
     return client
 
 

@@ -5,6 +5,7 @@ that needs restarts/TLS/ACL, a collecting subscriber, synthetic frames
 Imported by the tests and by mqtt_fake_device.py (run as a separate process).
 """
 
+import argparse
 import getpass
 import json
 import os
@@ -19,6 +20,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
+from mqtt_bridge.cli_options import add_broker_arguments
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 # The users of the secure broker (conftest.secure_broker, docs/acl.example's roles).
@@ -219,6 +222,15 @@ def connect_client(host: str, port: int, protocol: int = 5, username=None, passw
         client.loop_stop()
         raise ConnectionRefusedError(str(result["rc"]))
     return client
+
+
+def run_args(*argv: str) -> argparse.Namespace:
+    """Options as `bms-twin run` parses them (its telemetry period default is None)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--speed", type=float, default=None)
+    add_broker_arguments(parser)
+    parser.set_defaults(telemetry_period_ms=None)
+    return parser.parse_args(list(argv))
 
 
 def publish_properties(**values) -> Properties:

@@ -22,7 +22,7 @@ import pytest
 from mqtt_bridge import Bridge
 from mqtt_bridge.config import PASSWORD_ENV
 from mqtt_bridge.sink import CLOSE_TIMEOUT_S
-from mqtt_helpers import DEVICE_PASSWORD, WAIT_S, event_frame, free_port, wait_until
+from mqtt_helpers import DEVICE_PASSWORD, event_frame, free_port, wait_until
 
 BMS_TWIN = shutil.which("bms-twin", path=str(Path(sys.executable).parent))
 
@@ -138,3 +138,25 @@ def test_watch_says_why_it_cannot_connect(secure_broker, wrong_ca, device_id):
                               % broker.port) == 1
     plain = run_cli("watch", "--broker", "mqtt://localhost:%d" % broker.port, "--tls-ca", wrong_ca, "--once")
     assert plain.returncode == 2 and "use mqtts://" in plain.stderr
+
+
+def test_messages_the_broker_refuses_are_said_and_reported(secure_broker, device_id, tmp_path, caplog):
+    """Logged in as another device, the ACL lets this one write nothing of its own (MQTT 5: 135)."""
+    caplog.set_level(logging.WARNING, logger="mqtt_bridge")
+    broker, ca = secure_broker
+    bridge = Bridge(device_id, "mqtts://localhost:%d" % broker.port, username="other-" + device_id,
+                    password="other-pw", tls_ca=ca, queue_path=str(tmp_path / "q.sqlite")).start()
+    try:
+        assert bridge.wait_connected(10)
+        bridge.publish_frame(event_frame(device_id, 1, 0))
+        assert bridge.flush(10)
+        stats = bridge.stats()
+        assert stats["rejected_by_broker"] == 1                  # the stored event
+        assert stats["refused_other"] >= 1                        # status "online", the discovery configs
+        said = [r.getMessage() for r in caplog.records if "the broker refused" in r.getMessage()]
+        assert len(said) == 1
+    finally:
+        bridge.stop()
+    delivery, stats = bridge.delivery(), bridge.stats()     # the "offline" at stop was refused too
+    assert delivery["refused_by_broker"] == stats["rejected_by_broker"] + stats["refused_other"]
+    assert "localhost:%d refused %d message(s)" % (broker.port, delivery["refused_by_broker"]) in delivery["why"]

@@ -7,7 +7,6 @@ the delivery figures of summary.json. Real Mosquitto with TLS and passwords
 Run: .venv/bin/python -m pytest tests/mqtt_bridge/test_mqtt_secrets.py -q
 """
 
-import argparse
 import json
 import logging
 import shutil
@@ -18,10 +17,9 @@ from pathlib import Path
 import pytest
 
 from mqtt_bridge import Bridge, parse_broker_url
-from mqtt_bridge.cli_options import add_broker_arguments
 from mqtt_bridge.errors import BrokerUrlError
 from mqtt_bridge.sink import MqttSink
-from mqtt_helpers import DEVICE_PASSWORD, WAIT_S, telemetry_frame, wait_until
+from mqtt_helpers import DEVICE_PASSWORD, WAIT_S, run_args, telemetry_frame, wait_until
 
 BMS_TWIN = shutil.which("bms-twin", path=str(Path(sys.executable).parent))
 SECRETS = ("s3cr3t-Hunter2", "pa/ss?w#rd@x9", "p%40ss:w0rd", "ab:cd@ef/gh")
@@ -71,14 +69,6 @@ def test_the_cli_refuses_a_bad_url_without_printing_the_password(command, tmp_pa
     assert "bad host" in proc.stderr and "user:***@" in proc.stderr
     assert leaks(proc.stdout + proc.stderr, secret) == []
     assert not (tmp_path / "run").exists()
-
-
-def run_args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--speed", type=float, default=None)
-    add_broker_arguments(parser)
-    parser.set_defaults(telemetry_period_ms=None)
-    return parser.parse_args(list(argv))
 
 
 def test_console_log_repr_and_delivery_never_show_the_password(secure_broker, wrong_ca, device_id, tmp_path,

@@ -11,19 +11,9 @@ import threading
 
 import pytest
 
-from mqtt_bridge.cli_options import add_broker_arguments
 from mqtt_bridge.config import PASSWORD_ENV, parse_broker_url
 from mqtt_bridge.sink import MqttSink, mqtt_sinks, telemetry_period_ms, watch_command
-from mqtt_helpers import Collector, FakeController, connect_client, event_frame, telemetry_frame, wait_until
-
-
-def run_args(*argv: str) -> argparse.Namespace:
-    """Options as `bms-twin run` parses them (its telemetry period default is None)."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--speed", type=float, default=None)
-    add_broker_arguments(parser)
-    parser.set_defaults(telemetry_period_ms=None)
-    return parser.parse_args(list(argv))
+from mqtt_helpers import Collector, FakeController, connect_client, event_frame, run_args, telemetry_frame, wait_until
 
 
 def test_no_sink_with_no_mqtt_and_one_without(device_id):
