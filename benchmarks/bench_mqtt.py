@@ -36,6 +36,7 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from mqtt_bridge import Bridge  # noqa: E402
 from mqtt_bridge import payloads  # noqa: E402
+from mqtt_bridge.numbering import new_run_id  # noqa: E402
 from mqtt_bridge.payloads import dumps  # noqa: E402
 
 HOST, PORT = "127.0.0.1", 1883
@@ -238,11 +239,12 @@ def main() -> None:
 def run(args: argparse.Namespace, qdir: str) -> None:
     dev0, dev1 = "bench-tel-" + uuid.uuid4().hex[:6], "bench-evt-" + uuid.uuid4().hex[:6]
 
+    run_id = new_run_id()     # the bare loops publish what the bridge does, run id included
     frames = [telemetry_frame(dev0, t) for t in range(args.n0 + 1)]
-    blobs = [dumps(payloads.telemetry_payload(f, dev0)) for f in frames[1:]]
+    blobs = [dumps(payloads.telemetry_payload(f, dev0, 0, run_id)) for f in frames[1:]]
     topic0 = "bms/%s/telemetry" % dev0
     print("payload sizes: telemetry %d B, event %d B; %d interleaved repeats, medians shown" % (
-        len(blobs[0]), len(dumps(payloads.event_payload(event_frame(dev1, 1), dev1))), args.repeat))
+        len(blobs[0]), len(dumps(payloads.event_payload(event_frame(dev1, 1), dev1, run_id))), args.repeat))
     # Interleaved repeats: the host is shared, so compare runs made at the same time.
     bare0, bare0j, br0 = [], [], []
     for _ in range(args.repeat):
@@ -256,7 +258,7 @@ def run(args: argparse.Namespace, qdir: str) -> None:
           % (r0 / b0, r0 / b0j, ", ".join("%.2f" % (r / b) for r, b in zip(br0, bare0))))
 
     eframes = [event_frame(dev1, s) for s in range(1, args.n1 + 2)]
-    eblobs = [dumps(payloads.event_payload(f, dev1)) for f in eframes[1:]]
+    eblobs = [dumps(payloads.event_payload(f, dev1, run_id)) for f in eframes[1:]]
     topic1 = "bms/%s/event" % dev1
     bare1, br1, br1b, br1off = [], [], [], []
     for _ in range(args.repeat):

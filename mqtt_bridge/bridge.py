@@ -4,24 +4,29 @@
 and the parts that do the work, routes frames to them and starts and stops the
 threads. One job per part:
 
+- ``paho_client.py``: the paho client, and why connecting failed;
+- ``numbering.py``: the run id every payload carries, events lost before the bridge;
 - ``retained.py``: when the retained state and limits are due (coalescing);
 - ``telemetry_ring.py``: telemetry at QoS 0, its rate limit, its outage ring buffer;
 - ``outbox.py``: the SQLite store-and-forward queue;
 - ``sender.py``: stored rows to paho in order, PUBACKs back (the sender thread);
-- ``intake.py``: commands checked, de-duplicated, queued and run between ticks;
+- ``intake.py``: commands checked (``reply_to.py``: where their replies may go),
+  de-duplicated, queued and run between ticks as the controller has room;
+- ``delivery.py``: what was delivered, for the run's summary;
 - ``sink.py``: the run loop's sink that makes the bridge at the first frame.
 
 Threads (none of them the controller's), and what each owns:
 - paho's network thread (``loop_start``) runs the callbacks: ``_on_connect`` and
   ``_on_disconnect`` here set and clear ``_connected`` (an Event the parts read),
-  and write ``last_connect_error`` and ``counters``; ``_on_message`` answers Home
-  Assistant's birth message here and passes commands to intake.py;
-  ``on_publish`` is sender.py's. None of them touches the controller or blocks.
+  and write ``counters``; failed attempts go to paho_client.ConnectFailures
+  (``last_connect_error``); ``_on_message`` answers Home Assistant's birth message
+  here (``_rediscovered_at``) and passes commands to intake.py; ``on_publish`` is
+  sender.py's. None of them touches the controller or blocks.
 - the sender thread: see sender.py.
 - the caller's thread (the run loop) calls ``publish_frame(s)`` and
   ``drain_commands`` (or the sink methods); it alone writes ``_events_stored``,
-  retained.py's last keys and the ring's rate limit, and only it calls the
-  controller (in ``drain_commands``).
+  ``_rows_stored``, the numbering, retained.py's last keys and the ring's rate
+  limit, and only it calls the controller (in ``drain_commands``).
 
 What goes where (docs/mqtt.md):
 - event frames -> outbox (SQLite) -> ``event`` QoS 1, in order, at least once;
@@ -41,15 +46,17 @@ import time
 from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from . import payloads
 from .config import DEFAULT_BROKER_URL, BrokerConfig, BrokerUrlError, normalise_protocol, parse_broker_url
 from .discovery import discovery_configs
+from .delivery import delivery_report
 from .errors import FrameError, SettingError
 from .intake import CommandIntake
+from .numbering import Numbering
 from .outbox import Outbox
+from .paho_client import ConnectFailures, make_client
 from .retained import RetainedTopics
 from .sender import Sender
 from .telemetry_ring import TelemetryRing
@@ -61,16 +68,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("mqtt_bridge")
 
 HA_STATUS_TOPIC_SUFFIX = "/status"   # <discovery_prefix>/status carries HA's birth message
-
-
-class _QuietDisconnectRace(logging.Filter):
-    """paho 2.2 logs an ERROR when its loop wakes after our own disconnect(); it is harmless."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Client is not connected" not in str(record.msg)
-
-
-logging.getLogger("mqtt_bridge.paho").addFilter(_QuietDisconnectRace())
 
 
 def default_queue_path(device_id: str) -> str:
@@ -94,7 +91,8 @@ class Bridge:
                  state_period_ms: int | None = None, discovery: bool = True, discovery_prefix: str = "homeassistant",
                  client_id: str | None = None, queue_max_rows: int = 100_000, telemetry_buffer: int = 100,
                  keepalive_s: int = 30, reconnect_min_s: float = 1, reconnect_max_s: float = 30,
-                 inflight_window: int = 200, command_queue_max: int = 64, synchronous: str = "NORMAL") -> None:
+                 inflight_window: int = 200, command_queue_max: int = 64, synchronous: str = "NORMAL",
+                 reply_window: int = 1000, rediscovery_min_s: float = 10.0) -> None:
         self.topics = Topics(device_id)
         self.device_id = device_id
         cfg = copy.copy(broker_url) if isinstance(broker_url, BrokerConfig) else parse_broker_url(broker_url)
@@ -118,30 +116,39 @@ class Bridge:
         _positive_int("inflight_window", inflight_window)
         _positive_int("telemetry_buffer", telemetry_buffer)
         _positive_int("command_queue_max", command_queue_max)
+        _positive_int("reply_window", reply_window)
+        if not isinstance(rediscovery_min_s, (int, float)) or isinstance(rediscovery_min_s, bool) \
+                or not rediscovery_min_s >= 0:
+            raise SettingError("rediscovery_min_s", rediscovery_min_s, "must be a number of seconds >= 0")
+        # Home Assistant's birth message re-announces discovery, the first at once and
+        # then at most once per rediscovery_min_s: a flood of "online" on its status
+        # topic must not make a flood of configs (they are retained on the broker anyway).
+        self._rediscovery_min_s = rediscovery_min_s
+        self._rediscovered_at: float | None = None     # network thread
         self.queue_path = queue_path or default_queue_path(device_id)
-        # Opened last among the checks: a refused setting leaves no open file behind.
-        self.outbox = Outbox(self.queue_path, max_rows=queue_max_rows, synchronous=synchronous)
         self.owned_broker: EmbeddedBroker | None = None  # an embedded broker this bridge started (from_args) and stops
 
         self._connected = threading.Event()
-        self.last_connect_error: str | None = None
+        self._failures = ConnectFailures(device_id, cfg, self.queue_path)
         self.counters: collections.Counter = collections.Counter()   # connects; the parts keep their own
         self._events_stored = 0
+        self._rows_stored = 0     # events, state and limits; caller's thread
         self._keepalive_s = keepalive_s
-        try:
-            client = self._client = self._make_client(client_id or "bms-twin-" + device_id,
-                                                      reconnect_min_s, reconnect_max_s)
-        except BaseException:
-            self.outbox.close()   # e.g. an unreadable CA file: leave nothing open
-            raise
+        # The client before the queue file: a CA file TLS cannot load (TlsCaError) leaves no file.
+        client = self._client = self._make_client(client_id or "bms-twin-" + device_id,
+                                                  reconnect_min_s, reconnect_max_s)
+        # Opened last among the checks: a refused setting leaves no open file behind.
+        self.outbox = Outbox(self.queue_path, max_rows=queue_max_rows, synchronous=synchronous)
         wake_sender = self._wake_sender = threading.Event()   # work for the sender thread
-        self._retained = RetainedTopics(self.topics, state_period_ms)
+        numbering = self.numbering = Numbering(device_id)
+        self._retained = RetainedTopics(self.topics, state_period_ms, numbering)
         self._ring = TelemetryRing(client, self.topics.telemetry, device_id, telemetry_period_ms, telemetry_buffer,
-                                   self._connected, wake_sender)
+                                   self._connected, wake_sender, numbering)
         self._sender = Sender(client, self.outbox, self._connected, wake_sender, inflight_window, device_id,
                               each_wake=self._ring.flush)
         self._intake = CommandIntake(client, self.topics, cfg.protocol == 5, command_queue_max,
-                                     limits_now=lambda: self._retained.limits_now)
+                                     limits_now=lambda: self._retained.limits_now, numbering=numbering,
+                                     reply_window=reply_window)
         client.on_publish = self._sender.on_publish
         self._started = False
         self._stopping = False
@@ -157,24 +164,10 @@ class Bridge:
     # ------------------------------------------------------------------ setup
 
     def _make_client(self, client_id: str, reconnect_min_s: float, reconnect_max_s: float) -> mqtt.Client:
-        cfg = self.config
-        v5 = cfg.protocol == 5
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-                             clean_session=None if v5 else True)
-        # A bug in a callback must not silently kill the network thread (paho's default).
-        client.suppress_exceptions = True
-        client.enable_logger(logging.getLogger("mqtt_bridge.paho"))
-        # paho's own offline queue stays unbounded: a bounded one rejects the *newest*
-        # messages, including the "online" and discovery configs sent on reconnect.
-        client.max_queued_messages_set(0)
-        client.reconnect_delay_set(reconnect_min_s, reconnect_max_s)  # type: ignore[arg-type]  # floats work
-        client.will_set(self.topics.status, STATUS_OFFLINE, qos=1, retain=True)
-        if cfg.username is not None:
-            client.username_pw_set(cfg.username, cfg.password)
-        if cfg.tls:
-            client.tls_set(ca_certs=cfg.tls_ca)
+        client = make_client(self.config, client_id, self.topics.status, STATUS_OFFLINE,
+                             reconnect_min_s, reconnect_max_s)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._failures.on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         return client
@@ -194,6 +187,11 @@ class Bridge:
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
+
+    @property
+    def last_connect_error(self) -> str | None:
+        """Why the last connection attempt failed; None once connected."""
+        return self._failures.last
 
     @property
     def connected(self) -> bool:
@@ -240,12 +238,23 @@ class Bridge:
     def stats(self) -> dict:
         out = dict(self.counters + self._sender.counters + self._ring.counters + self._intake.counters)
         out["events_stored"] = self._events_stored
+        out["rows_stored"] = self._rows_stored
+        out["outbox_replayed"] = self.outbox.replayed
+        out["outbox_coalesced"] = self.outbox.coalesced
+        out["connect_failures"] = self._failures.count
+        out["refused_other"] = self._sender.refused_other
+        out["events_lost"] = self.numbering.lost
+        out["replies_outstanding_max"] = self._intake.replies_outstanding_max
         out["telemetry_sent"] = self._ring.sent
         out["outbox_rows"] = len(self.outbox)
         out["outbox_evicted"] = self.outbox.evicted
         out["telemetry_buffered"] = self._ring.buffered()
         out["commands_queued"] = self._intake.pending()
         return out
+
+    def delivery(self) -> dict:
+        """What this bridge delivered, for a run's summary (delivery.py); ``why`` is None if all of it."""
+        return delivery_report(self)
 
     # ---------------------------------------------------------- frames in
 
@@ -255,7 +264,9 @@ class Bridge:
         if kind == "telemetry":
             self._telemetry_frame(frame)
         elif kind == "event":
-            self._store_event(payloads.dumps(payloads.event_payload(frame, self.device_id)))
+            payload = payloads.event_payload(frame, self.device_id)
+            payload["run"] = self.numbering.event(payload["seq"])
+            self._store_event(payloads.dumps(payload))
         else:
             raise FrameError("kind", kind, "expected 'telemetry' or 'event'")
 
@@ -264,18 +275,21 @@ class Bridge:
 
         All frames are checked before anything is stored: one bad frame refuses the lot.
         """
-        events = [f for f in frames if f.get("kind") == "event"]
-        blobs = [payloads.dumps(payloads.event_payload(f, self.device_id)) for f in events]
+        events = [payloads.event_payload(f, self.device_id) for f in frames if f.get("kind") == "event"]
         for frame in frames:
             if frame.get("kind") == "telemetry":
                 payloads.check_telemetry_frame(frame)
             elif frame.get("kind") != "event":
                 raise FrameError("kind", frame.get("kind"), "expected 'telemetry' or 'event'")
+        for payload in events:
+            payload["run"] = self.numbering.event(payload["seq"])
+        blobs = [payloads.dumps(payload) for payload in events]
         if len(blobs) == 1:
             self._store_event(blobs[0])
         elif blobs:
             self.outbox.put_many([(self.topics.event, blob, 1, False, False) for blob in blobs])
             self._events_stored += len(blobs)
+            self._rows_stored += len(blobs)
             self._sender.rows_stored()
         for frame in frames:
             if frame.get("kind") == "telemetry":
@@ -285,13 +299,18 @@ class Bridge:
         topic = self.topics.event
         row_id = self.outbox.put_one(topic, blob, 1, False)   # durable before anything else
         self._events_stored += 1
+        self._rows_stored += 1
         self._sender.hand_one(row_id, topic, blob)
 
     def _telemetry_frame(self, frame: dict) -> None:
         payloads.check_telemetry_frame(frame)
+        last_seq = self.numbering.last_seq
+        if last_seq is not None and frame["event_seq"] < last_seq:
+            self.numbering.frame(frame["event_seq"])    # the controller's count went back: a new run
         rows = self._retained.due_rows(frame)
         if rows:
             self.outbox.put_many(rows)
+            self._rows_stored += len(rows)
             self._sender.rows_stored()
         self._ring.offer(frame)
 
@@ -299,13 +318,15 @@ class Bridge:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            self.last_connect_error = str(reason_code)
-            log.warning("%s: broker refused connection: %s", self.device_id, reason_code)
+            self._failures.failed("broker refused the connection: %s" % reason_code)
             return
-        self.last_connect_error = None
+        self._failures.connected()
         if self.config.protocol == 5:
-            # noLocal: do not hear our own replies on cmd/#.
-            client.subscribe(self.topics.cmd_filter, options=SubscribeOptions(qos=1, noLocal=True))
+            # noLocal: do not hear our own replies on cmd/#. retainAsPublished: a command
+            # published retained while we are online arrives with its retain flag (the
+            # broker clears it otherwise), so intake.py refuses it as it does on reconnect.
+            client.subscribe(self.topics.cmd_filter, options=SubscribeOptions(qos=1, noLocal=True,
+                                                                              retainAsPublished=True))
         else:
             client.subscribe(self.topics.cmd_filter, qos=1)
         if self.discovery:
@@ -332,8 +353,12 @@ class Bridge:
 
     def _on_message(self, client, userdata, msg) -> None:
         if self.discovery and msg.topic == self.discovery_prefix + HA_STATUS_TOPIC_SUFFIX:
-            if msg.payload == b"online":
+            last, now = self._rediscovered_at, time.monotonic()
+            if msg.payload == b"online" and (last is None or now - last >= self._rediscovery_min_s):
+                self._rediscovered_at = now
                 self._publish_discovery(client)  # HA restarted: re-announce (its birth message)
+            else:
+                self.counters["rediscovery_skipped"] += 1
             return
         name = self.topics.command_name(msg.topic)
         if name is not None:

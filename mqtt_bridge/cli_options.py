@@ -7,8 +7,10 @@ The lead wires these into twin/cli.py:
 """
 
 import argparse
+import ssl
 
 from .config import BrokerUrlError, parse_broker_url
+from .errors import connect_failure_text
 
 
 def _broker_url(text: str) -> str:
@@ -16,6 +18,16 @@ def _broker_url(text: str) -> str:
         parse_broker_url(text)
     except BrokerUrlError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _ca_file(text: str) -> str:
+    """A CA file TLS can load, checked before anything runs."""
+    try:
+        ssl.create_default_context(cafile=text)
+    except (OSError, ValueError) as exc:
+        raise argparse.ArgumentTypeError("%r is not a readable PEM file of CA certificates (%s)"
+                                         % (text, connect_failure_text(exc))) from None
     return text
 
 
@@ -37,7 +49,8 @@ def add_broker_arguments(parser: argparse.ArgumentParser, *, for_run: bool = Tru
                             "(password may come from $BMS_TWIN_MQTT_PASSWORD)"
                             + ("; default: start an embedded broker on 127.0.0.1" if for_run
                                else "; default: mqtt://127.0.0.1:1883"))
-    group.add_argument("--tls-ca", default=None, metavar="PEM", help="CA certificate for mqtts:// brokers")
+    group.add_argument("--tls-ca", type=_ca_file, default=None, metavar="PEM",
+                       help="CA certificate for mqtts:// brokers")
     group.add_argument("--mqtt-protocol", default=None, choices=("5", "3.1.1"),
                        help="MQTT protocol version (default 5; the embedded broker forces 3.1.1)")
     if not for_run:

@@ -14,11 +14,14 @@ import json
 
 from bmsfw.commands import COMMANDS, LIMIT_KEYS
 
-from .schemas import command_stem, validator
+from .schemas import command_stem, load_schema, validator
 
 MAX_PAYLOAD_BYTES = 4096
 ENVELOPE_KEYS = ("request_id", "schema")
 _RANGE_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+# The request_id every command schema allows (the same in each; tests/mqtt_bridge/test_mqtt_names.py):
+# echoed even in the reply to a command refused for something else, if it is one of these.
+_REQUEST_ID = load_schema(command_stem(COMMANDS[0]))["properties"]["request_id"]
 
 # set_limits: for each limit, the direction that tightens it. dvl (discharge
 # voltage floor) may only go up; cvl (charge voltage ceiling) and ccl/dcl (current
@@ -28,14 +31,16 @@ _TIGHTEN_DOWN = tuple(key for key in LIMIT_KEYS if key not in _TIGHTEN_UP)
 
 
 class Command:
-    __slots__ = ("name", "args", "request_id", "response_topic", "correlation_data")
+    """A command that passed; ``reply_topic`` and ``correlation_data`` say where its answer goes."""
+
+    __slots__ = ("name", "args", "request_id", "reply_topic", "correlation_data")
 
     def __init__(self, name: str, args: dict, request_id: object = None,
-                 response_topic: str | None = None, correlation_data: bytes | None = None) -> None:
+                 reply_topic: str | None = None, correlation_data: bytes | None = None) -> None:
         self.name = name
         self.args = args
         self.request_id = request_id
-        self.response_topic = response_topic
+        self.reply_topic = reply_topic
         self.correlation_data = correlation_data
 
 
@@ -71,11 +76,34 @@ def _request_id_of(doc: object) -> object:
     if not isinstance(doc, dict):
         return None
     rid = doc.get("request_id")
-    if isinstance(rid, str) and 0 < len(rid) <= 128:
+    if isinstance(rid, str) and _REQUEST_ID["minLength"] <= len(rid) <= _REQUEST_ID["maxLength"]:
         return rid
-    if type(rid) is int:
+    if type(rid) is int and _REQUEST_ID["minimum"] <= rid <= _REQUEST_ID["maximum"]:
         return rid
     return None
+
+
+def _parse(payload: bytes) -> object:
+    """The payload as JSON; raises _BadJson (with the reason) for anything else."""
+    try:
+        return json.loads(payload.decode("utf-8"), parse_constant=_no_constants, object_pairs_hook=_no_duplicates)
+    except UnicodeDecodeError as exc:
+        raise _BadJson("payload is not UTF-8: %s" % exc) from None
+    except RecursionError:
+        # A few thousand nested brackets fit in the size limit and exceed Python's recursion.
+        raise _BadJson("payload nests too deeply") from None
+    except ValueError as exc:     # _BadJson is one
+        raise _BadJson(str(exc)) from None
+
+
+def request_id_in(payload: bytes) -> object:
+    """The request_id of a command refused before its payload was judged (retained, bad properties)."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return None
+    try:
+        return _request_id_of(_parse(payload))
+    except _BadJson:
+        return None
 
 
 def check_command(name: str, payload: bytes, limits: dict | None = None) -> "Command | Rejection":
@@ -88,11 +116,8 @@ def check_command(name: str, payload: bytes, limits: dict | None = None) -> "Com
         doc = {}  # an empty payload (mosquitto_pub -n, an HA button) means "no arguments"
     else:
         try:
-            doc = json.loads(payload.decode("utf-8"), parse_constant=_no_constants,
-                             object_pairs_hook=_no_duplicates)
-        except UnicodeDecodeError as exc:
-            return Rejection(name, "BAD_JSON", "payload is not UTF-8: %s" % exc)
-        except (_BadJson, ValueError) as exc:
+            doc = _parse(payload)
+        except _BadJson as exc:
             return Rejection(name, "BAD_JSON", str(exc))
     request_id = _request_id_of(doc)
     if not isinstance(doc, dict):
@@ -103,12 +128,12 @@ def check_command(name: str, payload: bytes, limits: dict | None = None) -> "Com
         errors.sort(key=lambda e: (e.validator in _RANGE_KEYWORDS, list(e.path)))
         first = errors[0]
         where = "/".join(str(p) for p in first.path) or "payload"
-        code = "OUT_OF_RANGE" if first.validator in _RANGE_KEYWORDS else "BAD_ARGS"
         if first.validator == "anyOf" and not first.path:
             message = "payload: give at least one of " + ", ".join(LIMIT_KEYS)
         else:
             message = "%s: %s" % (where, first.message)
-        return Rejection(name, code, message, request_id)
+        return Rejection(name, "OUT_OF_RANGE" if first.validator in _RANGE_KEYWORDS else "BAD_ARGS", message,
+                         request_id)
     args = {k: v for k, v in doc.items() if k not in ENVELOPE_KEYS}
     if name == "set_limits" and limits:
         for key, value in args.items():

@@ -6,6 +6,7 @@ The password never appears in an error message or in ``repr``.
 """
 
 import os
+import re
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .errors import BrokerUrlError
@@ -20,6 +21,7 @@ PASSWORD_ENV = "BMS_TWIN_MQTT_PASSWORD"
 _SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True}
 # Query parameters we understand; anything else is a typo worth reporting.
 _QUERY_KEYS = ("protocol", "ca")
+_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]{0,15}$")
 _PROTOCOLS = {"5": 5, "v5": 5, "mqttv5": 5, "3.1.1": 4, "4": 4, "v311": 4, "mqttv311": 4}
 
 
@@ -36,16 +38,17 @@ class BrokerConfig:
         self.protocol = protocol
         self.tls_ca = tls_ca
 
-    def url(self, with_password: bool = False) -> str:
+    def url(self, password_as: str | None = "***", with_query: bool = True) -> str:
+        """The URL with the password shown as ``password_as`` (None: no password part at all)."""
         scheme = "mqtts" if self.tls else "mqtt"
         auth = ""
         if self.username is not None:
             auth = self.username
-            if self.password is not None:
-                auth += ":" + (self.password if with_password else "***")
+            if self.password is not None and password_as is not None:
+                auth += ":" + password_as
             auth += "@"
         host = "[%s]" % self.host if ":" in self.host else self.host
-        query = "" if self.protocol == 5 else "?protocol=3.1.1"
+        query = "" if self.protocol == 5 or not with_query else "?protocol=3.1.1"
         return "%s://%s%s:%d%s" % (scheme, auth, host, self.port, query)
 
     def __repr__(self) -> str:
@@ -57,20 +60,29 @@ def parse_broker_url(url: str, protocol: int | str | None = None) -> BrokerConfi
 
     ``protocol`` given here overrides the URL's query. Raises BrokerUrlError naming
     the bad part (scheme, host, port, path, query, protocol).
+
+    The user part runs from ``://`` to the *last* ``@``, so a password may hold any
+    character, even an unescaped ``/``, ``?``, ``#`` or ``@``, and the rest is parsed
+    on its own: no error message can quote a piece of the password. (An ``@`` in a
+    ``?ca=`` path must be written ``%40``.)
     """
     if not isinstance(url, str) or not url.strip():
-        raise BrokerUrlError("url", url, "expected e.g. mqtt://127.0.0.1:1883")
+        raise BrokerUrlError("url", url if not isinstance(url, str) else "", "expected e.g. mqtt://127.0.0.1:1883")
     text = url.strip()
     if "://" not in text:
-        raise BrokerUrlError("scheme", text, "missing; write mqtt://%s or mqtts://%s" % (text, text))
-    parts = urlsplit(text)
-    scheme = parts.scheme.lower()
+        shown = _shown(*_split_userinfo(text))
+        raise BrokerUrlError("scheme", shown, "missing; write mqtt://%s or mqtts://%s" % (shown, shown))
+    scheme_text, rest = text.split("://", 1)
+    scheme = scheme_text.lower()
     if scheme not in _SCHEMES:
-        raise BrokerUrlError("scheme", parts.scheme, "use mqtt:// (plain) or mqtts:// (TLS)")
+        readable = scheme_text if _SCHEME_RE.match(scheme_text) else "(not a scheme)"
+        raise BrokerUrlError("scheme", readable, "use mqtt:// (plain) or mqtts:// (TLS)")
     tls = _SCHEMES[scheme]
+    userinfo, address = _split_userinfo(rest)
+    parts = urlsplit(scheme + "://" + address)
     host = parts.hostname
     if not host:
-        raise BrokerUrlError("host", text.split("://", 1)[1], "no host name")
+        raise BrokerUrlError("host", _shown(userinfo, address), "no host name")
     try:
         port = parts.port
     except ValueError:
@@ -87,8 +99,11 @@ def parse_broker_url(url: str, protocol: int | str | None = None) -> BrokerConfi
     for key in query:
         if key not in _QUERY_KEYS:
             raise BrokerUrlError("query", key, "known parameters: %s" % ", ".join(_QUERY_KEYS))
-    username = unquote(parts.username) if parts.username is not None else None
-    password = unquote(parts.password) if parts.password is not None else None
+    username = password = None
+    if userinfo is not None:
+        user_text, has_password, password_text = userinfo.partition(":")
+        username = unquote(user_text)
+        password = unquote(password_text) if has_password else None
     if username == "":
         raise BrokerUrlError("username", "", "empty user name before '@'")
     if username is not None and password is None:
@@ -97,6 +112,22 @@ def parse_broker_url(url: str, protocol: int | str | None = None) -> BrokerConfi
     tls_ca = query.get("ca", [None])[-1] or None
     return BrokerConfig(host, port, tls=tls, username=username, password=password,
                         protocol=normalise_protocol(chosen), tls_ca=tls_ca)
+
+
+def _split_userinfo(rest: str) -> tuple:
+    """(``user[:pass]`` or None, the address after it): everything up to the last ``@``."""
+    at = rest.rfind("@")
+    if at < 0:
+        return None, rest
+    return rest[:at], rest[at + 1:]
+
+
+def _shown(userinfo: str | None, address: str) -> str:
+    """The URL's text as an error may quote it: the user name kept, a password as ***."""
+    if userinfo is None:
+        return address
+    user, has_password, _secret = userinfo.partition(":")
+    return user + (":***" if has_password else "") + "@" + address
 
 
 def normalise_protocol(value: int | str) -> int:

@@ -2,8 +2,11 @@
 
 Each carries the offending field and value so a caller (or a log line) says
 exactly what was wrong. They also inherit the builtin they refine, so generic
-``except ValueError`` handlers still work.
+``except ValueError`` handlers still work. ``connect_failure_text`` says in one
+line why a connection attempt failed.
 """
+
+import ssl
 
 from bmsfw.errors import FieldError
 
@@ -55,9 +58,35 @@ class SettingError(BridgeFieldError):
     wording = "%(field)s %(why)s, got %(value)r"
 
 
+class TlsCaError(BridgeFieldError, OSError):
+    """A CA file TLS cannot load (missing, unreadable, not PEM): a setting, and the file error it refines."""
+
+    wording = "%(field)s %(value)r: %(why)s"
+
+
 class EmbeddedBrokerError(BridgeError, RuntimeError):
     """The embedded amqtt broker did not start (port taken, timeout...)."""
 
 
 class OutboxError(BridgeError, RuntimeError):
     """The store-and-forward queue file cannot be opened or is not ours."""
+
+
+def connect_failure_text(exc: BaseException | None) -> str:
+    """What a failed connection attempt says, in one line (TLS failures by their reason).
+
+    paho reports a failed attempt only through ``on_connect_fail``, without the
+    exception; that callback runs inside paho's ``except OSError`` block, so the
+    caller passes ``sys.exc_info()[1]``.
+    """
+    if exc is None:
+        return "connection failed"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return "TLS: certificate verify failed: %s" % (exc.verify_message or exc.reason)
+    if isinstance(exc, ssl.SSLError):
+        return "TLS: %s" % (exc.reason or exc)
+    if isinstance(exc, ssl.CertificateError):
+        return "TLS: %s" % exc
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__

@@ -3,7 +3,7 @@
 A message is written here before it is handed to paho and deleted only when the
 broker has acknowledged it (PUBACK), so a broker outage or a killed process loses
 nothing that reached ``put_many``: after a restart every row is replayed in order
-(at least once; subscribers de-duplicate events on (device, seq)).
+(at least once; subscribers de-duplicate events on (device, run, seq)).
 
 Bounded: beyond ``max_rows`` the oldest rows are evicted and counted. Retained
 topics (state, limits) are *coalesced*: a newer value replaces an older one that
@@ -37,6 +37,7 @@ class Outbox:
         self.path = path
         self.max_rows = max_rows
         self.evicted = 0
+        self.coalesced = 0     # rows replaced by a newer one of their retained topic before they were sent
         self._lock = threading.Lock()
         # Rows with id <= handed_id have been given to paho in this process and
         # await their PUBACK; paho itself resends those after a reconnect.
@@ -64,6 +65,7 @@ class Outbox:
             elif row[0] != FORMAT:
                 raise OutboxError("%s: format %r, expected %r" % (path, row[0], FORMAT))
             self._count = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+            self.replayed = self._count   # rows a previous process left, sent again by this one
             self._next_id = (self._db.execute("SELECT MAX(id) FROM outbox").fetchone()[0] or 0) + 1
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc):
@@ -101,6 +103,7 @@ class Outbox:
                         cur = db.execute("DELETE FROM outbox WHERE topic = ? AND coalesce = 1 AND id > ?",
                                          (topic, self.handed_id))
                         count -= cur.rowcount
+                        self.coalesced += cur.rowcount
                     db.execute("INSERT INTO outbox (id, topic, payload, qos, retain, coalesce) VALUES (?, ?, ?, ?, ?, ?)",
                                (next_id, topic, payload, qos, 1 if retain else 0, 1 if coalesce else 0))
                     next_id += 1

@@ -31,6 +31,11 @@ STATE_INT_FIELDS = ("formation_pm", "inventory_uas", "target_uas", "plated_uas",
 # the state names and the faults list.
 TELEMETRY_FRAME_NON_INTS = ("kind", "device", "state", "substate", "faults")
 TELEMETRY_FRAME_INTS = tuple(key for key in TELEMETRY_KEYS if key not in TELEMETRY_FRAME_NON_INTS)
+# The bridge's own fields, in every JSON payload but Home Assistant's configs:
+# the payload's kind and version, the device and the numbering of its events
+# (numbering.py). A frame's own "run" would be overwritten: it is refused.
+ENVELOPE_FIELDS = ("schema", "device", "run")
+_EVENT_FRAME_SKIPPED = ("kind", "device", "schema")
 
 
 def dumps(payload: dict) -> bytes:
@@ -83,12 +88,13 @@ def get_faults(frame: dict) -> list:
     return list(faults)
 
 
-def state_payload(frame: dict, device_id: str) -> dict:
-    payload = {"schema": SCHEMA_STATE, "device": device_id, "t_ms": get_int(frame, "t_ms"),
+def state_payload(frame: dict, device_id: str, run: str = "", events_lost: int = 0) -> dict:
+    payload = {"schema": SCHEMA_STATE, "device": device_id, "run": run, "t_ms": get_int(frame, "t_ms"),
                "state": get_str(frame, "state"), "substate": get_str(frame, "substate"),
                "faults": get_faults(frame)}
     for key in STATE_INT_FIELDS:
         payload[key] = get_int(frame, key)
+    payload["events_lost"] = events_lost
     return payload
 
 
@@ -110,32 +116,37 @@ limits_key = operator.itemgetter(*LIMIT_KEYS)   # on a checked frame: a tuple of
 _TELEMETRY_INTS = operator.itemgetter(*TELEMETRY_FRAME_INTS)
 
 
-def limits_payload(frame: dict, device_id: str) -> dict:
-    payload = {"schema": SCHEMA_LIMITS, "device": device_id, "t_ms": get_int(frame, "t_ms")}
+def limits_payload(frame: dict, device_id: str, run: str = "") -> dict:
+    payload = {"schema": SCHEMA_LIMITS, "device": device_id, "run": run, "t_ms": get_int(frame, "t_ms")}
     for key in LIMIT_KEYS:
         payload[key] = get_int(frame, key)
     return payload
 
 
-def telemetry_payload(frame: dict, device_id: str, dropped: int = 0) -> dict:
+def telemetry_payload(frame: dict, device_id: str, dropped: int = 0, run: str = "") -> dict:
     """Telemetry payload from a frame that passed check_telemetry_frame."""
-    return {"schema": SCHEMA_TELEMETRY, "device": device_id, "t_ms": frame["t_ms"],
+    return {"schema": SCHEMA_TELEMETRY, "device": device_id, "run": run, "t_ms": frame["t_ms"],
             "state": frame["state"], "substate": frame["substate"], "cell_mv": frame["cell_mv"],
             "current_ua": frame["current_ua"], "temp_dc": frame["temp_dc"], "setpoint_ua": frame["setpoint_ua"],
             "inventory_uas": frame["inventory_uas"], "soc_pm": frame["soc_pm"], "dropped": dropped}
 
 
-def event_payload(frame: dict, device_id: str) -> dict:
-    """The event frame as-is (its extra unit-suffixed figures included), plus schema."""
+def event_payload(frame: dict, device_id: str, run: str = "") -> dict:
+    """The event frame as-is (its extra unit-suffixed figures included), plus schema and run.
+
+    ``run`` may be filled in later (numbering.py), in place: its key keeps its place.
+    """
     seq = get_int(frame, "seq")
     if seq < 1:
         raise FrameError("seq", seq, "event sequence numbers start at 1")
     get_int(frame, "t_ms")
     get_str(frame, "event")
-    payload: dict = {"schema": SCHEMA_EVENT, "device": device_id}
+    payload: dict = {"schema": SCHEMA_EVENT, "device": device_id, "run": run}
     for key, value in frame.items():
-        if key in ("kind", "device", "schema"):
+        if key in _EVENT_FRAME_SKIPPED:
             continue
+        if key == "run":
+            raise FrameError(key, value, "the bridge numbers runs itself; an event frame has no run")
         if not isinstance(value, (int, str)) or isinstance(value, bool):
             raise FrameError(key, value, "event fields are int or str")
         payload[key] = value
@@ -143,8 +154,8 @@ def event_payload(frame: dict, device_id: str) -> dict:
 
 
 def reply_payload(device_id: str, command: str, ok: bool, code: str, message: str = "",
-                  request_id: object = None) -> dict:
-    payload = {"schema": SCHEMA_REPLY, "device": device_id, "command": command,
+                  request_id: object = None, run: str = "") -> dict:
+    payload = {"schema": SCHEMA_REPLY, "device": device_id, "run": run, "command": command,
                "ok": bool(ok), "code": code, "message": message}
     if request_id is not None:
         payload["request_id"] = request_id

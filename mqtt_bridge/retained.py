@@ -13,12 +13,14 @@ holds either the old limits or the new ones.
 from bmsfw.commands import LIMIT_KEYS
 
 from . import payloads
+from .numbering import Numbering
 from .topics import Topics
 
 
 class RetainedTopics:
-    def __init__(self, topics: Topics, state_period_ms: int) -> None:
+    def __init__(self, topics: Topics, state_period_ms: int, numbering: Numbering) -> None:
         self.topics = topics
+        self._numbering = numbering
         self.state_period_ms = state_period_ms
         self.limits_now: dict | None = None
         self._last_limits_key: tuple | None = None
@@ -29,11 +31,13 @@ class RetainedTopics:
     def due_rows(self, frame: dict) -> list:
         """Outbox rows ``(topic, payload, qos, retain, coalesce)`` a checked telemetry frame makes due."""
         device_id = self.topics.device_id
+        run = self._numbering.run
         rows = []
         limits_key = payloads.limits_key(frame)   # frame already checked: plain lookups
         if limits_key != self._last_limits_key:
             self.limits_now = dict(zip(LIMIT_KEYS, limits_key))
-            rows.append((self.topics.limits, payloads.dumps(payloads.limits_payload(frame, device_id)), 1, True, True))
+            limits = payloads.limits_payload(frame, device_id, run)
+            rows.append((self.topics.limits, payloads.dumps(limits), 1, True, True))
             self._last_limits_key = limits_key
         t_ms = frame["t_ms"]
         state_key = payloads.state_key(frame)
@@ -46,7 +50,8 @@ class RetainedTopics:
         else:
             due = False
         if due:
-            rows.append((self.topics.state, payloads.dumps(payloads.state_payload(frame, device_id)), 1, True, True))
+            state = payloads.state_payload(frame, device_id, run, self._numbering.lost)
+            rows.append((self.topics.state, payloads.dumps(state), 1, True, True))
             self._last_state_key = state_key
             self._last_state_full = payloads.state_figures(frame)
             self._last_state_t = t_ms

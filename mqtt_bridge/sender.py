@@ -19,10 +19,11 @@ Who owns what:
 - ``_ack_lock`` owns the hand-off between the hander and the network thread:
   ``_mid_to_row`` (handed, awaiting PUBACK), ``_acked`` (PUBACK came, row to
   delete), ``_early`` (PUBACKs that came while a hander was between
-  ``client.publish`` returning a mid and recording it), ``_handing`` and
-  ``_backlog``. It is a leaf lock: nothing is called while it is held (no paho,
-  no SQLite, no other lock, no Event.set), so the network thread may take it
-  inside paho's callback, where paho holds its own locks.
+  ``client.publish`` returning a mid and recording it), ``_handing``,
+  ``_backlog`` and the ``refused_other`` count. It is a leaf lock: nothing is
+  called while it is held (no paho, no SQLite, no other lock, no Event.set, no
+  logging), so the network thread may take it inside paho's callback, where paho
+  holds its own locks.
 - the outbox serialises its own SQLite connection; ``counters`` are written
   by the sender thread only.
 """
@@ -64,6 +65,10 @@ class Sender:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.counters: collections.Counter = collections.Counter()
+        # Messages not from the queue (status, discovery, replies) the broker refused
+        # (MQTT 5 PUBACK >= 0x80, e.g. 135 Not authorized); written under _ack_lock.
+        self.refused_other = 0
+        self._said_refused_other = False
 
     # ------------------------------------------------------- caller's thread
 
@@ -143,7 +148,11 @@ class Sender:
                 self._handing = False
                 # Every mid handed is recorded: what is left acked other messages
                 # (status, discovery, replies, telemetry).
+                refused_other = sum(1 for refused in self._early.values() if refused)
+                self.refused_other += refused_other
                 self._early.clear()
+            if refused_other:
+                self._say_refused_other()
 
     # -------------------------------------------------------- sender thread
 
@@ -183,8 +192,21 @@ class Sender:
             if row is None:
                 if self._handing:
                     self._early[mid] = refused   # maybe ours, its mid not recorded yet
-                return
-            self._acked.append((row, refused))
-            wake = len(self._acked) >= ACK_BATCH or (self._backlog and len(self._mid_to_row) <= self._window // 2)
-        if wake:
+                    return
+                if not refused:
+                    return                       # status, discovery, a reply, telemetry: delivered
+                self.refused_other += 1
+            else:
+                self._acked.append((row, refused))
+                wake = len(self._acked) >= ACK_BATCH or (self._backlog and len(self._mid_to_row) <= self._window // 2)
+        if row is None:
+            self._say_refused_other()
+        elif wake:
             self._wake.set()   # rows to delete, or room to hand stored rows that wait
+
+    def _say_refused_other(self) -> None:
+        """Log the first refusal of a message that is not a stored row (outside the ack lock)."""
+        if not self._said_refused_other:
+            self._said_refused_other = True
+            log.warning("%s: the broker refused a message (status, discovery or a reply; not authorized?)",
+                        self._device_id)

@@ -6,15 +6,25 @@ which names the topics, the queue file and the client id, is known only when
 the first frame arrives (over HIL only the firmware's HELLO tells it), so this
 sink makes the Bridge then, says on the console where it publishes, and from
 then on passes everything to the Bridge's own sink methods.
+
+At ``close`` it gives a bridge that has not connected yet (or lost its broker)
+``CLOSE_TIMEOUT_S`` to deliver what is queued, saying so on the console, then
+stops it and keeps its delivery figures (``delivery``, delivery.py) for the
+run's summary: a run that could not deliver says why.
 """
 
+import shlex
+
 from .bridge import Bridge
+from .config import PASSWORD_ENV
 
 # Telemetry period when --telemetry-period-ms is not given: watched live (--speed)
 # every second; flat out once a simulated minute, so that publishing does not
 # become the run's bottleneck.
 LIVE_TELEMETRY_PERIOD_MS = 1000
 FAST_TELEMETRY_PERIOD_MS = 60_000
+# How long close() waits to connect and flush what the run queued.
+CLOSE_TIMEOUT_S = 10.0
 
 
 def telemetry_period_ms(args) -> int:
@@ -30,6 +40,7 @@ class MqttSink:
     def __init__(self, args) -> None:
         self.args = args
         self.bridge: Bridge | None = None
+        self.delivery: dict | None = None    # set by close(): Bridge.delivery()
 
     def _bridge_for(self, frame: dict) -> Bridge:
         if self.bridge is None:
@@ -42,14 +53,13 @@ class MqttSink:
         return self.bridge
 
     def _where_line(self, bridge: Bridge, device_id: str) -> str:
-        """What is published where, and how to watch it."""
+        """What is published where, and how to watch it (the same broker, TLS and user; never a password)."""
         where = bridge.config
         owned = bridge.owned_broker is not None
         speed = getattr(self.args, "speed", None)
         return (f"MQTT: publishing bms/{device_id}/# to {where.host}:{where.port}"
                 + (" (embedded broker, stops with this run)" if owned else "")
-                + f"; watch with: bms-twin watch --broker mqtt://{where.host}:{where.port}"
-                + (" --mqtt-protocol 3.1.1" if owned else "")
+                + f"; watch with: {watch_command(where)}"
                 + ("" if speed or not hasattr(self.args, "speed") else " (add --speed 600 to follow a run live)"))
 
     def frame(self, frame: dict) -> None:
@@ -63,8 +73,29 @@ class MqttSink:
             self.bridge.poll(controller)
 
     def close(self) -> None:
-        if self.bridge is not None:
-            self.bridge.stop(timeout=10.0)
+        bridge = self.bridge
+        if bridge is None or self.delivery is not None:
+            return
+        queued = len(bridge.outbox)
+        if queued and not bridge.connected:
+            print(f"MQTT: not connected to {bridge.config.host}:{bridge.config.port} "
+                  f"({bridge.last_connect_error or 'no answer yet'}); waiting up to {CLOSE_TIMEOUT_S:.0f} s "
+                  f"to deliver {queued} queued message(s)", flush=True)
+            bridge.wait_connected(CLOSE_TIMEOUT_S)
+        bridge.stop(timeout=CLOSE_TIMEOUT_S)
+        self.delivery = bridge.delivery()
+
+
+def watch_command(cfg) -> str:
+    """The ``bms-twin watch`` line for a broker: its URL without a password, its CA, its protocol."""
+    line = "bms-twin watch --broker " + cfg.url(password_as=None, with_query=False)
+    if cfg.tls_ca is not None:
+        line += " --tls-ca " + shlex.quote(cfg.tls_ca)
+    if cfg.protocol != 5:
+        line += " --mqtt-protocol 3.1.1"
+    if cfg.username is not None and cfg.password is not None:
+        line += f" (password from ${PASSWORD_ENV})"
+    return line
 
 
 def mqtt_sinks(args) -> list:

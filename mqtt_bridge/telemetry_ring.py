@@ -18,17 +18,19 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
 from . import payloads
+from .numbering import Numbering
 
 
 class TelemetryRing:
     def __init__(self, client: mqtt.Client, topic: str, device_id: str, period_ms: int, buffer: int,
-                 connected: threading.Event, wake_sender: threading.Event) -> None:
+                 connected: threading.Event, wake_sender: threading.Event, numbering: Numbering) -> None:
         self._client = client
         self._topic = topic
         self._device_id = device_id
         self.period_ms = period_ms
         self._connected = connected
         self._wake_sender = wake_sender
+        self._numbering = numbering
         self._last_t: int | None = None
         self._lock = threading.Lock()
         self._ring: collections.deque = collections.deque(maxlen=buffer)
@@ -44,7 +46,7 @@ class TelemetryRing:
         if last is not None and 0 <= t_ms - last < self.period_ms:
             return
         self._last_t = t_ms
-        payload = payloads.telemetry_payload(frame, self._device_id)
+        payload = payloads.telemetry_payload(frame, self._device_id, 0, self._numbering.run)
         with self._lock:
             if self._connected.is_set() and not self._ring:
                 self._publish_locked(payload)

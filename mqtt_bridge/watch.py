@@ -20,6 +20,7 @@ from bmsfw.states import EV_STATE
 
 from .cli_options import add_broker_arguments
 from .config import DEFAULT_BROKER_URL, BrokerUrlError, parse_broker_url
+from .errors import connect_failure_text
 
 KINDS = ("status", "state", "limits", "telemetry", "event")
 CLEAR = "\x1b[H\x1b[2J"
@@ -110,6 +111,8 @@ def main(argv: list | None = None) -> int:
         cfg = parse_broker_url(args.broker or DEFAULT_BROKER_URL, protocol=args.mqtt_protocol)
     except BrokerUrlError as exc:
         parser.error(str(exc))
+    if args.tls_ca is not None and not cfg.tls:
+        parser.error("--tls-ca %s was given for a plain broker URL; use mqtts://" % args.tls_ca)
     timeout = args.timeout if args.timeout is not None else (30.0 if count is not None else None)
     inbox: queue.Queue = queue.Queue()
     v5 = cfg.protocol == 5
@@ -127,7 +130,18 @@ def main(argv: list | None = None) -> int:
             return
         c.subscribe([("bms/%s/%s" % (args.device, kind), 0) for kind in KINDS])
 
+    said: set = set()
+
+    def on_connect_fail(c, userdata):
+        # inside paho's "except OSError": the exception is the one being handled (paho_client.py)
+        why = connect_failure_text(sys.exc_info()[1])
+        if why not in said:
+            said.add(why)
+            print("watch: cannot connect to %s:%d: %s; retrying" % (cfg.host, cfg.port, why), file=sys.stderr,
+                  flush=True)
+
     client.on_connect = on_connect
+    client.on_connect_fail = on_connect_fail
     client.on_message = lambda c, u, msg: inbox.put((msg.topic, msg.payload))
     client.connect_async(cfg.host, cfg.port, 30)
     client.loop_start()

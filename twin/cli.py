@@ -145,7 +145,7 @@ def check_run(args):
 def cmd_run(args) -> int:
     from twin import options
     from twin.run import run_closed_loop
-    from twin.run_files import write_run_outputs
+    from twin.run_files import add_delivery, write_run_outputs
 
     params, duty, out = check_run(args)
     sinks = mqtt_sinks(args)
@@ -170,6 +170,7 @@ def cmd_run(args) -> int:
         bar.close()
         for sink in sinks:
             sink.close()
+    add_delivery(result.summary, [sink.delivery for sink in sinks if getattr(sink, "delivery", None)])
     write_run_outputs(result, out, title=f"{params.name}: firmware-formed, duty {Path(args.protocol or 'd111_duty').name}")
     s = result.summary
     f = s["formation"]
@@ -184,6 +185,9 @@ def cmd_run(args) -> int:
               f"{s['sim_seconds'] / 3600:.2f} h simulated in {s['wall_seconds']:.2f} s "
               f"({s['speed_factor']:.0f}x real time)")
     print(f"wrote {out}/timeseries.csv, events.jsonl, summary.json, voltage.png, inventory.png, cycles.png")
+    if s.get("complete") is False:
+        print(f"bms-twin run: {s['why']}", file=sys.stderr)
+        return 1
     return 0
 
 

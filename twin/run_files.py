@@ -11,6 +11,23 @@ from pathlib import Path
 from twin.recorder import TIMESERIES_COLUMNS, RunResult
 
 
+def add_delivery(summary: dict, deliveries: list) -> None:
+    """Put the MQTT delivery figures (mqtt_bridge.delivery) in a run's summary; a
+    run that did not deliver everything is not complete, and says why."""
+    if not deliveries:
+        return
+    summary["delivery"] = deliveries[0] if len(deliveries) == 1 else deliveries
+    for delivery in deliveries:
+        if delivery.get("why"):
+            mark_incomplete(summary, delivery["why"])
+
+
+def mark_incomplete(summary: dict, why: str) -> None:
+    """"complete": false, and this reason after any the summary gave already."""
+    summary["complete"] = False
+    summary["why"] = "; ".join(reason for reason in (summary.get("why"), why) if reason)
+
+
 def write_run_outputs(result: RunResult, out_dir: Path, title: str = "") -> list:
     """Write every file of the run into out_dir; returns the paths."""
     import csv

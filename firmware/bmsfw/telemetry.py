@@ -102,6 +102,15 @@ class Telemetry:
 
 MAX_DETAIL = 200   # characters; the MQTT event schema allows 256
 MAX_PENDING = 64   # events kept until pop(); the oldest dropped beyond this (counted)
+# The most events one tick may emit (Controller.tick): every fault tripped and
+# every one cleared, a second trip raised by the state step, a closed cycle,
+# formation done and the state changes around them. And the most one command
+# may emit (Controller.command): reset_fault clears every fault, changes the
+# state and records itself. A runner that takes commands between ticks (the
+# MQTT bridge) runs one only while room_for_command() says the queue holds its
+# events and the next tick's: commands wait, events are not dropped.
+TICK_EVENTS_MAX = 3 * len(FAULTS) + 4
+COMMAND_EVENTS_MAX = len(FAULTS) + 2
 
 
 def make_event(device_id, seq, t_ms, event, detail=""):
@@ -136,6 +145,11 @@ class Events:
             self.dropped += 1
         self._pending.append(ev)
         return ev
+
+    def room_for_command(self):
+        """True if the pending events, one more command's and one tick's
+        fit in the queue: nothing would be dropped before the next pop()."""
+        return len(self._pending) + COMMAND_EVENTS_MAX + TICK_EVENTS_MAX <= MAX_PENDING
 
     def pop(self):
         """Events since the last pop, oldest first, in a list the next pop

@@ -11,7 +11,10 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from mqtt_helpers import SHARED_BROKER, Mosquitto, connect_client, unique_device, wait_port  # noqa: E402
+from mqtt_helpers import (DEVICE_PASSWORD, PASSWORDS, SHARED_BROKER, Mosquitto, connect_client,  # noqa: E402
+                          free_port, unique_device, wait_port)
+
+ACL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "acl.example")
 
 
 @pytest.fixture
@@ -81,3 +84,31 @@ def tls_material(tmp_path_factory):
         "-days", "2", "-extfile", "san.ext", "-out", "server.crt")
     os.chmod(d / "server.key", 0o644)  # mosquitto may drop privileges before reading it
     return {"ca": str(d / "ca.crt"), "cert": str(d / "server.crt"), "key": str(d / "server.key")}
+
+
+@pytest.fixture
+def secure_broker(mosquitto_factory, tls_material, device_id, tmp_path):
+    """A private mosquitto with TLS, a password file and docs/acl.example as-is: (broker, CA path).
+    Users: dashboard, operator (PASSWORDS), the device (DEVICE_PASSWORD) and other-<device>."""
+    passwd = str(tmp_path / "passwd")
+    users = dict(PASSWORDS, **{device_id: DEVICE_PASSWORD, "other-" + device_id: "other-pw"})
+    for i, (user, pw) in enumerate(users.items()):
+        args = ["mosquitto_passwd", "-b"] + (["-c"] if i == 0 else []) + [passwd, user, pw]
+        subprocess.run(args, check=True, capture_output=True, timeout=30)
+    os.chmod(passwd, 0o644)
+    port = free_port()
+    listener = ("per_listener_settings false\nlistener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\n"
+                "allow_anonymous false\npassword_file %s\nacl_file %s\n"
+                % (port, tls_material["ca"], tls_material["cert"], tls_material["key"], passwd, os.path.abspath(ACL)))
+    broker = mosquitto_factory(port=port, listener_conf=listener).start()
+    return broker, tls_material["ca"]
+
+
+@pytest.fixture(scope="session")
+def wrong_ca(tmp_path_factory):
+    """A CA that did not sign the test broker's certificate."""
+    d = tmp_path_factory.mktemp("wrong-ca")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                    "/CN=some other CA", "-keyout", "ca.key", "-out", "ca.crt"], cwd=d, check=True,
+                   capture_output=True, timeout=60)
+    return str(d / "ca.crt")

@@ -5,6 +5,7 @@ that needs restarts/TLS/ACL, a collecting subscriber, synthetic frames
 Imported by the tests and by mqtt_fake_device.py (run as a separate process).
 """
 
+import argparse
 import getpass
 import json
 import os
@@ -17,8 +18,16 @@ import uuid
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from mqtt_bridge.cli_options import add_broker_arguments
 
 MOSQUITTO = "/usr/sbin/mosquitto"
+# The users of the secure broker (conftest.secure_broker, docs/acl.example's roles).
+# The device's password is distinctive: the secret tests look for it in every output.
+DEVICE_PASSWORD = "dev-Pw9-zQx7-secret"
+PASSWORDS = {"dashboard": "dash-pw", "operator": "op-pw"}
 SHARED_BROKER = ("127.0.0.1", 1883)
 WAIT_S = 10.0
 
@@ -45,9 +54,14 @@ def wait_port(host: str, port: int, timeout: float) -> bool:
 
 
 class Mosquitto:
-    """A private mosquitto on a free port; config text is ours, persistence off."""
+    """A private mosquitto on a free port; config text is ours, persistence off.
 
-    def __init__(self, workdir: str, extra_conf: str = "", port: int | None = None, listener_conf: str = "") -> None:
+    ``defaults=False`` leaves out persistence and max_queued_messages, for a test
+    of those settings themselves (``extra_conf`` then gives them, or Mosquitto's own apply).
+    """
+
+    def __init__(self, workdir: str, extra_conf: str = "", port: int | None = None, listener_conf: str = "",
+                 defaults: bool = True) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.conf_path = os.path.join(workdir, "mosquitto-%d.conf" % self.port)
@@ -58,9 +72,10 @@ class Mosquitto:
             # Stay the current user: run as root, mosquitto would switch to "mosquitto",
             # which cannot write our temp dir or read our key files.
             f.write("user %s\n" % getpass.getuser())
-            f.write("persistence false\n")
-            # Above the 1000 default so a briefly slow QoS 1 subscriber loses nothing.
-            f.write("max_queued_messages 100000\n")
+            if defaults:
+                f.write("persistence false\n")
+                # Above the 1000 default so a briefly slow QoS 1 subscriber loses nothing.
+                f.write("max_queued_messages 100000\n")
             f.write("log_dest file %s\nlog_type all\n" % self.log_path)
             f.write(extra_conf)
         self.proc = None
@@ -148,8 +163,6 @@ class Collector:
     def start(self, timeout: float = WAIT_S) -> "Collector":
         kwargs = {"clean_start": self.clean} if self.v5 else {}
         if self.v5 and not self.clean:
-            from paho.mqtt.packettypes import PacketTypes
-            from paho.mqtt.properties import Properties
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = 600
             kwargs["properties"] = props
@@ -209,6 +222,23 @@ def connect_client(host: str, port: int, protocol: int = 5, username=None, passw
         client.loop_stop()
         raise ConnectionRefusedError(str(result["rc"]))
     return client
+
+
+def run_args(*argv: str) -> argparse.Namespace:
+    """Options as `bms-twin run` parses them (its telemetry period default is None)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--speed", type=float, default=None)
+    add_broker_arguments(parser)
+    parser.set_defaults(telemetry_period_ms=None)
+    return parser.parse_args(list(argv))
+
+
+def publish_properties(**values) -> Properties:
+    """MQTT 5 PUBLISH properties, e.g. publish_properties(ResponseTopic="x", CorrelationData=b"1")."""
+    props = Properties(PacketTypes.PUBLISH)
+    for name, value in values.items():
+        setattr(props, name, value)
+    return props
 
 
 def telemetry_frame(device: str, t_ms: int, **over) -> dict:

@@ -1,12 +1,15 @@
-"""check_command: every refusal has its own code, and a refusal carries no args.
-(Pure function; the end-to-end path is in test_mqtt_commands_live.py.)"""
+"""check_command: every refusal has its own code, and a refusal carries no args; and
+reply_to.py: which reply topics a command may name. (Pure functions; the end-to-end
+paths are in test_mqtt_commands_live.py and test_mqtt_reply_routing.py.)"""
 
 import json
 
 import pytest
 
 from bmsfw.commands import COMMANDS
-from mqtt_bridge.commands import MAX_PAYLOAD_BYTES, Command, Rejection, check_command
+from mqtt_bridge.commands import MAX_PAYLOAD_BYTES, Command, Rejection, check_command, request_id_in
+from mqtt_bridge.reply_to import own_reply_topic, response_topic_error
+from mqtt_bridge.topics import Topics
 from mqtt_bridge.schemas import command_stem, load_schema
 
 LIMITS = {"cvl_mv": 2800, "dvl_mv": 1800, "ccl_ua": 500, "dcl_ua": 400}
@@ -58,6 +61,10 @@ def test_valid_commands_pass_with_envelope_stripped(name, doc, args):
     ("set_limits", b'{"dcl_ua": 401}', "WOULD_LOOSEN_LIMITS", "dcl_ua"),
     ("self_destruct", b"{}", "UNKNOWN_COMMAND", "known commands"),
     ("charge", b'{"request_id": "' + b"x" * 200 + b'", "current_ua": 1}', "BAD_ARGS", "request_id"),
+    ("charge", b'{"request_id": 9007199254740992, "current_ua": 1}', "OUT_OF_RANGE", "request_id"),
+    ("charge", b'{"request_id": -9007199254740992, "current_ua": 1}', "OUT_OF_RANGE", "request_id"),
+    ("charge", b"[" * 2000 + b"]" * 2000, "BAD_JSON", "nests too deeply"),
+    ("charge", b'{"current_ua": ' + b"[" * 2000 + b"]" * 2000 + b"}", "BAD_JSON", "nests too deeply"),
 ])
 def test_each_bad_command_gets_its_code(name, raw, code, in_message):
     result = check_command(name, raw, LIMITS)
@@ -88,3 +95,41 @@ def test_every_command_name_has_a_schema_file():
         schema = load_schema(command_stem(name))
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
         assert schema["additionalProperties"] is False
+
+
+def test_rejections_echo_only_a_request_id_every_reader_keeps_exact():
+    within = check_command("charge", b'{"current_ua": -1, "request_id": 9007199254740991}', LIMITS)
+    beyond = check_command("charge", b'{"current_ua": -1, "request_id": 9007199254740992}', LIMITS)
+    huge = check_command("charge", b'{"current_ua": -1, "request_id": ' + b"9" * 4000 + b"}", LIMITS)
+    assert (within.request_id, beyond.request_id, huge.request_id) == (2 ** 53 - 1, None, None)
+
+
+def test_the_request_id_of_a_command_refused_before_its_payload_is_judged():
+    assert request_id_in(b'{"request_id": "r-1", "current_ua": 5}') == "r-1"
+    assert request_id_in(b'{"request_id": 7}') == 7
+    for raw in (b"", b"not json", b"[1]", b"[" * 5000, b'{"request_id": "' + b"x" * 5000 + b'"}', b"\xff"):
+        assert request_id_in(raw) is None, raw
+
+
+@pytest.mark.parametrize("topic, why", [
+    ("bms/d-1/cmd/charge/reply", None), ("bms/d-1/cmd/charge/reply/op", None),
+    ("bms/d-1/cmd/charge/reply/a/b/c/d", None), ("bms/d-1/cmd/charge/reply/" + "x" * 64, None),
+    ("bms/d-1/cmd/charge/reply/a/b/c/d/e", "more than 4 levels"), ("bms/d-1/cmd/charge/reply/" + "x" * 65, "level"),
+    ("bms/d-1/cmd/charge/reply/+", "level '+'"), ("bms/d-1/cmd/charge/reply/#", "level '#'"),
+    ("bms/d-1/cmd/charge/reply/", "level ''"), ("bms/d-1/event", "not under"), ("", "not under"),
+    ("bms/d-1/cmd/stop/reply", "not under"), ("bms/d-2/cmd/charge/reply", "not under"), ("x/+/y", "not under"),
+])
+def test_where_a_reply_may_go(topic, why):
+    got = response_topic_error(Topics("d-1"), "charge", topic)
+    assert (got is None) if why is None else (why in got), got
+
+
+def test_a_bad_topic_is_quoted_short():
+    why = response_topic_error(Topics("d-1"), "charge", "z" * 60_000)
+    assert len(why) < 200 and why.count("z") <= 80
+
+
+@pytest.mark.parametrize("name, answerable", [("charge", True), ("formation/start", True), ("warp", True),
+                                              ("a/b/c", False), ("sp ace", False), ("n" * 33, False), ("", False)])
+def test_which_command_names_can_be_answered(name, answerable):
+    assert (own_reply_topic(Topics("d-1"), name) is not None) == answerable

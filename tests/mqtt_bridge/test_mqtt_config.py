@@ -7,7 +7,7 @@ import pytest
 from mqtt_bridge import Bridge, parse_broker_url
 from mqtt_bridge.cli_options import add_broker_arguments
 from mqtt_bridge.config import PASSWORD_ENV
-from mqtt_bridge.errors import BrokerUrlError, DeviceIdError
+from mqtt_bridge.errors import BrokerUrlError, DeviceIdError, TlsCaError
 from mqtt_bridge.topics import Topics
 
 
@@ -110,3 +110,21 @@ def test_tls_settings_must_match_the_scheme(tmp_path, device_id):
         Bridge(device_id, "mqtts://127.0.0.1:8883", queue_path=str(tmp_path / "q.sqlite"),
                tls_ca=str(tmp_path / "missing-ca.pem"))
     Bridge(device_id, queue_path=str(tmp_path / "q.sqlite")).stop()   # not left locked
+
+
+def test_a_ca_file_tls_cannot_load_is_refused_naming_it(tmp_path, device_id, capsys):
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("not a certificate\n")
+    parser = argparse.ArgumentParser()
+    add_broker_arguments(parser)
+    for path in (str(not_pem), str(tmp_path / "missing.pem")):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--broker", "mqtts://h", "--tls-ca", path])
+        assert "--tls-ca: %r is not a readable PEM file of CA certificates" % path in capsys.readouterr().err
+    queue = tmp_path / "q.sqlite"
+    with pytest.raises(TlsCaError) as info:
+        Bridge(device_id, "mqtts://h", tls_ca=str(not_pem), queue_path=str(queue))
+    assert (info.value.field, info.value.value) == ("tls_ca", str(not_pem))
+    assert isinstance(info.value, OSError) and isinstance(info.value, ValueError)
+    assert "not a readable PEM file" in str(info.value)
+    Bridge(device_id, "mqtt://h", queue_path=str(queue)).stop()    # the refused one left the queue file free

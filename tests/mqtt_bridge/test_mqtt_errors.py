@@ -10,7 +10,7 @@ from bmsfw.errors import FieldError
 from mqtt_bridge import Bridge, payloads
 from mqtt_bridge.config import parse_broker_url
 from mqtt_bridge.embedded import start_embedded_broker
-from mqtt_bridge.errors import BridgeError, BrokerUrlError, DeviceIdError, FrameError, SettingError
+from mqtt_bridge.errors import BridgeError, BrokerUrlError, DeviceIdError, FrameError, SettingError, TlsCaError
 from mqtt_bridge.outbox import Outbox
 from mqtt_bridge.topics import Topics
 
@@ -35,6 +35,13 @@ from mqtt_bridge.topics import Topics
      "synchronous must be one of ('OFF', 'NORMAL', 'FULL'), got 'SOMETIMES'"),
     (lambda tmp: start_embedded_broker(70000), SettingError, "port", 70000,
      "port must be an int 0..65535, got 70000"),
+    (lambda tmp: Bridge("d-1", queue_path=str(tmp / "q.sqlite"), reply_window=0), SettingError,
+     "reply_window", 0, "reply_window must be an int >= 1, got 0"),
+    (lambda tmp: Bridge("d-1", queue_path=str(tmp / "q.sqlite"), rediscovery_min_s=-1), SettingError,
+     "rediscovery_min_s", -1, "rediscovery_min_s must be a number of seconds >= 0, got -1"),
+    (lambda tmp: Bridge("d-1", "mqtts://h", queue_path=str(tmp / "q.sqlite"), tls_ca="/no/such/ca.pem"), TlsCaError,
+     "tls_ca", "/no/such/ca.pem",
+     "tls_ca '/no/such/ca.pem': not a readable PEM file of CA certificates (No such file or directory)"),
 ])
 def test_each_bad_input_gets_its_field_error_with_its_message(tmp_path, make, cls, field, value, message):
     with pytest.raises(cls) as info:

@@ -16,11 +16,12 @@ from bmsfw.telemetry import EVENT_KEYS, TELEMETRY_KEYS, Telemetry
 from mqtt_bridge import commands, payloads
 from mqtt_bridge.commands import Rejection, check_command
 from mqtt_bridge.discovery import discovery_configs
+from mqtt_bridge.numbering import RUN_ID_PATTERN, new_run_id
 from mqtt_bridge.schemas import SCHEMA_DIR, command_stem, load_schema
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 PACKAGE = os.path.join(ROOT, "mqtt_bridge")
-ENVELOPE = ("schema", "device")          # the bridge's own fields in every payload
+ENVELOPE = payloads.ENVELOPE_FIELDS      # the bridge's own fields in every payload
 CMD_ENVELOPE = ("schema", "request_id")  # the fields any command may carry
 NAME = re.compile(r"\b[A-Z][A-Z0-9_]+\b")
 
@@ -72,6 +73,14 @@ def test_set_limits_names_the_firmware_limit_keys_in_schema_checks_and_payload()
     assert _figures("limits") == ["t_ms", *LIMIT_KEYS]
 
 
+def test_every_command_schema_takes_the_same_request_id():
+    """commands.py echoes a request_id by the first command's schema; the others must agree."""
+    first = load_schema(command_stem(COMMANDS[0]))["properties"]["request_id"]
+    for name in COMMANDS:
+        assert load_schema(command_stem(name))["properties"]["request_id"] == first, name
+    assert first["maximum"] == 2 ** 53 - 1 == -first["minimum"]
+
+
 # -------------------------------------------------------------------- states
 
 def test_state_enums_are_the_firmware_states():
@@ -93,7 +102,7 @@ def test_event_schema_names_the_firmware_event_kinds_and_fields():
     assert fault_rule["if"]["properties"]["event"]["enum"] == [states.EV_FAULT, states.EV_FAULT_CLEARED]
     published = set(EVENT_KEYS) - {"kind"}      # the bridge drops kind: the topic says it
     assert published <= set(schema["properties"])
-    assert set(schema["required"]) - {"schema"} <= published
+    assert set(schema["required"]) - set(ENVELOPE) <= published
 
 
 def test_docs_name_the_firmware_states_and_commands():
@@ -112,11 +121,23 @@ def test_docs_name_the_firmware_states_and_commands():
 # ---------------------------------------------------------- telemetry fields
 
 def test_payload_figures_are_firmware_telemetry_fields():
+    own_counts = ("dropped", "events_lost")      # the bridge's own counts (telemetry ring, numbering)
     for kind in ("state", "limits", "telemetry"):
-        figures = [k for k in _figures(kind) if k != "dropped"]   # dropped: the bridge's own count
+        figures = [k for k in _figures(kind) if k not in own_counts]
         assert set(figures) <= set(TELEMETRY_KEYS), (kind, set(figures) - set(TELEMETRY_KEYS))
     state_ints = [k for k in _figures("state") if load_schema("state")["properties"][k].get("type") == "integer"]
-    assert state_ints == ["t_ms", *payloads.STATE_INT_FIELDS]
+    assert state_ints == ["t_ms", *payloads.STATE_INT_FIELDS, "events_lost"]
+
+
+def test_every_payload_carries_the_envelope_and_the_run_id_it_documents():
+    for kind in ("state", "limits", "telemetry", "event", "reply"):
+        schema = load_schema(kind)
+        assert list(schema["properties"])[:len(ENVELOPE)] == list(ENVELOPE), kind
+        assert schema["required"][:len(ENVELOPE)] == list(ENVELOPE), kind
+        assert schema["properties"]["run"]["pattern"] == RUN_ID_PATTERN, kind
+    assert re.match(RUN_ID_PATTERN, new_run_id())
+    reply = payloads.reply_payload("names-0001", "stop", True, "OK", run=new_run_id())
+    assert list(reply)[:len(ENVELOPE)] == list(ENVELOPE)
 
 
 def test_the_bridge_reads_a_firmware_frame_by_its_field_types():
@@ -156,3 +177,49 @@ def test_mqtt_bridge_keeps_no_copy_of_a_firmware_name_table():
                 if values <= set(names):
                     copies.append("mqtt_bridge/%s:%d copies bmsfw's %s" % (name, line, group))
     assert not copies
+
+
+# ------------------------------------------------------------ reply codes, reply topics
+
+def _bridge_codes() -> set:
+    """Every code the bridge refuses with: the string literals of each Rejection(...)'s code argument."""
+    codes = set()
+    for name in sorted(os.listdir(PACKAGE)):
+        if name.endswith(".py"):
+            with open(os.path.join(PACKAGE, name), encoding="utf-8") as f:
+                tree = ast.parse(f.read())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Rejection":
+                    found = [n.value for n in ast.walk(node.args[1]) if isinstance(n, ast.Constant)
+                             and isinstance(n.value, str)]
+                    assert found, "%s: a Rejection whose code is not written in the call" % name
+                    codes.update(found)
+    return codes
+
+
+def _docs_section(title: str, until: str) -> str:
+    with open(os.path.join(ROOT, "docs", "mqtt.md"), encoding="utf-8") as f:
+        return f.read().split(title, 1)[1].split(until, 1)[0]
+
+
+def test_the_bridges_reply_codes_are_the_ones_schema_and_docs_list():
+    codes = _bridge_codes()
+    assert {"BAD_RESPONSE_TOPIC", "BAD_CORRELATION_DATA", "RETAINED_IGNORED", "BUSY"} <= codes
+    described = load_schema("reply")["properties"]["code"]["description"]
+    listed = described.split("error code:", 1)[1].split(", or a controller code", 1)[0]
+    assert [c.strip() for c in listed.split(",")] and {c.strip() for c in listed.split(",")} == codes
+    table = _docs_section("Checks, in order", "A command that passes")
+    assert set(re.findall(r"^\| `([A-Z_]+)` \|", table, re.M)) == codes
+
+
+def test_every_firmware_command_can_be_answered_and_the_docs_give_the_reply_limits():
+    from mqtt_bridge.intake import BLIND_COMMANDS_PER_DRAIN
+    from mqtt_bridge.reply_to import MAX_CORRELATION_BYTES, MAX_LEVEL_CHARS, MAX_SUFFIX_LEVELS, own_reply_topic
+    from mqtt_bridge.topics import Topics
+
+    topics = Topics("names-0001")
+    assert [name for name in COMMANDS if own_reply_topic(topics, name) != topics.reply(name)] == []
+    where = _docs_section("### Where replies go", "### Retained commands")
+    assert "1 to %d levels" % MAX_SUFFIX_LEVELS in where and "at most %d characters" % MAX_LEVEL_CHARS in where
+    assert "longer than %d bytes" % MAX_CORRELATION_BYTES in _docs_section("Checks, in order", "A command that")
+    assert "`BLIND_COMMANDS_PER_DRAIN` (%d)" % BLIND_COMMANDS_PER_DRAIN in _docs_section("### Floods", "## 5.")

@@ -8,6 +8,7 @@ import pytest
 
 from mqtt_bridge import Bridge
 from mqtt_bridge.errors import FrameError
+from mqtt_bridge.numbering import new_run_id
 from mqtt_bridge.schemas import validator
 from mqtt_helpers import Collector, event_frame, telemetry_frame
 
@@ -57,15 +58,17 @@ def test_every_payload_kind_matches_its_schema_and_carries_units(live, device_id
 
 def test_schemas_reject_what_they_should(device_id):
     """The payload schemas are not vacuous: a wrong state, a missing unit field, a float fail."""
-    tel = {"schema": "bms-telemetry/1", "device": device_id, "t_ms": 0, "state": "FORMING", "substate": "",
+    run = new_run_id()
+    tel = {"schema": "bms-telemetry/1", "device": device_id, "run": run, "t_ms": 0, "state": "FORMING", "substate": "",
            "cell_mv": 2100, "current_ua": 1, "temp_dc": 250, "setpoint_ua": 0, "inventory_uas": 0,
            "soc_pm": 0, "dropped": 0}
     assert not list(validator("telemetry").iter_errors(tel))
-    for bad in ({"state": "MELTING"}, {"cell_mv": 2.1}, {"soc_pm": 1001}, {"dropped": True}):
+    for bad in ({"state": "MELTING"}, {"cell_mv": 2.1}, {"soc_pm": 1001}, {"dropped": True}, {"run": "1"}):
         assert list(validator("telemetry").iter_errors(dict(tel, **bad))), bad
     assert list(validator("telemetry").iter_errors({k: v for k, v in tel.items() if k != "temp_dc"}))
-    event = {"schema": "bms-event/1", "device": device_id, "seq": 1, "t_ms": 0, "event": "STATE"}
+    event = {"schema": "bms-event/1", "device": device_id, "run": run, "seq": 1, "t_ms": 0, "event": "STATE"}
     assert list(validator("event").iter_errors(event))  # STATE needs from/to
+    assert not list(validator("event").iter_errors(dict(event, **{"from": "SHIPPED", "to": "FORMING"})))
 
 
 def test_qos_and_retain_flags_per_topic(shared_broker, device_id, tmp_path):

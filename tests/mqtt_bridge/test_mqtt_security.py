@@ -2,8 +2,6 @@
 real mosquitto: a device writes only its own topics, `dashboard` reads but
 cannot command, `operator` may command; a refused cmd/ publish changes nothing."""
 
-import os
-import subprocess
 import uuid
 
 import paho.mqtt.client as mqtt
@@ -11,28 +9,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from mqtt_bridge import Bridge
-from mqtt_helpers import WAIT_S, Collector, FakeController, connect_client, telemetry_frame, wait_until
-
-ACL = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "acl.example")
-PASSWORDS = {"dashboard": "dash-pw", "operator": "op-pw"}
-
-
-@pytest.fixture
-def secure_broker(mosquitto_factory, tls_material, device_id, tmp_path):
-    passwd = str(tmp_path / "passwd")
-    users = dict(PASSWORDS, **{device_id: "dev-pw", "other-" + device_id: "other-pw"})
-    for i, (user, pw) in enumerate(users.items()):
-        args = ["mosquitto_passwd", "-b"] + (["-c"] if i == 0 else []) + [passwd, user, pw]
-        subprocess.run(args, check=True, capture_output=True, timeout=30)
-    os.chmod(passwd, 0o644)
-    from mqtt_helpers import free_port
-    port = free_port()
-    listener = ("per_listener_settings false\nlistener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\n"
-                "allow_anonymous false\npassword_file %s\nacl_file %s\n"
-                % (port, tls_material["ca"], tls_material["cert"], tls_material["key"], passwd, os.path.abspath(ACL)))
-    broker = mosquitto_factory(port=port, listener_conf=listener).start()
-    return broker, tls_material["ca"]
-
+from mqtt_helpers import DEVICE_PASSWORD, WAIT_S, Collector, FakeController, connect_client, telemetry_frame, wait_until
 
 def tls_client(port, ca, user, pw):
     return connect_client("localhost", port, protocol=5, username=user, password=pw, tls_ca=ca)
@@ -41,7 +18,7 @@ def tls_client(port, ca, user, pw):
 @pytest.mark.slow
 def test_acl_roles_and_an_unauthorised_command_has_no_effect(secure_broker, device_id, tmp_path):
     broker, ca = secure_broker
-    url = "mqtts://%s:dev-pw@localhost:%d" % (device_id, broker.port)
+    url = "mqtts://%s:%s@localhost:%d" % (device_id, DEVICE_PASSWORD, broker.port)
     bridge = Bridge(device_id, url, queue_path=str(tmp_path / "q.sqlite"), tls_ca=ca).start()
     dash = Collector("localhost", broker.port, ["bms/#"], username="dashboard", password="dash-pw",
                      tls_ca=ca).start()
@@ -86,7 +63,7 @@ def test_a_device_cannot_write_another_devices_topics(secure_broker, device_id):
     other = "other-" + device_id
     watcher = Collector("localhost", broker.port, ["bms/#"], username="dashboard", password="dash-pw",
                         tls_ca=ca).start()
-    device = tls_client(broker.port, ca, device_id, "dev-pw")
+    device = tls_client(broker.port, ca, device_id, DEVICE_PASSWORD)
     try:
         codes = {}
         device.on_publish = lambda c, u, mid, rc, props: codes.__setitem__(mid, rc)
@@ -113,7 +90,7 @@ def test_no_anonymous_no_wrong_password_no_plaintext(secure_broker, device_id):
         tls_client(broker.port, ca, device_id, "wrong")
     plain = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="plain-" + uuid.uuid4().hex[:6],
                         protocol=mqtt.MQTTv5)
-    plain.username_pw_set(device_id, "dev-pw")
+    plain.username_pw_set(device_id, DEVICE_PASSWORD)
     connected = []
     plain.on_connect = lambda c, u, f, rc, p: connected.append(rc)
     try:
@@ -124,3 +101,25 @@ def test_no_anonymous_no_wrong_password_no_plaintext(secure_broker, device_id):
         pass                                                    # or the broker hangs up at once
     finally:
         plain.loop_stop()
+
+
+def test_the_acl_grants_a_device_its_reply_tree_and_its_own_topics_only(secure_broker, device_id):
+    """docs/acl.example matches reply_to.py: replies under cmd/<name>/reply (one- and two-level
+    names, response topics below them); never a command topic or another device's."""
+    broker, ca = secure_broker
+    device = tls_client(broker.port, ca, device_id, DEVICE_PASSWORD)
+    try:
+        codes = {}
+        device.on_publish = lambda c, u, mid, rc, props: codes.__setitem__(mid, rc)
+        base = "bms/%s/cmd/" % device_id
+        allowed = [base + "charge/reply", base + "charge/reply/op-1", base + "charge/reply/a/b/c/d",
+                   base + "formation/start/reply", base + "formation/start/reply/op-1"]
+        denied = [base + "charge", base + "formation/start", "bms/other-%s/cmd/charge/reply" % device_id,
+                  "bms/%s/elsewhere" % device_id]
+        infos = {topic: device.publish(topic, b"{}", qos=1) for topic in allowed + denied}
+        assert wait_until(lambda: len(codes) == len(infos))
+        assert [t for t in allowed if codes[infos[t].mid].is_failure] == []
+        assert [t for t in denied if codes[infos[t].mid].value != 135] == []
+    finally:
+        device.disconnect()
+        device.loop_stop()

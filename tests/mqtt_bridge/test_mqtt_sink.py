@@ -11,18 +11,9 @@ import threading
 
 import pytest
 
-from mqtt_bridge.cli_options import add_broker_arguments
-from mqtt_bridge.sink import MqttSink, mqtt_sinks, telemetry_period_ms
-from mqtt_helpers import Collector, FakeController, connect_client, event_frame, telemetry_frame, wait_until
-
-
-def run_args(*argv: str) -> argparse.Namespace:
-    """Options as `bms-twin run` parses them (its telemetry period default is None)."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--speed", type=float, default=None)
-    add_broker_arguments(parser)
-    parser.set_defaults(telemetry_period_ms=None)
-    return parser.parse_args(list(argv))
+from mqtt_bridge.config import PASSWORD_ENV, parse_broker_url
+from mqtt_bridge.sink import MqttSink, mqtt_sinks, telemetry_period_ms, watch_command
+from mqtt_helpers import Collector, FakeController, connect_client, event_frame, run_args, telemetry_frame, wait_until
 
 
 def test_no_sink_with_no_mqtt_and_one_without(device_id):
@@ -98,3 +89,19 @@ def test_with_no_broker_given_the_sink_runs_and_stops_an_embedded_one(device_id,
     finally:
         sink.close()
     assert bridge.owned_broker is None and not bridge.connected
+
+
+@pytest.mark.parametrize("url, ca, hint", [
+    ("mqtt://h:1883", None, "bms-twin watch --broker mqtt://h:1883"),
+    ("mqtt://h:1883?protocol=3.1.1", None, "bms-twin watch --broker mqtt://h:1883 --mqtt-protocol 3.1.1"),
+    ("mqtts://h:8883", "/etc/ca dir/ca.crt", "bms-twin watch --broker mqtts://h:8883 --tls-ca '/etc/ca dir/ca.crt'"),
+    ("mqtts://dev:pw@h:8883?ca=/ca.crt", None,
+     "bms-twin watch --broker mqtts://dev@h:8883 --tls-ca /ca.crt (password from $BMS_TWIN_MQTT_PASSWORD)"),
+    ("mqtts://dev@h", None, "bms-twin watch --broker mqtts://dev@h:8883"),
+])
+def test_the_watch_hint_is_the_same_broker_tls_and_user_without_the_password(url, ca, hint, monkeypatch):
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    cfg = parse_broker_url(url)
+    if ca is not None:
+        cfg.tls_ca = ca
+    assert watch_command(cfg) == hint
