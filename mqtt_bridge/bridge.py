@@ -129,6 +129,10 @@ class Bridge:
         self.owned_broker: EmbeddedBroker | None = None  # an embedded broker this bridge started (from_args) and stops
 
         self._connected = threading.Event()
+        # Set when the broker has acknowledged the command subscription: until then a
+        # command published to us is not delivered, so "ready" waits for it too.
+        self._subscribed = threading.Event()
+        self._cmd_sub_mid: int | None = None
         self._failures = ConnectFailures(device_id, cfg, self.queue_path)
         self.counters: collections.Counter = collections.Counter()   # connects; the parts keep their own
         self._events_stored = 0
@@ -170,6 +174,7 @@ class Bridge:
         client.on_connect_fail = self._failures.on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     def start(self) -> "Bridge":
@@ -186,7 +191,9 @@ class Bridge:
         return self
 
     def wait_connected(self, timeout: float) -> bool:
-        return self._connected.wait(timeout)
+        """Connected and subscribed to our command topics (so a command sent now arrives)."""
+        deadline = time.monotonic() + timeout
+        return self._connected.wait(timeout) and self._subscribed.wait(max(0.0, deadline - time.monotonic()))
 
     @property
     def last_connect_error(self) -> str | None:
@@ -325,10 +332,10 @@ class Bridge:
             # noLocal: do not hear our own replies on cmd/#. retainAsPublished: a command
             # published retained while we are online arrives with its retain flag (the
             # broker clears it otherwise), so intake.py refuses it as it does on reconnect.
-            client.subscribe(self.topics.cmd_filter, options=SubscribeOptions(qos=1, noLocal=True,
-                                                                              retainAsPublished=True))
+            _, self._cmd_sub_mid = client.subscribe(
+                self.topics.cmd_filter, options=SubscribeOptions(qos=1, noLocal=True, retainAsPublished=True))
         else:
-            client.subscribe(self.topics.cmd_filter, qos=1)
+            _, self._cmd_sub_mid = client.subscribe(self.topics.cmd_filter, qos=1)
         if self.discovery:
             client.subscribe(self.discovery_prefix + HA_STATUS_TOPIC_SUFFIX, qos=1)
             self._publish_discovery(client)
@@ -346,9 +353,14 @@ class Bridge:
         for topic, _config in discovery_configs(self.device_id, self.discovery_prefix):
             self._client.publish(topic, b"", qos=1, retain=True)
 
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if mid == self._cmd_sub_mid:
+            self._subscribed.set()
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self._connected.is_set() and not self._stopping:
             log.info("%s: disconnected (%s); will reconnect", self.device_id, reason_code)
+        self._subscribed.clear()
         self._connected.clear()
 
     def _on_message(self, client, userdata, msg) -> None:

@@ -161,3 +161,24 @@ def test_retained_commands_are_not_executed(shared_broker, device_id, tmp_path):
         op.loop_stop()
         replies.stop()
         bridge.stop()
+
+
+def test_a_command_sent_the_moment_the_bridge_says_connected_arrives(shared_broker, device_id, tmp_path):
+    """wait_connected() means subscribed too: the broker has acknowledged the command
+    subscription, so a command an operator publishes at once is delivered. (Set on
+    CONNACK alone, a command sent in the gap before the SUBACK was silently lost.)"""
+    operator = connect_client(*shared_broker, protocol=5)
+    try:
+        for attempt in range(10):
+            bridge = Bridge(device_id, queue_path=str(tmp_path / ("q%d.sqlite" % attempt)),
+                            discovery=False).start()
+            try:
+                assert bridge.wait_connected(10)
+                info = operator.publish("bms/%s/cmd/rest" % device_id, b"{}", qos=1)
+                info.wait_for_publish(5)
+                assert wait_pending(bridge, 1), "attempt %d: the command never reached the bridge" % attempt
+            finally:
+                bridge.stop()
+    finally:
+        operator.disconnect()
+        operator.loop_stop()
