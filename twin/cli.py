@@ -77,6 +77,10 @@ def check_simulate(args):
     params = load_cell(args.cell)
     cycler = load_cycler(args.cycler, params) if args.cycler else Cycler.for_cell(params)
     protocol = load_protocol(args.protocol)
+    try:
+        protocol.check_open_loop()
+    except ValueError as error:
+        raise options.OptionError("--protocol", args.protocol, getattr(error, "brief", str(error))) from None
     cycler.check_ambient(args.ambient_c)
     cycler.check_protocol(protocol)
     check_rows(protocol, args.sample_s, field="--sample-s")
