@@ -121,12 +121,25 @@ def cmd_simulate(args) -> int:
 
 
 def check_run(args):
-    """-> (params, duty, out): every input of `run`, checked before anything starts."""
+    """-> (params, duty, out, bench): every input of `run`, checked before anything
+    starts; bench is the saved one of --from, resumed, or None."""
     from twin import options
     from twin.run import DUTY_D111
+    from twin.saved_bench import SavedBenchError, read_saved, resume_bench
 
-    options.ambient_c(args.ambient_c)
-    options.seed(args.seed)
+    saved = None
+    if args.from_dir is not None:
+        saved = read_saved(args.from_dir)
+        for name, value in (("--ambient-c", args.ambient_c), ("--seed", args.seed)):
+            if value is not None:
+                raise SavedBenchError(args.from_dir, "%s comes from the saved bench (its ambient, its board's "
+                                      "noise generator); leave %s out, or change the ambient with a "
+                                      "'Set ambient to <T>' step" % (name, name))
+    else:
+        args.ambient_c = 25.0 if args.ambient_c is None else args.ambient_c
+        args.seed = 0 if args.seed is None else args.seed
+        options.ambient_c(args.ambient_c)
+        options.seed(args.seed)
     for cut_s in args.power_cut_at:
         options.positive("--power-cut-at", cut_s)
     options.positive("--off-s", args.off_s)
@@ -134,16 +147,25 @@ def check_run(args):
         options.positive("--speed", args.speed, unit="times real time")
     options.device_id(args.device_id)
     out = options.out_dir(args.out)
-    params = load_cell(args.cell)
+    params = load_cell(args.cell or (saved["cell"] if saved else "d111"))
+    bench = resume_bench(args.from_dir, params) if saved else None
+    seed = bench.seed if bench else args.seed
     if args.device_id is None:
-        default_id = f"{params.name}-{args.seed:04d}"
+        default_id = f"{params.name}-{seed:04d}"
         try:
             options.device_id(default_id)
         except options.OptionError:
             raise options.OptionError("--device-id", None, f"the default {default_id!r} (<cell>-<seed>) "
                                       "is no MQTT device id; give one of [A-Za-z0-9_-]") from None
     duty = load_protocol(args.protocol) if args.protocol else load_protocol(str(DUTY_D111))
-    return params, duty, out
+    if bench is not None:
+        from twin.scenario import check_bench
+
+        try:
+            check_bench(duty, bench.board)
+        except ValueError as error:
+            raise options.OptionError("--protocol", args.protocol, getattr(error, "brief", str(error))) from None
+    return params, duty, out, bench
 
 
 def cmd_run(args) -> int:
@@ -151,7 +173,9 @@ def cmd_run(args) -> int:
     from twin.run import run_closed_loop
     from twin.run_files import add_delivery, write_run_outputs
 
-    params, duty, out = check_run(args)
+    from twin.saved_bench import save_bench
+
+    params, duty, out, bench = check_run(args)
     sinks = mqtt_sinks(args)
     bar = _progress_bar(0, f"run {params.name}")
     bar.unit = "h"
@@ -169,13 +193,14 @@ def cmd_run(args) -> int:
         result = run_closed_loop(params, duty, ambient_c=args.ambient_c, seed=args.seed,
                                  power_cuts_s=args.power_cut_at, off_s=args.off_s,
                                  on_tick=_paced(progress, args.speed), sinks=sinks,
-                                 device_id=args.device_id)
+                                 device_id=args.device_id, bench=bench)
     finally:
         bar.close()
         for sink in sinks:
             sink.close()
     add_delivery(result.summary, [sink.delivery for sink in sinks if getattr(sink, "delivery", None)])
     write_run_outputs(result, out, title=f"{params.name}: firmware-formed, duty {Path(args.protocol or 'd111_duty').name}")
+    save_bench(result.bench, out)
     s = result.summary
     f = s["formation"]
     print(f"{params.name}: final state {s['final_state']}, faults {s['faults'] or 'none'}, "
@@ -188,7 +213,8 @@ def cmd_run(args) -> int:
         print(f"retained {100 * s['retained_fraction']:.2f} % of the charge put in; "
               f"{s['sim_seconds'] / 3600:.2f} h simulated in {s['wall_seconds']:.2f} s "
               f"({s['speed_factor']:.0f}x real time)")
-    print(f"wrote {out}/timeseries.csv, events.jsonl, summary.json, voltage.png, inventory.png, cycles.png")
+    print(f"wrote {out}/timeseries.csv, events.jsonl, summary.json, voltage.png, inventory.png, cycles.png, "
+          "bench.json (bms-twin run --from resumes it)")
     if s.get("complete") is False:
         print(f"bms-twin run: {s['why']}", file=sys.stderr)
         return 1
@@ -279,12 +305,16 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=cmd_simulate)
 
     run = sub.add_parser("run", help="the firmware forms a shipped cell on the twin, then runs a duty cycle")
-    run.add_argument("--cell", default="d111", help="parameter set name or TOML path (default d111)")
-    run.add_argument("--protocol", help="duty protocol (requests the firmware may limit); "
-                                        "default: the seed's D111 cycling and strip")
+    run.add_argument("--cell", default=None, help="parameter set name or TOML path (default d111, "
+                                                  "or the saved bench's with --from)")
+    run.add_argument("--protocol", help="duty protocol (requests the firmware may limit) with bench steps and "
+                                        "expectations (docs/testing.md); default: the seed's D111 cycling and strip")
     run.add_argument("--out", default="runs/latest", help="output directory (default runs/latest)")
-    run.add_argument("--ambient-c", type=float, default=25.0, help="ambient temperature, °C")
-    run.add_argument("--seed", type=int, default=0, help="seeds the board's ADC noise")
+    run.add_argument("--from", dest="from_dir", default=None, metavar="DIR",
+                     help="resume the bench a previous run saved in DIR (bench.json: cell, board, firmware "
+                          "record, clock); the firmware boots from its record")
+    run.add_argument("--ambient-c", type=float, default=None, help="ambient temperature, °C (default 25)")
+    run.add_argument("--seed", type=int, default=None, help="seeds the board's ADC noise (default 0)")
     run.add_argument("--power-cut-at", type=float, action="append", default=[], metavar="SECONDS",
                      help="cut board power at this simulated time (repeatable); the firmware "
                           "restarts from its persistent record")

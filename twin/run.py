@@ -144,4 +144,4 @@ def run_closed_loop(parameters, duty: Protocol | None = None, ambient_c: float =
     summary["complete"] = player.failed is None
     if player.failed is not None:
         summary["why"] = player.why
-    return RunResult(loop.recorder.rows, loop.recorder.events, summary, loop.recorder.cycles)
+    return RunResult(loop.recorder.rows, loop.recorder.events, summary, loop.recorder.cycles, bench)

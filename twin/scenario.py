@@ -80,13 +80,20 @@ class Player:
         frame = self.loop.frame
         return frame["state"] if frame else BOOT
 
+    def _in(self, name: str) -> bool:
+        """The firmware is in state (or substate) `name`."""
+        frame = self.loop.frame
+        return (frame["state"] == name or frame["substate"] == name) if frame else name == BOOT
+
     def _faults(self) -> list:
         frame = self.loop.frame
         return list(frame["faults"]) if frame else []
 
     def _state_text(self) -> str:
         faults = self._faults()
-        return "state %s%s" % (self.state, " with faults %s" % ", ".join(faults) if faults else "")
+        frame = self.loop.frame
+        sub = "/" + frame["substate"] if frame and frame["substate"] else ""
+        return "state %s%s%s" % (self.state, sub, " with faults %s" % ", ".join(faults) if faults else "")
 
     # ------------------------------------------------------------ playing
     def play(self, protocol) -> bool:
@@ -225,9 +232,9 @@ class Player:
         if k in ("wait_state", "wait_formed"):
             deadline = bench.t_s + step.duration_s
             want = READY if k == "wait_formed" else v
-            while self.state != want and bench.t_s < deadline - 1e-9:
+            while not self._in(want) and bench.t_s < deadline - 1e-9:
                 loop.tick()
-            if self.state == want:
+            if self._in(want):
                 return None
             return "still %s after %s" % (self._state_text(), pretty_duration(step.duration_s))
         if k == "expect_event":
@@ -249,7 +256,7 @@ class Player:
                                                              "... " if len(others) > 6 else "", shown,
                                                              self._state_text())
         if k == "expect_state":
-            return None if self.state == v else self._state_text()
+            return None if self._in(v) else self._state_text()
         if k == "expect_no_fault":
             return None if not self._faults() and self.state != FAULT else self._state_text()
         if k == "expect_fault":

@@ -27,7 +27,7 @@ import dataclasses
 from typing import Union
 
 from bmsfw.commands import COMMANDS, LIMIT_KEYS
-from bmsfw.states import EVENT_KINDS, FAULTS, STATES
+from bmsfw.states import EVENT_KINDS, FAULTS, STATES, SUBSTATES
 
 # Fault phrase (the words after Inject / Clear) -> (twin.board.FAULTS name, the value
 # it takes: None, "ohm", "uA" or "adc"). ambient_step is `Set ambient` (the same thing
@@ -49,6 +49,8 @@ ADC_CHANNELS = ("VCELL", "ISHUNT", "TCELL")     # bmsfw.hal's channel order
 # The arguments a command takes (bmsfw.commands.check judges their values).
 COMMAND_ARGS = {"charge": ("current_ua", "duration_s"), "discharge": ("current_ua", "duration_s"),
                 "set_limits": LIMIT_KEYS}
+# What Wait until state / Expect state may name: a state, or a substate (VERIFY, CHARGING).
+STATE_NAMES = STATES + tuple(name for name in SUBSTATES if name)
 # An event an expectation may name: an event kind, or a fault (a FAULT event for it).
 EVENT_NAMES = EVENT_KINDS + FAULTS
 
@@ -160,4 +162,4 @@ def _fault_text(kind: str, phrase: str, value) -> str:
 
 
 __all__ = ["ADC_CHANNELS", "BENCH_EXAMPLES", "BENCH_KINDS", "BenchStep", "CLEARABLE", "COMMANDS",
-           "COMMAND_ARGS", "EVENT_NAMES", "EXPECTATIONS", "FAULTS", "INJECTIONS", "STATES"]
+           "COMMAND_ARGS", "EVENT_NAMES", "EXPECTATIONS", "FAULTS", "INJECTIONS", "STATES", "STATE_NAMES"]

@@ -16,7 +16,7 @@ from twin.protocol.bench import (
     EVENT_NAMES,
     FAULTS,
     INJECTIONS,
-    STATES,
+    STATE_NAMES,
     BenchStep,
 )
 from twin.protocol.quantities import TIME_HINT, TIME_UNITS
@@ -220,7 +220,7 @@ def _wait(line):
         line.end("the end of the line after the time limit")
         return BenchStep("wait_formed", None, limit)
     line.expect_word("state", "'state <STATE>' or 'formed' after 'Wait until'")
-    state = _choose(line, _name(line, "a state: " + ", ".join(STATES)), STATES, "state")
+    state = _choose(line, _name(line, "a state: " + ", ".join(STATE_NAMES)), STATE_NAMES, "state")
     limit = _limit(line, "Wait until state %s" % state)
     line.end("the end of the line after the time limit")
     return BenchStep("wait_state", state, limit)
@@ -238,7 +238,7 @@ def _expect(line):
         limit = _limit(line, "Expect event %s" % name)
         step = BenchStep("expect_event", name, limit)
     elif word == "state":
-        step = BenchStep("expect_state", _choose(line, _name(line, "a state"), STATES, "state"))
+        step = BenchStep("expect_state", _choose(line, _name(line, "a state"), STATE_NAMES, "state"))
     elif word == "fault":
         step = BenchStep("expect_fault", _choose(line, _name(line, "a fault"), FAULTS, "fault"))
     elif word == "no":
