@@ -20,19 +20,25 @@ LAYER_TEXT = {"intact": "layer intact", "cracked": "layer CRACKED", "none": "no 
 
 
 def load_protocol(name_or_path: str, option: str = "--protocol"):
-    """A protocol file, or the name of a shipped one (d111, d042, d049); OptionError
-    naming the option, the file and the line for anything that is not a protocol."""
+    """A protocol file, or the name of a shipped one (d111, d042, d049) or of a scenario
+    of the library (twin/scenarios); OptionError naming the option, the file and the
+    line for anything that is not a protocol."""
     from twin.options import OptionError
     from twin.protocol import Protocol, ProtocolError
     from twin.textfile import InputFileError
 
+    from twin.scenario import SCENARIO_DIR
+
     path = Path(name_or_path)
     if not path.exists():
         shipped = PROTOCOL_DIR / f"{name_or_path}.txt"
+        if not shipped.is_file():
+            shipped = SCENARIO_DIR / f"{name_or_path}.txt"
         if "/" in name_or_path or not shipped.is_file():
             names = ", ".join(sorted(p.stem for p in PROTOCOL_DIR.glob("*.txt")))
+            scenario_names = ", ".join(sorted(p.stem for p in SCENARIO_DIR.glob("*.txt")))
             raise OptionError(option, name_or_path, "no such file, nor a shipped protocol of that name "
-                              f"(shipped: {names})")
+                              f"(shipped: {names}; scenarios: {scenario_names})")
         path = shipped
     try:
         return Protocol.from_file(path)

@@ -21,6 +21,8 @@ pytest-embedded's expect reads on from its last match), then waits up to its lim
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from bmsfw.config import UAS_PER_UAH
 from bmsfw.states import BOOT, FAULT, FORMING, READY, SHIPPED
 from twin.core import COULOMB_PER_UAH
@@ -28,6 +30,9 @@ from twin.cell import KELVIN
 from twin.protocol.bench import ADC_CHANNELS, INJECTIONS, BenchStep
 from twin.protocol.quantities import pretty_duration
 from twin.recorder import FORMATION_TIMEOUT_S
+
+# The scenario library: acceptance scenarios as protocol files, each with its expectations.
+SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 
 # A duty step ends early when the firmware grants less than this fraction of
 # the request for LIMITED_FOR_S: the BMS, not the schedule, ended it.
@@ -288,6 +293,11 @@ def _until_reached(step, cell_mv: int) -> bool:
     return cell_mv >= stop_mv if step.current_A > 0 else cell_mv <= stop_mv
 
 
+def scenarios() -> dict:
+    """The library's scenarios: name -> path."""
+    return {path.stem: path for path in sorted(SCENARIO_DIR.glob("*.txt"))}
+
+
 def check_bench(protocol, board) -> None:
     """ProtocolError for a bench step this board cannot take (ADC counts beyond its
     full scale), before anything runs."""
@@ -300,4 +310,4 @@ def check_bench(protocol, board) -> None:
                                 "at most %d counts" % full, step.line_no, step.text, str(step.value[1][1]))
 
 
-__all__ = ["Player", "StepRefused", "check_bench", "event_text", "matches"]
+__all__ = ["SCENARIO_DIR", "scenarios", "Player", "StepRefused", "check_bench", "event_text", "matches"]
