@@ -140,6 +140,15 @@ def test_watch_says_why_it_cannot_connect(secure_broker, wrong_ca, device_id):
     assert plain.returncode == 2 and "use mqtts://" in plain.stderr
 
 
+def test_watch_refused_by_the_broker_says_so_and_exits_1(secure_broker, device_id):
+    broker, ca = secure_broker
+    watch = run_cli("watch", "--broker", "mqtts://%s@localhost:%d" % (device_id, broker.port), "--tls-ca", ca,
+                    "--once", "--timeout", "10", env={PASSWORD_ENV: "not-the-password"})
+    assert watch.returncode == 1, watch.stderr
+    assert "watch: broker refused connection" in watch.stderr and "Traceback" not in watch.stderr
+    assert "not-the-password" not in watch.stderr
+
+
 def test_messages_the_broker_refuses_are_said_and_reported(secure_broker, device_id, tmp_path, caplog):
     """Logged in as another device, the ACL lets this one write nothing of its own (MQTT 5: 135)."""
     caplog.set_level(logging.WARNING, logger="mqtt_bridge")
