@@ -138,6 +138,8 @@ def run_closed_loop(parameters, duty: Protocol | None = None, ambient_c: float =
     else:
         player.play(duty)
         player.finish()
+    if loop.frame is None:
+        loop.tick()         # a run reports the firmware's frame: one tick at least since its boot
     wall = time.perf_counter() - t_wall
     summary = summarize(bench, loop.recorder, loop.formation, bench.controller.telemetry(), wall, device_id,
                         loop.boots, steps=player.steps, **player.report())

@@ -44,11 +44,11 @@ def check_run(args):
             raise options.OptionError("--device-id", None, f"the default {default_id!r} (<cell>-<seed>) "
                                       "is no MQTT device id; give one of [A-Za-z0-9_-]") from None
     duty = load_protocol(args.protocol) if args.protocol else load_protocol(str(DUTY_D111))
-    if bench is not None:
-        from twin.scenario import check_bench
+    from twin.bench import Bench
+    from twin.scenario import check_bench
 
-        try:
-            check_bench(duty, bench.board)
-        except ValueError as error:
-            raise options.OptionError("--protocol", args.protocol, getattr(error, "brief", str(error))) from None
+    try:
+        check_bench(duty, (bench or Bench.build(params)).board)
+    except ValueError as error:
+        raise options.OptionError("--protocol", args.protocol, getattr(error, "brief", str(error))) from None
     return params, duty, out, bench

@@ -14,8 +14,8 @@ import pytest
 HERE = Path(__file__).resolve().parent
 
 
-def run_pytest(tmp_path, *args, timeout=600):
-    shutil.copy(HERE / "bench_example.py", tmp_path / "test_example.py")
+def run_pytest(tmp_path, *args, timeout=600, example="bench_example.py"):
+    shutil.copy(HERE / example, tmp_path / "test_example.py")
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--rootdir",
                            str(tmp_path), str(tmp_path), *args],
                           capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
@@ -28,6 +28,20 @@ def test_the_same_file_passes_wherever_the_firmware_runs(tmp_path, backend):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 passed" in done.stdout
     assert "bms-twin bench: firmware %s, cell d111" % backend in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["inprocess", "unix-32", "qemu"])
+def test_a_short_file_passes_on_the_built_images_too(tmp_path, request, backend):
+    """The 32-bit unix port and the QEMU board (bench_example.py takes the QEMU board
+    ~5 minutes: its three formations; this one a few hundred ticks)."""
+    image = []
+    if backend != "inprocess":
+        image = ["--bench-image", str(request.getfixturevalue("micropython_32" if backend == "unix-32"
+                                                                 else "qemu_firmware"))]
+    done = run_pytest(tmp_path, "--bench-firmware", backend, *image, example="bench_quick_example.py")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout
 
 
 def test_a_failed_expectation_is_a_test_failure_with_its_line(tmp_path):
