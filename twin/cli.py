@@ -195,6 +195,16 @@ def check_hil(args) -> None:
     if args.duration_s is not None:
         options.positive("--duration-s", args.duration_s)
     load_cell(args.cell)
+    args.protocol_steps = None
+    if args.protocol is not None:
+        from twin.scenario_hil import check_hil_protocol
+
+        for name, bad in (("--duration-s", args.duration_s is not None), ("--realtime", args.mode != "lockstep")):
+            if bad:
+                raise options.OptionError(name, getattr(args, "duration_s") if name == "--duration-s" else None,
+                                          "not with --protocol: the protocol says how long, in lockstep")
+        args.protocol_steps = load_protocol(args.protocol)
+        check_hil_protocol(args.protocol_steps)
     options.out_dir(args.out)
 
 

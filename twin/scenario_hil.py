@@ -10,6 +10,9 @@ request and no power switch, so a cycler step (Charge, Discharge, Rest, Hold) an
 """
 from __future__ import annotations
 
+import math
+import time
+
 from twin.protocol.bench import BenchStep
 from twin.scenario import StepRefused
 
@@ -51,6 +54,7 @@ class HilLoop:
         self.recorder = server.recorder
         self.formation = server.formation
         self.tick_s = server.tick_ms / 1000.0
+        self._start = time.perf_counter()
 
     @property
     def frame(self):
@@ -81,5 +85,9 @@ class HilLoop:
         raise StepRefused(_REFUSED["power_cut"])
 
     def result(self):
-        """The session's RunResult so far (no tick runs)."""
-        return self.server.run(duration_s=self.bench.t_s, stop_after_formation=False)
+        """The session's RunResult so far (no tick runs), its wall time since this loop began."""
+        result = self.server.run(duration_s=self.bench.t_s, stop_after_formation=False)
+        s = result.summary
+        s["wall_seconds"] = wall = time.perf_counter() - self._start
+        s["speed_factor"] = s["sim_seconds"] / wall if wall > 0 else math.inf
+        return result
