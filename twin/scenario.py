@@ -85,6 +85,11 @@ class Player:
         frame = self.loop.frame
         return frame["state"] if frame else BOOT
 
+    @property
+    def last_match(self) -> dict | None:
+        """The event the last Expect event matched."""
+        return self.loop.recorder.events[self._matched - 1] if self._matched else None
+
     def _in(self, name: str) -> bool:
         """The firmware is in state (or substate) `name`."""
         frame = self.loop.frame

@@ -60,6 +60,11 @@ class HilLoop:
     def frame(self):
         return self.server.last_frame
 
+    @staticmethod
+    def check_protocol(protocol) -> None:
+        """StepRefused for a step this loop cannot play (check_hil_protocol)."""
+        check_hil_protocol(protocol)
+
     @property
     def boots(self) -> int:
         return self.server.boots

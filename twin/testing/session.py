@@ -65,7 +65,7 @@ class BenchSession:
         elif isinstance(protocol, str):
             protocol = Protocol.parse(protocol)
         check_bench(protocol, self.bench.board)
-        check = getattr(self._loop._loop, "check_protocol", None)
+        check = getattr(self._loop, "check_protocol", None)     # what a loop over a link cannot carry
         if check is not None:
             check(protocol)
         if not self.player.play(protocol):
@@ -96,7 +96,7 @@ class BenchSession:
         """The event `name` (an event kind, or a fault's FAULT event), from those not
         matched yet or within within_s; returns it."""
         self.run("Expect event %s within %r s" % (name, float(within_s)))
-        return self.events[self.player._matched - 1]
+        return self.player.last_match
 
     def expect_state(self, name: str) -> None:
         self.run("Expect state " + name)
@@ -179,7 +179,7 @@ def _hil_bench(backend, params, seed, ambient_c, image, reply_timeout_s, boot_ti
     from twin.bench import Bench
     from twin.hil import HilServer, firmware, open_port
     from twin.run import controller_settings
-    from twin.scenario_hil import HilLoop, check_hil_protocol
+    from twin.scenario_hil import HilLoop
 
     config, device_id = controller_settings(Bench.build(params, ambient_c=ambient_c, seed=seed))
 
@@ -187,7 +187,6 @@ def _hil_bench(backend, params, seed, ambient_c, image, reply_timeout_s, boot_ti
         server = HilServer(params, stream, mode="lockstep", ambient_c=ambient_c, seed=seed, config=config,
                            reply_timeout_s=reply_timeout_s, boot_timeout_s=boot_timeout_s)
         loop = HilLoop(server)
-        loop.check_protocol = check_hil_protocol
         return BenchSession(loop, backend, lambda: loop.result().summary)
 
     if backend.startswith("serial:"):
