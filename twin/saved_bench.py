@@ -31,6 +31,10 @@ class SavedBenchError(ValueError):
         super().__init__(self.brief)
 
 
+_KIND_NAMES = {"cell": "parameter set name", "parameters": "table of values", "start_ambient_c": "number",
+               "cell_state": "table of the cell's state", "board": "table of the board"}
+
+
 def _plain(values: dict) -> dict:
     return json.loads(json.dumps(values, default=str))
 
@@ -73,9 +77,15 @@ def read_saved(from_dir) -> dict:
         raise SavedBenchError(from_dir, "%s is not JSON (%s)" % (BENCH_FILE, error)) from None
     if not isinstance(data, dict) or data.get("version") != VERSION:
         raise SavedBenchError(from_dir, "%s is not a version %d saved bench" % (BENCH_FILE, VERSION))
-    for key in ("cell", "parameters", "start_ambient_c", "cell_state", "board"):
+    for key, kind in (("cell", str), ("parameters", dict), ("start_ambient_c", (int, float)),
+                      ("cell_state", dict), ("board", dict)):
         if key not in data:
             raise SavedBenchError(from_dir, "%s lacks %r" % (BENCH_FILE, key))
+        if not isinstance(data[key], kind) or isinstance(data[key], bool) or data[key] in ("", {}):
+            raise SavedBenchError(from_dir, "%s: %r is not a %s" % (BENCH_FILE, key, _KIND_NAMES[key]))
+    board = data["board"]
+    if not (type(board.get("seed")) is int and 0 <= board["seed"] <= 2**32 - 1):
+        raise SavedBenchError(from_dir, "%s: the board's seed is not a whole number from 0 to 2**32-1" % BENCH_FILE)
     return data
 
 
@@ -104,7 +114,8 @@ def resume_bench(from_dir, parameters) -> Bench:
         board.thermistor = b["thermistor"] if b["thermistor"] in ("ok", "open", "short") else "ok"
         board.stuck = {int(k): int(v) for k, v in b["stuck"].items()}
         board.source_offset_ua = float(b["source_offset_ua"])
-    except (KeyError, TypeError, ValueError, core.TwinError) as error:
-        raise SavedBenchError(from_dir, "%s is damaged (%s: %s)" % (BENCH_FILE, type(error).__name__, error)) from None
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, core.TwinError) as error:
+        raise SavedBenchError(from_dir, "%s is damaged (%s: %s)" % (BENCH_FILE, type(error).__name__,
+                                                                    " ".join(str(error).split()))) from None
     board.power(True)
     return Bench(cell, board)

@@ -2,7 +2,7 @@
 hostile pieces) is a BenchStep whose canonical text reads back equal, or a
 ProtocolError with its line; and any protocol of bench steps a firmware plays through
 `bms-twin run` ends 0, 1 (an expectation failed: one line naming it) or 2 (refused,
-nothing written), never a traceback.
+nothing written), never a traceback; and so does a damaged bench.json under --from.
 """
 import shutil
 
@@ -72,4 +72,60 @@ def test_any_bench_protocol_runs_fails_in_one_line_or_is_refused(tmp_path, capsy
         assert not out.exists()
     elif code == 1:
         assert "failed: " in captured.err and captured.err.startswith("bms-twin run: line ")
+    shutil.rmtree(out, ignore_errors=True)
+
+
+HOSTILE = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=False),
+                    st.text(max_size=8), st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=3),
+                                                                                                st.integers(), max_size=2))
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A bench a run saved: formed, a thermistor open."""
+    import json
+
+    from twin.parameters import load_parameter_set
+    from twin.run import run_closed_loop
+    from twin.saved_bench import save_bench
+
+    out = tmp_path_factory.mktemp("saved")
+    result = run_closed_loop(load_parameter_set("d111"),
+                             Protocol.parse("Wait until formed within 48 hours\nInject thermistor open\n"))
+    save_bench(result.bench, out)
+    return json.loads((out / "bench.json").read_text())
+
+
+def _paths(data, prefix=()):
+    for key, value in data.items():
+        yield prefix + (key,)
+        if isinstance(value, dict) and len(value) < 12:
+            yield from _paths(value, prefix + (key,))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), value=HOSTILE, drop=st.booleans())
+def test_a_damaged_saved_bench_resumes_or_is_refused_in_one_line(tmp_path, capsys, saved, data, value, drop):
+    import copy
+    import json
+
+    bench = copy.deepcopy(saved)
+    path = data.draw(st.sampled_from(sorted(_paths(bench))))
+    where = bench
+    for key in path[:-1]:
+        where = where[key]
+    if drop:
+        del where[path[-1]]
+    else:
+        where[path[-1]] = value
+    folder = tmp_path / "from"
+    folder.mkdir(exist_ok=True)
+    (folder / "bench.json").write_text(json.dumps(bench))
+    (tmp_path / "p.txt").write_text("Wait for 1 minute\n")
+    out = tmp_path / "out"
+    code, captured = run_main(["run", "--no-mqtt", "--from", str(folder), "--protocol", str(tmp_path / "p.txt"),
+                               "--out", str(out)], capsys, "run")
+    if code == 2:
+        assert not out.exists()
+        assert "--from=" in captured.err or "--cell" in captured.err or "--protocol" in captured.err, captured.err
     shutil.rmtree(out, ignore_errors=True)
