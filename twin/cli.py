@@ -172,6 +172,9 @@ def cmd_run(args) -> int:
         print(f"retained {100 * s['retained_fraction']:.2f} % of the charge put in; "
               f"{s['sim_seconds'] / 3600:.2f} h simulated in {s['wall_seconds']:.2f} s "
               f"({s['speed_factor']:.0f}x real time)")
+    e = s["expectations"]
+    if e["passed"] or e["failed"]:
+        print(f"expectations: {e['passed']} met" + (f", line {e['failed']['line']} not" if e["failed"] else ""))
     print(f"wrote {out}/timeseries.csv, events.jsonl, summary.json, voltage.png, inventory.png, cycles.png, "
           "bench.json (bms-twin run --from resumes it)")
     if s.get("complete") is False:
