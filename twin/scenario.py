@@ -42,6 +42,9 @@ LIMITED_FOR_S = 60.0
 _CLEARS = {"internal short": "internal_short", "open cell": "open_cell", "thermistor": "thermistor_open",
            "adc": "adc_stuck", "source offset": "source_offset"}
 _FORMING = (BOOT, SHIPPED, FORMING)
+# The bench steps summary.json lists one by one; past these (a Repeat of 100,000
+# expectations) they are counted (bench_steps_more), so the summary stays small.
+BENCH_STEPS_LISTED = 1000
 
 
 class StepRefused(ValueError):
@@ -72,7 +75,8 @@ class Player:
         self.loop = loop
         self.formation_deadline_s = loop.bench.t_s + formation_timeout_s
         self.steps: list = []           # the cycler steps played, as run.py always reported them
-        self.bench_steps: list = []     # the bench steps played: line, text, t_s
+        self.bench_steps: list = []     # the bench steps played: line, text, t_s (the first BENCH_STEPS_LISTED)
+        self.bench_steps_more = 0
         self.skipped = 0                # cycler steps skipped in FAULT or SAFE
         self.passed = 0                 # expectations met
         self.failed: dict | None = None
@@ -141,6 +145,7 @@ class Player:
     def report(self) -> dict:
         """The summary's keys of what the player did."""
         return {"steps_skipped": self.skipped, "bench_steps": self.bench_steps,
+                "bench_steps_more": self.bench_steps_more,
                 "expectations": {"passed": self.passed, "failed": self.failed}}
 
     # ------------------------------------------------------------ cycler steps
@@ -231,8 +236,11 @@ class Player:
             if seen is not None:
                 return self._fail(step, seen)
             self.passed += 1
-        self.bench_steps.append({"line": step.line_no, "text": str(step), "t_s": start_s,
-                                 "elapsed_s": bench.t_s - start_s})
+        if len(self.bench_steps) < BENCH_STEPS_LISTED:
+            self.bench_steps.append({"line": step.line_no, "text": str(step), "t_s": start_s,
+                                     "elapsed_s": bench.t_s - start_s})
+        else:
+            self.bench_steps_more += 1
         return True
 
     def _expect(self, step: BenchStep) -> str | None:
