@@ -102,6 +102,8 @@ def test_names_come_from_their_tables():
     ("Expect inventory above 5", "charge '5' has no unit"),
     ("Expect the best", "cannot read 'the best'"),
     ("Command explode", "unknown command 'explode'"),
+    ("Command µAh", "unknown command 'µAh'"),          # found by the fuzz: µ starts a word
+    ("Expect state μA", "unknown state 'μA'"),
     ("Command charge", "Command charge has no current_ua"),
     ("Command stop now=1", "cannot read 'now=1'"),
     ("Command set_limits ccl_ua=5 ccl_ua=6", "ccl_ua given twice"),

@@ -24,7 +24,8 @@ from twin.protocol.steps import MAX_SIMULATED_S
 
 BENCH_VERBS = ("set", "ramp", "inject", "clear", "cut", "command", "wait", "expect")
 
-_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_/]*")
+# a name starts as the tokenizer's words do (µ and μ included: 'µAh' is a word)
+_NAME_RE = re.compile(r"[A-Za-z\u00b5\u03bc][A-Za-z0-9_/\u00b5\u03bc]*")
 _ARG_RE = re.compile(r"([A-Za-z_]+)=([+-]?\d+)$")
 TEMPERATURE_HINT = "a temperature such as '0 °C' (or '0 C')"
 # the model's range (twin.cell): what --ambient-c accepts
