@@ -171,9 +171,9 @@ class Config:
         if self.lithium_reserve_uah < 0 or self.lithium_reserve_uah >= self.target_inventory_uah:
             raise ConfigError("lithium_reserve_uah", self.lithium_reserve_uah,
                               "must be >= 0 and below target_inventory_uah")
-        if self.target_inventory_uah > 500000:
-            # the estimator counts nAh in small ints (bmsfw.estimator)
-            raise ConfigError("target_inventory_uah", self.target_inventory_uah, "must be <= 500000 (estimator nAh)")
+        if self.target_inventory_uah > 1000000:
+            # the estimator counts nAh in small ints (bmsfw.estimator): 1 Ah is 1e9 < 2**30
+            raise ConfigError("target_inventory_uah", self.target_inventory_uah, "must be <= 1000000 (estimator nAh)")
         if self.current_max_ua > self.source_max_ua:
             raise ConfigError("current_max_ua", self.current_max_ua, "must be <= source_max_ua")
         if self.discharge_cutoff_mv >= self.charge_cutoff_mv:

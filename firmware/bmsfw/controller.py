@@ -64,7 +64,7 @@ class Controller:
         self.protections = Protections(c)
         self.outputs = Outputs(hal, c)
         self.events = Events(device_id)
-        self.store = Store(hal, (self.ledger, self.outputs, self.est), (self, self.formation, self.protections))
+        self.store = Store(hal, (self.ledger, self.outputs), (self, self.formation, self.protections, self.est))
         self.target_uas = c.target_uas()
         self.reserve_uas = c.reserve_uas()
         self._tel = Telemetry(device_id, self.target_uas)
@@ -300,9 +300,9 @@ class Controller:
         if self.protections.dis_hit_dvl:
             if not self._at_knee:
                 self._at_knee = True
-                excess = est.at_knee()
-                if excess > 0:
-                    self._crack("knee with %d nAh more estimated than the bound" % excess)
+                if est.at_knee() > 0:
+                    # more missing than the bound: a rest's voltage decides
+                    self.crack.request_rest()
                 self._dirty = True
         else:
             self._at_knee = False

@@ -62,6 +62,13 @@ class CrackWatch:
         self.found = False          # evidence of a self-discharge: the controller latches CRACK_SUSPECTED
         self._per_mv = ((16 << bits) + vref_mv // 2) // vref_mv   # averaged counts x 16 per mV
 
+    def request_rest(self):
+        """Hold a rest and watch its voltage (a knee the estimate missed)."""
+        if not self.hold_rest:
+            self.hold_rest = True
+            self._hold_ms = 0
+            self.rests += 1
+
     def reset(self):
         """Not in READY: forget the segment, the anchors and any rest."""
         self._avg = -1
@@ -119,10 +126,7 @@ class CrackWatch:
                     low_uv += d_cath * slope // s_pm if -1000000 < d_cath < 1000000 else 0
                     self.suspect_uv = low_uv
                     if low_uv * 1000 >= c.crack_suspect_uv * 1000 and low >= self._suspect:
-                        if not self.hold_rest:
-                            self.hold_rest = True
-                            self._hold_ms = 0
-                            self.rests += 1
+                        self.request_rest()
                     elif -c.crack_suspect_uv < low_uv < c.crack_suspect_uv:
                         # lower by low_uv: the catholyte holds that much more than counted
                         est.correct(low_uv * s_pm // slope)

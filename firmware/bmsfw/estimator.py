@@ -18,10 +18,11 @@
 #             the catholyte's Li:S ratio follows from it and the design)
 #
 # A knee (a discharge ended on DVL while the catholyte is well above Li2S2)
-# that comes with more lithium estimated than the bound allows is evidence
-# of lithium lost another way (a crack corroding it): knee() says so and the
-# controller raises CRACK_SUSPECTED; within the bound it is the loss rate
-# being learnt (knee() corrects li and loss_ppm), never a fault.
+# corrects li to what is left there and learns the loss rate from the
+# shortfall. More estimated than the bound allows is not yet a crack: an
+# empty cell whose loss was misjudged looks the same. at_knee() returns that
+# excess and the controller asks the crack watch for a rest, whose voltage
+# decides (a crack corrodes lithium: a self-discharge; an empty cell rests).
 #
 # Integers only, nothing allocated per tick: the unit is the nAh (3600 µA·ms),
 # so a 200 µAh cell is 200 000 units and every intermediate stays far below
@@ -175,9 +176,9 @@ class Estimator:
         self.bound_nah = self.qin_nah // 1000 * (self.loss_unc_ppm + self._meas_ppm) // 1000
 
     def at_knee(self):
-        """A discharge ran into DVL. Returns the lithium estimated beyond the
-        bound (nAh, > 0: more is missing than the loss explains, a crack's
-        evidence), or 0 after learning from it. A knee with the catholyte near
+        """A discharge ran into DVL: learn from it. Returns the lithium that
+        was estimated beyond the bound (nAh; > 0: more was missing than the
+        loss's uncertainty explains, for the crack watch to look into). A knee with the catholyte near
         Li2S2 is the catholyte's: it corrects the catholyte count instead."""
         c = self._c
         if self.cath_room_nah() < self.target_nah // 10:
@@ -188,8 +189,6 @@ class Estimator:
         self.last_shortfall_nah = shortfall
         excess = shortfall - self.bound_nah - c.knee_bound_nah
         self.knee_excess_nah = excess if excess > 0 else 0
-        if excess > 0:
-            return excess
         if self.qin_nah >= 10000 and shortfall > 0:
             # The loss of this knee's charge in: what it took to lose `shortfall`.
             s = shortfall if shortfall < 1000000 else 999999     # s * 1000 < 2**30
@@ -203,7 +202,7 @@ class Estimator:
         self.bound_nah = c.knee_bound_nah
         self.qin_nah = 0
         self._bnd_rem = 0
-        return 0
+        return self.knee_excess_nah
 
 
 def _pm(value, of):
