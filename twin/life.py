@@ -29,7 +29,7 @@ from bmsfw.controller import Controller
 
 TICK_MS = 1000
 HALF_CYCLE_S = 900
-FORMATION_LIMIT_S = 6 * 3600
+FORMATION_LIMIT_S = 12 * 3600     # 0 °C plates at 30 µA/cm²: ~7 h
 STRIP_LIMIT_S = 4 * 3600
 LIMIT_CLOSED_S = 60           # a strip or recharge ends when its limit stayed 0 this long
 
