@@ -103,12 +103,13 @@ class Config:
     rest_ua = 5                     # |current| below this counts as rest (OCV checks)
 
     # --- estimator (bmsfw.estimator, bmsfw.crack_watch; docs/firmware.md "Estimator") ---
-    # Charge plated that the electrode does not keep, ppm: the cell's
-    # characterised coulombic loss, the prior until a discharge knee measures
-    # it. D111: 0.5 % ends as dead lithium (the seed's strip, the twin's
-    # plating_loss_fraction) and ~0.05 % goes to side reactions of the
-    # catholyte near Li2S12 (the twin's supply knee, 1e-4 / x of a charge).
-    plating_loss_ppm = 5500
+    # Charge plated that the electrode does not keep as lithium metal, ppm:
+    # the cell's characterised coulombic loss, the prior until a discharge
+    # knee measures it. D111: 0.5 % ends as dead lithium (the seed's strip,
+    # the twin's plating_loss_fraction). Charge the catholyte does not give
+    # (its side reactions near Li2S12, ~0.05 %) the voltage anchors see and
+    # correct (bmsfw.crack_watch), so it is not counted here.
+    plating_loss_ppm = 5000
     plating_loss_unc_ppm = 1500     # its uncertainty before a knee (cell-to-cell spread ±30 %)
     plating_loss_min_unc_ppm = 300  # what knees leave of it at best
     meas_unc_ppm = 200              # counting uncertainty per charge moved (shunt gain error, in-out cancels most)

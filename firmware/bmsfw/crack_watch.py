@@ -129,6 +129,10 @@ class CrackWatch:
                         self.request_rest()
                     elif -c.crack_suspect_uv < low_uv < c.crack_suspect_uv:
                         # lower by low_uv: the catholyte holds that much more than counted
+                        # The other slot keeps its uncorrected count: its next
+                        # comparison then takes only the drift since this one
+                        # (each slot spans a whole cycle, so both together
+                        # correct a cycle's drift once, not twice).
                         est.correct(low_uv * s_pm // slope)
                         cath_nah = est.cath_nah
         self._a_sp[slot] = self._sp
