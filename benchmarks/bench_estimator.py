@@ -27,8 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from twin.life import Life  # noqa: E402
 from twin.parameters import load_parameter_set  # noqa: E402
 
-FORMED_S = 9500
-
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -65,8 +63,9 @@ def main(argv=None) -> int:
         target = 200.0
         for k in range(args.cracks):
             rng = random.Random(5000 + k)
-            crack_at = FORMED_S + 1800 * 3 + rng.uniform(0, 1800 * 4)
-            r = Life(d111, ambient_c=temp, seed=5000 + k, spread=args.spread, cycles=12, crack_at_s=crack_at).run()
+            crack_after = 1800 * 3 + rng.uniform(0, 1800 * 4)       # during cycles 4..7
+            r = Life(d111, ambient_c=temp, seed=5000 + k, spread=args.spread, cycles=12,
+                     crack_after_s=crack_after).run()
             if r.detection_delay_s is not None:
                 found += 1
                 delays.append(r.detection_delay_s / 60.0)

@@ -94,7 +94,8 @@ class Life:
     """One cell's life: build, form, cycle; `run()` returns a LifeResult."""
 
     def __init__(self, parameters, ambient_c=25.0, seed=0, spread=0.0, board="bench_ua",
-                 cycles=100, strip_every=100, crack_at_s=None, config=None):
+                 cycles=100, strip_every=100, crack_after_s=None, config=None):
+        """crack_after_s: the layer cracks this long after formation ended (None: never)."""
         self.nominal = parameters
         params, board_map = spread_cell(parameters, board, spread, seed)
         self.cell = Cell(params, ambient_c=ambient_c)
@@ -103,7 +104,8 @@ class Life:
         self.c = Controller(self.bench.board, self.config, device_id="life-%04d" % seed)
         self.cycles = cycles
         self.strip_every = strip_every
-        self.crack_at_s = crack_at_s
+        self.crack_after_s = crack_after_s
+        self.crack_at_s = None
         self.r = LifeResult(twin_loss_ppm=int(round(params.values["plating_loss_fraction"] * 1e6)))
         self._reserve_uAh = self.config.lithium_reserve_uah
         self._target_uAh = self.config.target_inventory_uah
@@ -170,6 +172,8 @@ class Life:
     def run(self) -> LifeResult:
         if not self.form():
             return self.r
+        if self.crack_after_s is not None:
+            self.crack_at_s = self.cell.t_s + self.crack_after_s
         area = self.nominal.values["area_cm2"]
         i_ua = int(round(100 * area))
         for n in range(1, self.cycles + 1):

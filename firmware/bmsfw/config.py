@@ -124,7 +124,8 @@ class Config:
     ocv_min_slope_uv = 100          # µV per x per mille: flatter than this, the voltage is not read
     catholyte_max_x_pm = 1000       # the catholyte's lower end: Li:S 1 (Li2S2), below it insoluble Li2S
     crack_anchor_ms = 600000        # a constant-current segment leaves its voltage anchor 10 min in
-    crack_cath_tol_nah = 1500       # anchors compare at the same catholyte count within 1.5 µAh
+    crack_cath_tol_nah = 1500       # anchors correct the count when 1.5 µAh apart at most ...
+    crack_suspect_tol_nah = 10000   # ... and suspect a crack up to 10 µAh apart (through the slope)
     crack_suspect_uv = 300          # an anchor reading 0.3 mV low: ledger and voltage disagree
     crack_settle_ms = 150000        # a rest settles (RC pair ~20 s) before its voltage is watched
     crack_window_ms = 300000        # ... then must not fall by crack_drift_uv in 5 min

@@ -12,8 +12,9 @@
 #   suspicion - every constant-current segment leaves an anchor anchor_ms into
 #     it (the averaged VCELL counts, the catholyte count, the setpoint, the
 #     temperature). The next anchor of the same setpoint, at the same catholyte
-#     count and temperature, must read the same voltage; reading lower by
-#     crack_suspect_uv says the ledger and the voltage disagree.
+#     count (within crack_suspect_tol_nah, the difference taken through the
+#     table's slope) and temperature, must read the same voltage; reading
+#     lower by crack_suspect_uv says the ledger and the voltage disagree.
 #   evidence - the watch asks the controller for a short rest (hold_rest:
 #     CCL and DCL 0). After settle_ms the averaged voltage must not fall by
 #     crack_drift_uv over window_ms. Falling is a self-discharge: the crack.
@@ -113,7 +114,7 @@ class CrackWatch:
         prev = self._a_avg[slot]
         d_cath = cath_nah - self._a_cath[slot]
         if (prev >= 0 and self._a_sp[slot] == self._sp and
-                -c.crack_cath_tol_nah <= d_cath <= c.crack_cath_tol_nah and
+                -c.crack_suspect_tol_nah <= d_cath <= c.crack_suspect_tol_nah and
                 -3 <= temp_dc - self._a_temp[slot] <= 3):
             low = prev - self._avg
             if -1000000 < low < 1000000:
@@ -127,7 +128,8 @@ class CrackWatch:
                     self.suspect_uv = low_uv
                     if low_uv * 1000 >= c.crack_suspect_uv * 1000 and low >= self._suspect:
                         self.request_rest()
-                    elif -c.crack_suspect_uv < low_uv < c.crack_suspect_uv:
+                    elif (-c.crack_suspect_uv < low_uv < c.crack_suspect_uv and
+                          -c.crack_cath_tol_nah <= d_cath <= c.crack_cath_tol_nah):
                         # lower by low_uv: the catholyte holds that much more than counted
                         # The other slot keeps its uncorrected count: its next
                         # comparison then takes only the drift since this one

@@ -15,7 +15,6 @@ from twin.life import Life
 from twin.parameters import load_parameter_set
 
 D111 = load_parameter_set("d111")
-FORMED_S = 9500          # the firmware's d111 formation (boot, nucleation, plating, verify) ends before this
 
 
 def _check_life(r, cycles):
@@ -41,8 +40,7 @@ def test_two_hundred_cycles_with_spreads_and_two_strips(ambient_c):
 
 def test_a_crack_at_a_random_instant_is_suspected_within_a_cycle_and_a_rest_and_charging_stops():
     rng = random.Random(5)
-    crack_at = FORMED_S + 1800 * 3 + rng.uniform(0, 1800)
-    life = Life(D111, ambient_c=25.0, seed=5, cycles=12, crack_at_s=crack_at)
+    life = Life(D111, ambient_c=25.0, seed=5, cycles=12, crack_after_s=1800 * 3 + rng.uniform(0, 1800))
     r = life.run()
     assert r.crack_at_s is not None and r.faults == ["CRACK_SUSPECTED"]
     # one 30-minute cycle, then the firmware's own rest (settle + window)
