@@ -187,6 +187,9 @@ class Measurements(protections.Measurements):
             if not hasattr(self, k):
                 raise AttributeError("Measurements has no field %s" % k)
             setattr(self, k, kw[k])
+        if "li_low_nah" not in kw:
+            # the estimator's pessimistic lithium: the count, unless a test says otherwise
+            self.li_low_nah = self.inventory_uas // UAS_PER_UAH * 1000
 
 
 def run(ctrl, hal, seconds, dt_ms=1000, until=None):
