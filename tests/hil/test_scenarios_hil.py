@@ -95,7 +95,7 @@ def test_bms_twin_hil_plays_a_scenario_and_fails_a_wrong_expectation_with_its_li
 
 
 @pytest.mark.parametrize("args, why", [
-    (["--protocol", "crack_in_cycling"], "line 8: 'Charge at 100 uA for 30 minutes' cannot run over HIL"),
+    (["--protocol", "crack_in_cycling"], "line 6: 'Discharge at 100 uA for 1 hour' cannot run over HIL"),
     (["--protocol", "power_cut_verify"], "line 5: 'Cut power for 10 minutes' cannot run over HIL: the link has "
                                          "no power switch"),
     (["--protocol", "short_at_boot", "--duration-s", "60"], "--duration-s=60.0: not with --protocol"),

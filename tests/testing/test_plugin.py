@@ -48,12 +48,12 @@ def test_a_failed_expectation_is_a_test_failure_with_its_line(tmp_path):
     (tmp_path / "test_wrong.py").write_text(
         "def test_wrong(bench):\n"
         "    bench.run('''Wait until formed within 48 hours\n"
-        "Inject crack\n"
-        "Expect event CRACK_SUSPECTED within 10 minutes\n''')\n")
+        "Expect no fault\n"
+        "Expect event OVER_TEMPERATURE within 10 minutes\n''')\n")
     done = run_pytest(tmp_path, "-k", "wrong")
     assert done.returncode == 1
-    assert "ExpectationFailed: line 3: 'Expect event CRACK_SUSPECTED within 10 minutes' failed: no " \
-           "CRACK_SUSPECTED event within 10 minutes" in done.stdout
+    assert "ExpectationFailed: line 3: 'Expect event OVER_TEMPERATURE within 10 minutes' failed: no " \
+           "OVER_TEMPERATURE event within 10 minutes" in done.stdout
 
 
 def test_a_bad_step_is_refused_with_its_line_before_anything_runs(tmp_path):
