@@ -104,6 +104,10 @@ def test_the_process_kinds_start_from_the_cli_too(kind, duration_s, reference, t
     ref_dir, _ = reference
     out = tmp_path / kind
     assert hil_cli("--firmware", kind, "--duration-s", str(duration_s), "--out", str(out)) == 0
+    # a clean end of session: END answered, the firmware exited 0, no LINK_LOST anywhere
+    s = json.loads((out / "summary.json").read_text())
+    assert s["complete"] is True and s["hil"]["end_acked"] is True and s["hil"]["firmware_exit_code"] == 0
+    assert "LINK_LOST" not in (out / "events.jsonl").read_text() and s["faults"] == []
     rows = (out / "timeseries.csv").read_text().splitlines()
     assert len(rows) == 1 + duration_s
     assert rows == (ref_dir / "timeseries.csv").read_text().splitlines()[:1 + duration_s]

@@ -140,4 +140,4 @@ def test_a_twin_that_goes_away_leaves_the_firmware_safe_and_exits_3():
         if not closed:
             stream.close()
     assert proc.returncode == link_main.EXIT_LINK_LOST
-    assert b"link lost after 50 ticks; state FAULT, faults LINK_LOST" in err
+    assert b"link lost after 50 ticks (the stream closed); state FAULT, faults LINK_LOST" in err

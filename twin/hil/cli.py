@@ -46,13 +46,24 @@ def add_arguments(parser) -> None:
                         help="realtime: no reply this long (wall) puts the board safe (default 3 ticks)")
     parser.add_argument("--boot-timeout-s", type=float, default=60.0,
                         help="wall seconds to wait for the firmware's HELLO")
+    parser.add_argument("--retry-min-ms", type=float, default=5.0,
+                        help="lockstep: the shortest wait before a TICK without answer is sent again "
+                             "(the timer adapts to 4 round trips; a NAK or a damaged frame retries at once)")
+    parser.add_argument("--retry-max-ms", type=float, default=500.0,
+                        help="lockstep: the longest wait before a TICK without answer is sent again")
+    parser.add_argument("--write-timeout-s", type=float, default=2.0,
+                        help="a write the firmware does not take within this ends the session (a peer that does not read)")
+    parser.add_argument("--reconnect-s", type=float, default=10.0,
+                        help="tcp://: how long to keep reconnecting after the bridge closed the connection")
 
 
 def _session(params, stream, args, sinks, config=None):
+    stream.write_timeout_s = args.write_timeout_s
     server = HilServer(params, stream, mode=args.mode, ambient_c=args.ambient_c, seed=args.seed,
                        tick_ms=args.tick_ms, config=config, sinks=sinks, reply_timeout_s=args.reply_timeout_s,
-                       link_timeout_ms=args.link_timeout_ms, boot_timeout_s=args.boot_timeout_s)
-    return server.run(duration_s=args.duration_s)
+                       link_timeout_ms=args.link_timeout_ms, boot_timeout_s=args.boot_timeout_s,
+                       retry_min_s=args.retry_min_ms / 1000.0, retry_s=args.retry_max_ms / 1000.0)
+    return server.run(duration_s=args.duration_s, end_session=True)
 
 
 def _with_firmware(params, args, sinks):
@@ -69,7 +80,10 @@ def _with_firmware(params, args, sinks):
     with firmware.start_firmware(kind, config, device_id, image=image,
                                  first_frame_timeout_s=args.boot_timeout_s) as fw:
         result = _session(params, fw.stream, args, sinks, config)
-        if result.summary["hil"]["firmware_dead"]:
+        hil = result.summary["hil"]
+        if hil["end_acked"]:
+            hil["firmware_exit_code"] = fw.wait_exit()
+        if hil["firmware_dead"]:
             print(f"bms-twin hil: the {kind} firmware stopped answering; its output: {fw.last_words() or 'none'}",
                   file=sys.stderr)
     return result
@@ -78,7 +92,7 @@ def _with_firmware(params, args, sinks):
 def main(args, sinks: Iterable = ()) -> int:
     from twin.images import BuildFailed
     from twin.parameters import load_parameter_set
-    from twin.run_files import write_run_outputs
+    from twin.run_files import add_delivery, write_run_outputs
 
     for name in ("image", "device_id"):
         if getattr(args, name) is not None and args.firmware is None:
@@ -91,7 +105,7 @@ def main(args, sinks: Iterable = ()) -> int:
             print(f"bms-twin hil: {failed}", file=sys.stderr)
             return 1
     else:
-        stream, slave = open_port(args.port, args.baud)
+        stream, slave = open_port(args.port, args.baud, args.write_timeout_s, args.reconnect_s)
         try:
             if slave is not None:
                 print(f"bms-twin hil: firmware port {slave}", flush=True)
@@ -99,6 +113,7 @@ def main(args, sinks: Iterable = ()) -> int:
         finally:
             stream.close()
     out = Path(args.out)
+    add_delivery(result.summary, [sink.delivery for sink in sinks if getattr(sink, "delivery", None)])
     write_run_outputs(result, out, title=f"{params.name}: HIL ({args.mode})")
     s = result.summary
     print(f"{params.name} over HIL ({args.mode}): final state {s['final_state']}, faults {s['faults'] or 'none'}, "
@@ -108,4 +123,7 @@ def main(args, sinks: Iterable = ()) -> int:
     if bad:
         print(f"link faults seen by the twin: {bad}", file=sys.stderr)
     print(f"wrote {out}/timeseries.csv, events.jsonl, summary.json, voltage.png, inventory.png")
-    return 1 if s["link_lost"] else 0
+    if not s["complete"]:
+        print(f"bms-twin hil: {s['why']}", file=sys.stderr)
+        return 1
+    return 0
