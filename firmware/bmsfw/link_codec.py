@@ -91,9 +91,9 @@ NAK_FMT = "<H"                  # NAK: the seq of the last frame taken from the 
 REPLY_TICKED = const(1)         # the controller ticked on this TICK (telemetry is a tick's frame)
 REPLY_LINK_LOST = const(2)      # the firmware declared the link lost since the last REPLY
 # The firmware's link counters, in the REPLY as u32 (saturating at COUNT_MAX).
-# rx_bytes = frame bytes of the rx_frames + garbage_bytes + bad_header + bad_crc
-# + truncated + bytes pending: every byte read is accounted for.
-LINK_COUNTERS = ("rx_bytes", "rx_frames", "garbage_bytes", "bad_header", "bad_crc", "truncated",
+# rx_bytes = rx_frame_bytes (of the rx_frames good frames) + garbage_bytes +
+# bad_header + bad_crc + truncated + bytes pending: every byte read is accounted for.
+LINK_COUNTERS = ("rx_bytes", "rx_frames", "rx_frame_bytes", "garbage_bytes", "bad_header", "bad_crc", "truncated",
                  "bad_payload", "replayed", "skipped", "link_lost", "tx_dropped", "naks")
 
 
@@ -370,4 +370,5 @@ class Parser:
         return True
 
     def counters(self):
-        return (self.rx_bytes, self.frames, self.garbage_bytes, self.bad_header, self.bad_crc, self.truncated)
+        return (self.rx_bytes, self.frames, self.frame_bytes, self.garbage_bytes, self.bad_header, self.bad_crc,
+                self.truncated)

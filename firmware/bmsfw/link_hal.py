@@ -213,7 +213,8 @@ class LinkHal(Hal):
                          frame["ccl_ua"], frame["dcl_ua"], frame["plated_uas"], frame["inventory_uas"],
                          frame["target_uas"], frame["soc_pm"], frame["formation_pm"], frame["ce_ppm"],
                          mask, frame["event_seq"],
-                         p.rx_bytes, p.frames, p.garbage_bytes, p.bad_header, p.bad_crc, p.truncated,
+                         p.rx_bytes, p.frames, p.frame_bytes, p.garbage_bytes, p.bad_header, p.bad_crc,
+                         p.truncated,
                          self.bad_payload, self.replayed, self.skipped, self.link_lost, self.tx_dropped,
                          self.naks)
         self._txn = lc.finish_frame(self._tx, off, lc.T_REPLY, self._next_seq(), lc.REPLY_SIZE)
@@ -419,7 +420,8 @@ class LinkHal(Hal):
     def counters(self):
         """The firmware's link counters, LINK_COUNTERS order."""
         p = self.parser
-        return (p.rx_bytes, p.frames, p.garbage_bytes, p.bad_header, p.bad_crc, p.truncated, self.bad_payload,
+        return (p.rx_bytes, p.frames, p.frame_bytes, p.garbage_bytes, p.bad_header, p.bad_crc, p.truncated,
+                self.bad_payload,
                 self.replayed, self.skipped, self.link_lost, self.tx_dropped, self.naks)
 
 

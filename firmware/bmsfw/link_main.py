@@ -26,7 +26,7 @@ EXIT_NO_TWIN = 2        # ... when the twin never sent its boot TICK
 EXIT_LINK_LOST = 3      # ... when the stream closed after a lost link
 EXIT_BAD_ARGUMENT = 64  # ... when an option, the config or the port is refused (sysexits EX_USAGE)
 EXIT_SOFTWARE = 70      # ... when the firmware itself failed (one line, never a traceback on the link)
-WRITE_TIMEOUT_MS = 200  # a write the other end does not take within this is dropped, so the loop goes on
+WRITE_TIMEOUT_MS = 50   # a write the other end does not take within this is dropped, so the loop goes on
 
 # (option, metavar, default, integer?, what it does): the parser, the defaults and
 # --help all read this table.

@@ -92,11 +92,12 @@ def test_formation_over_hil_matches_the_in_process_run(d111, reference, kind):
     assert hil.rows[-1] == ref.rows[-1]
     # a clean link: nothing dropped on either end
     assert h["link_lost"] is False
-    assert all(v == 0 for k, v in h["link"]["twin"].items() if k not in ("frames", "rx_bytes"))
+    assert all(v == 0 for k, v in h["link"]["twin"].items() if k not in ("frames", "rx_bytes", "frame_bytes"))
     assert h["link"]["twin"]["frames"] > h["hil"]["ticks_sent"]
     fw = h["link"]["firmware"]
-    assert {k: v for k, v in fw.items() if k not in ("rx_bytes", "rx_frames")} == dict.fromkeys(
-        set(fw) - {"rx_bytes", "rx_frames"}, 0)
+    moved = {"rx_bytes", "rx_frames", "rx_frame_bytes"}
+    assert {k: v for k, v in fw.items() if k not in moved} == dict.fromkeys(set(fw) - moved, 0)
+    assert fw["rx_bytes"] == fw["rx_frame_bytes"]
     assert fw["rx_frames"] >= h["hil"]["ticks_sent"] and fw["rx_bytes"] > 23 * fw["rx_frames"]
     assert h["complete"] is True and h["hil"]["record_stale_ticks"] == 0
 

@@ -60,8 +60,8 @@ def _distinct_frame():
 
 def test_the_wire_format_is_that_of_protocol_version_2():
     assert lc.VERSION == 2
-    assert lc.REPLY_FMT == "<HBiBHH" + "IBBiihiiiiiqqqiiiHI" + "I" * 12
-    assert lc.REPLY_SIZE == 138
+    assert lc.REPLY_FMT == "<HBiBHH" + "IBBiihiiiiiqqqiiiHI" + "I" * 13
+    assert lc.REPLY_SIZE == 142
     names = [field[0] for field in lc.REPLY_FIELDS]
     assert len(set(names)) == len(names)
     assert tuple(names[:len(HEADER)]) == HEADER
@@ -86,7 +86,7 @@ def test_send_answer_packs_each_value_into_its_field():
     link.record_seq = 777
     link.lost_flag = True
     p = link.parser
-    p.rx_bytes, p.frames, p.garbage_bytes, p.bad_header, p.bad_crc, p.truncated = 9, 10, 11, 12, 13, 14
+    p.rx_bytes, p.frames, p.frame_bytes, p.garbage_bytes, p.bad_header, p.bad_crc, p.truncated = 8, 9, 10, 11, 12, 13, 14
     link.bad_payload, link.replayed, link.skipped, link.link_lost = 15, 16, 17, 18
     link.tx_dropped, link.naks = 19, lc.COUNT_MAX
     frame = _distinct_frame()
@@ -107,7 +107,7 @@ def test_send_answer_packs_each_value_into_its_field():
             assert v["fault_mask"] == (1 << 1) | (1 << 9)
         elif code is not None:
             assert v[name] == frame[name], name
-    assert [v[name] for name in lc.LINK_COUNTERS] == list(range(9, 20)) + [lc.COUNT_MAX]
+    assert [v[name] for name in lc.LINK_COUNTERS] == list(range(8, 20)) + [lc.COUNT_MAX]
 
 
 def test_the_twin_rebuilds_the_frame_the_firmware_sent():

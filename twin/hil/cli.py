@@ -123,7 +123,7 @@ def main(args, sinks: Iterable = ()) -> int:
     print(f"{params.name} over HIL ({args.mode}): final state {s['final_state']}, faults {s['faults'] or 'none'}, "
           f"link {'LOST' if s['link_lost'] else 'ok'}; {s['hil']['ticks_sent']} ticks, "
           f"{s['sim_seconds'] / 3600:.2f} h simulated in {s['wall_seconds']:.1f} s")
-    bad = {k: v for k, v in s["link"]["twin"].items() if v and k not in ("frames", "rx_bytes")}
+    bad = {k: v for k, v in s["link"]["twin"].items() if v and k not in ("frames", "rx_bytes", "frame_bytes")}
     if bad:
         print(f"link faults seen by the twin: {bad}", file=sys.stderr)
     print(f"wrote {out}/timeseries.csv, events.jsonl, summary.json, voltage.png, inventory.png")

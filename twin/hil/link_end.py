@@ -16,7 +16,7 @@ FRAME_GAP_S = 0.003             # the twin's end: a frame quiet this long after 
 # Taken whatever their seq, and never moving it: a record is numbered itself
 # (record_seq); these three carry the firmware's last seq without using a number.
 IDEMPOTENT = (lc.T_SAVE_RECORD, lc.T_NAK, lc.T_END)
-TWIN_COUNTERS = ("rx_bytes", "frames", "garbage_bytes", "bad_header", "bad_crc", "truncated", "bad_payload",
+TWIN_COUNTERS = ("rx_bytes", "frames", "frame_bytes", "garbage_bytes", "bad_header", "bad_crc", "truncated", "bad_payload",
                  "replayed", "skipped", "retries", "naks", "record_asks", "events_lost", "reconnects")
 
 
@@ -108,7 +108,8 @@ class TwinLinkEnd:
                 continue
             out.append((ftype, seq, bytes(p.buf[p.pos:p.pos + p.n])))
         c = self.counters
-        c["rx_bytes"], c["frames"], c["garbage_bytes"], c["bad_header"], c["bad_crc"], c["truncated"] = p.counters()
+        (c["rx_bytes"], c["frames"], c["frame_bytes"], c["garbage_bytes"], c["bad_header"], c["bad_crc"],
+         c["truncated"]) = p.counters()
         c["reconnects"] = getattr(self.stream, "reconnects", 0)
         self.damaged = p.bad_crc + p.truncated
         return out

@@ -93,6 +93,7 @@ class HilServer:
         self.end_acked: bool | None = None   # the firmware acknowledged END (None: no END sent)
         self._nak = False
         self._hello_seq, self._hello_want = 0, False
+        self._await_why: str | None = None
         self.replies = 0
         self.ticks_sent = 0
         self._await_seq: int | None = None
@@ -322,8 +323,11 @@ class HilServer:
             self.timer.measured(time.perf_counter() - sent)
         if self.record_seq == self.fw_record_seq:
             return True
-        return self._await(lambda: self.record_seq == self.fw_record_seq, lambda: resend(True),
-                           self.reply_timeout_s) or self.record_seq == self.fw_record_seq
+        if self._await(lambda: self.record_seq == self.fw_record_seq, lambda: resend(True), self.reply_timeout_s):
+            return True
+        self._await_why = (f"the firmware did not send its record {self.fw_record_seq} within "
+                           f"{self.reply_timeout_s:g} s (the board holds {self.record_seq})")
+        return False
 
     def _end_session(self) -> None:
         """END to the firmware, sent again until it answers END or end_timeout_s pass."""
@@ -360,10 +364,11 @@ class HilServer:
             seq = self.link.send_tick(self.board.ticks_ms(), self._scan(), want_record=stale)
             self.ticks_sent += 1
             if self.mode == "lockstep":
+                self._await_why = None
                 if not self._await_reply(seq):
                     self.firmware_dead = True
-                    self._safe(self._lost_why(f"no REPLY to TICK {seq} within {self.reply_timeout_s:g} s "
-                                              "(the firmware stopped answering)"))
+                    self._safe(self._lost_why(self._await_why or f"no REPLY to TICK {seq} within "
+                                              f"{self.reply_timeout_s:g} s (the firmware stopped answering)"))
                     break
             else:
                 next_wall += tick_s
