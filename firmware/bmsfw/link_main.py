@@ -7,7 +7,7 @@
 #   python -m bmsfw.link_main --help                    # the options (OPTIONS below)
 #
 # The composition root for HIL on a PC: it builds the LinkHal (bmsfw/link_hal.py)
-# over the stream and runs bmsfw.link_hal.boot() and serve(). On a board, main.py
+# over the stream and runs bmsfw.link_serve.boot() and serve(). On a board, main.py
 # does the same over machine.UART (board_config.HAL_KIND = "link"), so a board
 # does not need this module. FdStream is CPython's stream (os, select, tty);
 # PollStream is MicroPython's (stdin/stdout or a file, with select.poll). A host
@@ -19,7 +19,8 @@ import sys
 from bmsfw.config import Config
 from bmsfw.errors import FieldError
 from bmsfw.link_codec import MAX_DEVICE_ID
-from bmsfw.link_hal import HELLO_MS, LinkHal, boot, serve
+from bmsfw.link_hal import HELLO_MS, LinkHal
+from bmsfw.link_serve import boot, serve
 
 EXIT_DONE = 0           # main()'s exit code when the twin ended the session (END) or --max-ticks ran
 EXIT_NO_TWIN = 2        # ... when the twin never sent its boot TICK

@@ -69,9 +69,12 @@ def _check_firmware_report(report, code, out, err, hwm_kb, wall, hwm_bound_kb):
     assert c["rx_bytes"] == report["sent_bytes"]
     assert c["rx_bytes"] == c["rx_frame_bytes"] + c["garbage_bytes"] + c["bad_header"] + c["bad_crc"] + c["truncated"]
     # every CRC-valid frame sent was found as one (a cut frame completed by the next
-    # bytes may make a very few more)
+    # bytes may make a very few more), or counted truncated: a slow reader (the
+    # unix-32 build takes bytes one at a time) that finds the pty empty for 50 ms
+    # mid-frame, because the attacker was not scheduled, drops that frame as cut
     sent_valid = report["valid_frames"]             # (the END comes after)
-    assert sent_valid <= c["rx_frames"] <= sent_valid + 3
+    assert sent_valid - c["truncated"] <= c["rx_frames"] <= sent_valid + 3
+    assert c["rx_frames"] >= 0.999 * sent_valid
     # the hostile ones were refused and counted, the flood counted as replays
     assert c["bad_payload"] >= 15
     assert c["replayed"] >= report["flood_frames"]
