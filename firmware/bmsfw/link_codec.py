@@ -33,7 +33,7 @@ TRAILER_SIZE = const(2)
 OVERHEAD = const(12)
 MAX_PAYLOAD = const(512)
 MAX_FRAME = const(524)          # OVERHEAD + MAX_PAYLOAD
-FRAME_GAP_MS = const(50)        # a frame quiet this long after its last byte is truncated (firmware)
+FRAME_GAP_MS = const(20)        # a frame quiet this long after its last byte is truncated (firmware)
 COUNT_MAX = const(0x3FFFFFFF)   # counters saturate here: a small int on a 32-bit board, u32 on the wire
 
 # The message types, defined once: (name, sender) in type order from 1 (docs/hil.md,

@@ -271,7 +271,8 @@ def attack_twin(args):
             for ftype in range(1, lc.MAX_TYPE + 1):
                 if ftype in (lc.T_HELLO,):
                     continue                           # a HELLO, even malformed, re-syncs: below
-                seq = (seq + 1) & 0xFFFF
+                if ftype not in (lc.T_SAVE_RECORD, lc.T_NAK, lc.T_END):
+                    seq = (seq + 1) & 0xFFFF           # (these three use no number of their own)
                 if ftype == lc.T_SAVE_RECORD:
                     payload = b"\x01"                 # shorter than its record_seq
                 else:

@@ -74,6 +74,8 @@ def _same_formation(run, clean_run):
     assert server.board.record == ref_server.board.record
     assert s["hil"]["record_stale_ticks"] == 0
     assert server.record_seq == server.fw_record_seq
+    # every event came (an answer that lost one was asked for again, whole)
+    assert result.events == ref.events and s["link"]["twin"]["events_lost"] == 0
     # a clean end at both ends
     assert s["hil"]["end_acked"] is True and exit_code == 0, fw_err
     assert b"Traceback" not in fw_err
@@ -92,10 +94,12 @@ def test_flips_drops_and_delays_at_a_tenth_of_a_percent_form_the_cell_as_a_clean
     spoiled = sum(stats[d]["dropped"] + stats[d]["flipped"] for d in stats)
     assert spoiled > 100, stats                         # the line really was lossy
     assert c["retries"] + c["record_asks"] > 0 and c["bad_crc"] + c["truncated"] > 0
+    assert c["answers_incomplete"] > 0                  # and events were asked for again
     assert fw["naks"] > 0                               # the firmware asked for damaged TICKs at once
     print(f"\nd111 formation over a lossy line (0.1 % drops + 0.1 % flips + delays): {wall:.1f} s wall, "
           f"clean line {clean[2]:.1f} s: {wall / clean[2]:.1f}x; {result.summary['hil']['ticks_sent']} ticks, "
           f"{c['retries']} retries, {fw['naks']} NAKs, {c['record_asks']} record asks, "
+          f"{c['answers_incomplete']} answers asked again, "
           f"{spoiled} bytes spoiled; srtt {result.summary['hil']['srtt_s'] * 1e3:.2f} ms")
 
 

@@ -70,7 +70,7 @@ def _check_firmware_report(report, code, out, err, hwm_kb, wall, hwm_bound_kb):
     assert c["rx_bytes"] == c["rx_frame_bytes"] + c["garbage_bytes"] + c["bad_header"] + c["bad_crc"] + c["truncated"]
     # every CRC-valid frame sent was found as one (a cut frame completed by the next
     # bytes may make a very few more), or counted truncated: a slow reader (the
-    # unix-32 build takes bytes one at a time) that finds the pty empty for 50 ms
+    # unix-32 build takes bytes one at a time) that finds the pty empty for 20 ms
     # mid-frame, because the attacker was not scheduled, drops that frame as cut
     sent_valid = report["valid_frames"]             # (the END comes after)
     assert sent_valid - c["truncated"] <= c["rx_frames"] <= sent_valid + 3

@@ -48,7 +48,7 @@ def add_arguments(parser) -> None:
                         help="wall seconds to wait for the firmware's HELLO")
     parser.add_argument("--retry-min-ms", type=float, default=5.0,
                         help="lockstep: the shortest wait before a TICK without answer is sent again "
-                             "(the timer adapts to 4 round trips; a NAK or a damaged frame retries at once)")
+                             "(the timer adapts to the round trip and its jitter; a NAK or a damaged frame retries at once)")
     parser.add_argument("--retry-max-ms", type=float, default=500.0,
                         help="lockstep: the longest wait before a TICK without answer is sent again")
     parser.add_argument("--write-timeout-s", type=float, default=2.0,

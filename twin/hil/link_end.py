@@ -17,7 +17,8 @@ FRAME_GAP_S = 0.003             # the twin's end: a frame quiet this long after 
 # (record_seq); these three carry the firmware's last seq without using a number.
 IDEMPOTENT = (lc.T_SAVE_RECORD, lc.T_NAK, lc.T_END)
 TWIN_COUNTERS = ("rx_bytes", "frames", "frame_bytes", "garbage_bytes", "bad_header", "bad_crc", "truncated", "bad_payload",
-                 "replayed", "skipped", "retries", "naks", "record_asks", "events_lost", "reconnects")
+                 "replayed", "skipped", "retries", "naks", "record_asks", "answers_incomplete", "events_lost",
+                 "reconnects")
 
 
 class TwinLinkEnd:
@@ -33,6 +34,8 @@ class TwinLinkEnd:
         self.counters = dict.fromkeys(TWIN_COUNTERS, 0)
         self.last_byte_s = time.perf_counter()
         self.damaged = 0        # bad CRCs and truncated frames so far: evidence of a lost answer
+        self.missing: set = set()   # seqs skipped (frames lost) since the server last cleared it
+        self.fill: set = set()      # seqs taken even though behind: an answer's lost frames sent again
 
     def send(self, ftype: int, payload_len: int, seq: int | None = None) -> int:
         """The payload is in self.tx[HEADER_SIZE:]; returns the seq used."""
@@ -95,11 +98,17 @@ class TwinLinkEnd:
                 self.rx_seq = seq       # a (re)booted firmware starts its seq afresh
             elif self.rx_seq is not None:
                 d = lc.seq_delta(seq, self.rx_seq)
+                if d <= 0 and seq in self.fill:
+                    self.fill.discard(seq)      # a lost frame of the answer, sent again: in, seq unmoved
+                    out.append((ftype, seq, bytes(p.buf[p.pos:p.pos + p.n])))
+                    continue
                 if d <= 0:
                     self.counters["replayed"] += 1
                     continue
                 if d > 1:
                     self.counters["skipped"] += d - 1
+                    if d < 64:
+                        self.missing.update((self.rx_seq + i) & 0xFFFF for i in range(1, d))
                 self.rx_seq = seq
             else:
                 self.rx_seq = seq
@@ -117,19 +126,26 @@ class TwinLinkEnd:
 
 class RetryTimer:
     """When to send a TICK again that got no answer: at once on evidence (a NAK,
-    a damaged frame), else after `rto` -- four smoothed round trips, held
-    between retry_min_s and retry_max_s, doubled after each timer retry (a slow
-    firmware is not flooded) -- the timer is only the backstop."""
+    a damaged frame), else after `rto` -- the smoothed round trip plus four times
+    its variation (as TCP), held between retry_min_s and retry_max_s, doubled
+    after each timer retry (a slow firmware is not flooded). The timer is only the
+    backstop; a retry it sends too early costs a repeated answer, which the twin
+    drops as replayed."""
 
     def __init__(self, retry_min_s: float, retry_max_s: float):
         self.retry_min_s = retry_min_s
         self.retry_max_s = retry_max_s
         self.srtt: float | None = None
+        self.rttvar = 0.0
 
     def rto(self) -> float:
-        base = self.retry_max_s if self.srtt is None else 4 * self.srtt
+        base = self.retry_max_s if self.srtt is None else self.srtt + 4 * self.rttvar
         return min(self.retry_max_s, max(self.retry_min_s, base))
 
     def measured(self, rtt_s: float) -> None:
         """A round trip answered at the first try (a retried one proves nothing)."""
-        self.srtt = rtt_s if self.srtt is None else 0.875 * self.srtt + 0.125 * rtt_s
+        if self.srtt is None:
+            self.srtt, self.rttvar = rtt_s, rtt_s / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt_s)
+            self.srtt = 0.875 * self.srtt + 0.125 * rtt_s

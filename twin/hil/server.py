@@ -94,6 +94,7 @@ class HilServer:
         self._nak = False
         self._hello_seq, self._hello_want = 0, False
         self._await_why: str | None = None
+        self._answer_skipped = 0        # lockstep: the link's skipped count when the awaited TICK went
         self.replies = 0
         self.ticks_sent = 0
         self._await_seq: int | None = None
@@ -125,7 +126,7 @@ class HilServer:
             if ftype == lc.T_HELLO:
                 got = self._on_hello(seq, payload) or got
             elif ftype == lc.T_REPLY:
-                got = self._on_reply(payload) or got
+                got = self._on_reply(payload, seq) or got
             elif ftype == lc.T_EVENT:
                 self._on_event(payload)
             elif ftype == lc.T_SAVE_RECORD:
@@ -167,12 +168,24 @@ class HilServer:
         self._await_seq = self._boot_tick(seq, want)
         return False
 
-    def _on_reply(self, payload: bytes) -> bool:
+    def _on_reply(self, payload: bytes, seq: int = 0) -> bool:
         dec = decode_reply(payload, self.device_id or "bms")
         if dec is None:
             self.link.counters["bad_payload"] += 1
             return False
         ack, flags, setpoint_ua, relay, heartbeat, frame, counters = dec
+        if (self.mode == "lockstep" and self._await_seq is not None and ack == self._await_seq
+                and self.link.counters["skipped"] != self._answer_skipped):
+            # A frame of this answer (an event) was lost on the way: the answer is
+            # applied whole or not at all. Keep what came, ask again now: the
+            # firmware sends the same bytes, of which the twin takes the frames it
+            # lacks (link.fill: those seqs only) and this REPLY again (its seq only).
+            self.link.rx_seq = (seq - 1) & 0xFFFF
+            self.link.fill = set(self.link.missing)
+            self._answer_skipped = self.link.counters["skipped"]
+            self.link.counters["answers_incomplete"] += 1
+            self._nak = True
+            return False
         self.replies += 1
         self._last_reply_s = time.perf_counter()
         self.fw_counters = counters
@@ -208,6 +221,7 @@ class HilServer:
     def _flush_events(self) -> None:
         """Events go out after the frame of their tick, as in run_closed_loop."""
         events, self._pending_events = self._pending_events, []
+        events.sort(key=lambda ev: ev["seq"])      # a lost one sent again came after its successors
         for ev in events:
             if ev["seq"] > self._last_event_seq + 1 and self._last_event_seq:
                 self.link.counters["events_lost"] += ev["seq"] - self._last_event_seq - 1
@@ -289,7 +303,10 @@ class HilServer:
         self._nak = False
         while True:
             now = time.perf_counter()
-            self._pump(min(0.05, max(0.0, next_retry - now)))
+            # with a frame half in, wait no longer than the frame gap: a byte lost
+            # from it is evidence as soon as the line goes quiet
+            wait = self.link.frame_gap_s if self.link.parser.pending() else 0.05
+            self._pump(min(wait, max(0.0, next_retry - now)))
             if done():
                 return True
             now = time.perf_counter()
@@ -309,6 +326,8 @@ class HilServer:
         or timer; then, until the board holds the firmware's latest record, ask for
         it (TICK RETRY + WANT_RECORD): simulated time never moves on a stale record."""
         self._await_seq = seq
+        self._answer_skipped = self.link.counters["skipped"]
+        self.link.missing, self.link.fill = set(), set()
         sent = time.perf_counter()
         tries = [0]
 
