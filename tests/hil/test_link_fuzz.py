@@ -328,3 +328,35 @@ def test_a_hostile_command_or_a_result_too_big_for_a_frame_is_dropped_and_counte
     assert link.tx_dropped == 1 and bytes(stream.written) == before
     link.begin_answer()
     assert link.add_event({"event": "X", "detail": "y" * 600}) is False and link.tx_dropped == 2
+
+
+def test_a_backlog_at_either_end_is_taken_in_full():
+    # The case: 100 HELLOs (2,300 bytes) waiting when the twin reads 4,096 at
+    # once; 55 of them used to be dropped as garbage. And the firmware reading a
+    # backlog of TICK-sized frames 256 bytes at a time, more than its 2,048-byte answer.
+    from twin.hil.link_end import TwinLinkEnd
+
+    hellos = b"".join(frame(lc.T_HELLO, i, struct.pack(lc.HELLO_FMT, 0, 8) + b"dev-%04d" % i) for i in range(100))
+    assert len(hellos) > 2048
+    feed = TwinFeed()
+    feed.chunks.append(hellos + bytes(4096 - len(hellos)))       # one full read: the backlog, then zeros
+    end = TwinLinkEnd(feed)
+    got = end.frames(0)
+    assert [seq for ftype, seq, _ in got] == list(range(100))
+    assert end.counters["garbage_bytes"] == 4096 - len(hellos) and end.counters["frames"] == 100
+    stream = ChunkStream()
+    link = LinkHal(stream, clock=FakeClock())
+    link.hello(True, "backlog")
+    boot = frame(lc.T_TICK, 0, tick_payload(0, lc.TICK_BOOT, hello_seq=link._hello_seq))
+    ticks = b"".join(frame(lc.T_TICK, i, tick_payload(1000 * i)) for i in range(1, 200))
+    data = boot + ticks
+    assert len(data) > 2 * lc.MAX_FRAME + 2048
+    stream.chunks.extend(data[i:i + 256] for i in range(0, len(data), 256))
+    seen = []
+    while stream.chunks or link.parser.pending():
+        if link.poll(5) == TICK:
+            seen.append(link.ticks_ms())
+        elif not stream.chunks:
+            break
+    assert seen == [1000 * i for i in range(200)]
+    assert link.parser.garbage_bytes == 0 and link.parser.frames == 200
