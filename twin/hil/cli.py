@@ -7,7 +7,10 @@ from typing import Iterable
 
 from twin.hil import firmware
 from twin.hil.errors import FirmwareFailed, HilError
+from twin.hil.link_end import FRAME_GAP_S
 from twin.hil.server import HilServer
+
+QEMU_FRAME_GAP_MS = 50.0        # the emulated UART stalls mid-answer while QEMU waits for a core
 from twin.hil.transport import open_port
 
 
@@ -51,10 +54,19 @@ def add_arguments(parser) -> None:
                              "(the timer adapts to the round trip and its jitter; a NAK or a damaged frame retries at once)")
     parser.add_argument("--retry-max-ms", type=float, default=500.0,
                         help="lockstep: the longest wait before a TICK without answer is sent again")
+    parser.add_argument("--frame-gap-ms", type=float, default=None,
+                        help="a frame from the firmware quiet this long is cut short: evidence for a retry "
+                             "(default 10; 50 with --firmware qemu, whose UART pauses when the machine is busy)")
     parser.add_argument("--write-timeout-s", type=float, default=2.0,
                         help="a write the firmware does not take within this ends the session (a peer that does not read)")
     parser.add_argument("--reconnect-s", type=float, default=10.0,
                         help="tcp://: how long to keep reconnecting after the bridge closed the connection")
+
+
+def _frame_gap_ms(args) -> float:
+    if args.frame_gap_ms is not None:
+        return args.frame_gap_ms
+    return QEMU_FRAME_GAP_MS if getattr(args, "firmware", None) == "qemu" else FRAME_GAP_S * 1000.0
 
 
 def _session(params, stream, args, sinks, config=None):
@@ -62,7 +74,8 @@ def _session(params, stream, args, sinks, config=None):
     server = HilServer(params, stream, mode=args.mode, ambient_c=args.ambient_c, seed=args.seed,
                        tick_ms=args.tick_ms, config=config, sinks=sinks, reply_timeout_s=args.reply_timeout_s,
                        link_timeout_ms=args.link_timeout_ms, boot_timeout_s=args.boot_timeout_s,
-                       retry_min_s=args.retry_min_ms / 1000.0, retry_s=args.retry_max_ms / 1000.0)
+                       retry_min_s=args.retry_min_ms / 1000.0, retry_s=args.retry_max_ms / 1000.0,
+                       frame_gap_s=_frame_gap_ms(args) / 1000.0)
     return server.run(duration_s=args.duration_s, end_session=True)
 
 

@@ -12,7 +12,7 @@ from bmsfw import link_codec as lc
 
 _TICKS_MASK = (1 << 30) - 1     # the firmware compares ticks modulo 2**30 (bmsfw.hal)
 READ_MAX = 4096                 # bytes taken from the stream at once; the parser holds this + a frame
-FRAME_GAP_S = 0.003             # the twin's end: a frame quiet this long after its last byte is truncated
+FRAME_GAP_S = 0.01              # the twin's end: a frame quiet this long after its last byte is truncated
 # Taken whatever their seq, and never moving it: a record is numbered itself
 # (record_seq); these three carry the firmware's last seq without using a number.
 IDEMPOTENT = (lc.T_SAVE_RECORD, lc.T_NAK, lc.T_END)
