@@ -89,9 +89,10 @@ class HilLoop:
     def power_cut(self, off_s: float) -> None:
         raise StepRefused(_REFUSED["power_cut"])
 
-    def result(self):
-        """The session's RunResult so far (no tick runs), its wall time since this loop began."""
-        result = self.server.run(duration_s=self.bench.t_s, stop_after_formation=False)
+    def result(self, end_session: bool = False):
+        """The session's RunResult so far (no tick runs), its wall time since this loop
+        began; end_session: the session ends there (END to the firmware)."""
+        result = self.server.run(duration_s=self.bench.t_s, stop_after_formation=False, end_session=end_session)
         s = result.summary
         s["wall_seconds"] = wall = time.perf_counter() - self._start
         s["speed_factor"] = s["sim_seconds"] / wall if wall > 0 else math.inf
