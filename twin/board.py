@@ -220,6 +220,23 @@ class TwinBoard(Hal):
         elif fault == "ambient_step":
             self.cell.set_ambient_c(_number(fault, value, allow_negative=True))
 
+    def clear(self, fault: str, value=None) -> None:
+        """Take one injected fault of FAULTS back (adc_stuck: value is the channel);
+        a crack is physical and stays, an ambient step is undone by setting another."""
+        if fault == "open_cell":
+            self.open_cell = False
+        elif fault in ("thermistor_open", "thermistor_short"):
+            self.thermistor = "ok"
+        elif fault == "internal_short":
+            self.cell.clear_short()
+        elif fault == "adc_stuck":
+            self.stuck.pop(value, None)
+        elif fault == "source_offset":
+            self.source_offset_ua = 0.0
+        else:
+            raise BoardError(f"clear: {fault!r} cannot be cleared; clearable: open_cell, thermistor_open, "
+                             "thermistor_short, internal_short, adc_stuck, source_offset")
+
     def clear_faults(self) -> None:
         self.open_cell = False
         self.thermistor = "ok"

@@ -20,19 +20,25 @@ LAYER_TEXT = {"intact": "layer intact", "cracked": "layer CRACKED", "none": "no 
 
 
 def load_protocol(name_or_path: str, option: str = "--protocol"):
-    """A protocol file, or the name of a shipped one (d111, d042, d049); OptionError
-    naming the option, the file and the line for anything that is not a protocol."""
+    """A protocol file, or the name of a shipped one (d111, d042, d049) or of a scenario
+    of the library (twin/scenarios); OptionError naming the option, the file and the
+    line for anything that is not a protocol."""
     from twin.options import OptionError
     from twin.protocol import Protocol, ProtocolError
     from twin.textfile import InputFileError
 
+    from twin.scenario import SCENARIO_DIR
+
     path = Path(name_or_path)
     if not path.exists():
         shipped = PROTOCOL_DIR / f"{name_or_path}.txt"
+        if not shipped.is_file():
+            shipped = SCENARIO_DIR / f"{name_or_path}.txt"
         if "/" in name_or_path or not shipped.is_file():
             names = ", ".join(sorted(p.stem for p in PROTOCOL_DIR.glob("*.txt")))
+            scenario_names = ", ".join(sorted(p.stem for p in SCENARIO_DIR.glob("*.txt")))
             raise OptionError(option, name_or_path, "no such file, nor a shipped protocol of that name "
-                              f"(shipped: {names})")
+                              f"(shipped: {names}; scenarios: {scenario_names})")
         path = shipped
     try:
         return Protocol.from_file(path)
@@ -77,6 +83,10 @@ def check_simulate(args):
     params = load_cell(args.cell)
     cycler = load_cycler(args.cycler, params) if args.cycler else Cycler.for_cell(params)
     protocol = load_protocol(args.protocol)
+    try:
+        protocol.check_open_loop()
+    except ValueError as error:
+        raise options.OptionError("--protocol", args.protocol, getattr(error, "brief", str(error))) from None
     cycler.check_ambient(args.ambient_c)
     cycler.check_protocol(protocol)
     check_rows(protocol, args.sample_s, field="--sample-s")
@@ -116,38 +126,15 @@ def cmd_simulate(args) -> int:
     return 0
 
 
-def check_run(args):
-    """-> (params, duty, out): every input of `run`, checked before anything starts."""
-    from twin import options
-    from twin.run import DUTY_D111
-
-    options.ambient_c(args.ambient_c)
-    options.seed(args.seed)
-    for cut_s in args.power_cut_at:
-        options.positive("--power-cut-at", cut_s)
-    options.positive("--off-s", args.off_s)
-    if args.speed is not None:
-        options.positive("--speed", args.speed, unit="times real time")
-    options.device_id(args.device_id)
-    out = options.out_dir(args.out)
-    params = load_cell(args.cell)
-    if args.device_id is None:
-        default_id = f"{params.name}-{args.seed:04d}"
-        try:
-            options.device_id(default_id)
-        except options.OptionError:
-            raise options.OptionError("--device-id", None, f"the default {default_id!r} (<cell>-<seed>) "
-                                      "is no MQTT device id; give one of [A-Za-z0-9_-]") from None
-    duty = load_protocol(args.protocol) if args.protocol else load_protocol(str(DUTY_D111))
-    return params, duty, out
-
-
 def cmd_run(args) -> int:
     from twin import options
     from twin.run import run_closed_loop
     from twin.run_files import add_delivery, write_run_outputs
 
-    params, duty, out = check_run(args)
+    from twin.run_options import check_run
+    from twin.saved_bench import save_bench
+
+    params, duty, out, bench = check_run(args)
     sinks = mqtt_sinks(args)
     bar = _progress_bar(0, f"run {params.name}")
     bar.unit = "h"
@@ -165,13 +152,14 @@ def cmd_run(args) -> int:
         result = run_closed_loop(params, duty, ambient_c=args.ambient_c, seed=args.seed,
                                  power_cuts_s=args.power_cut_at, off_s=args.off_s,
                                  on_tick=_paced(progress, args.speed), sinks=sinks,
-                                 device_id=args.device_id)
+                                 device_id=args.device_id, bench=bench)
     finally:
         bar.close()
         for sink in sinks:
             sink.close()
     add_delivery(result.summary, [sink.delivery for sink in sinks if getattr(sink, "delivery", None)])
     write_run_outputs(result, out, title=f"{params.name}: firmware-formed, duty {Path(args.protocol or 'd111_duty').name}")
+    save_bench(result.bench, out)
     s = result.summary
     f = s["formation"]
     print(f"{params.name}: final state {s['final_state']}, faults {s['faults'] or 'none'}, "
@@ -184,7 +172,11 @@ def cmd_run(args) -> int:
         print(f"retained {100 * s['retained_fraction']:.2f} % of the charge put in; "
               f"{s['sim_seconds'] / 3600:.2f} h simulated in {s['wall_seconds']:.2f} s "
               f"({s['speed_factor']:.0f}x real time)")
-    print(f"wrote {out}/timeseries.csv, events.jsonl, summary.json, voltage.png, inventory.png, cycles.png")
+    e = s["expectations"]
+    if e["passed"] or e["failed"]:
+        print(f"expectations: {e['passed']} met" + (f", line {e['failed']['line']} not" if e["failed"] else ""))
+    print(f"wrote {out}/timeseries.csv, events.jsonl, summary.json, voltage.png, inventory.png, cycles.png, "
+          "bench.json (bms-twin run --from resumes it)")
     if s.get("complete") is False:
         print(f"bms-twin run: {s['why']}", file=sys.stderr)
         return 1
@@ -211,6 +203,16 @@ def check_hil(args) -> None:
     if args.duration_s is not None:
         options.positive("--duration-s", args.duration_s)
     load_cell(args.cell)
+    args.protocol_steps = None
+    if args.protocol is not None:
+        from twin.scenario_hil import check_hil_protocol
+
+        for name, bad in (("--duration-s", args.duration_s is not None), ("--realtime", args.mode != "lockstep")):
+            if bad:
+                raise options.OptionError(name, getattr(args, "duration_s") if name == "--duration-s" else None,
+                                          "not with --protocol: the protocol says how long, in lockstep")
+        args.protocol_steps = load_protocol(args.protocol)
+        check_hil_protocol(args.protocol_steps)
     options.out_dir(args.out)
 
 
@@ -280,12 +282,16 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=cmd_simulate)
 
     run = sub.add_parser("run", help="the firmware forms a shipped cell on the twin, then runs a duty cycle")
-    run.add_argument("--cell", default="d111", help="parameter set name or TOML path (default d111)")
-    run.add_argument("--protocol", help="duty protocol (requests the firmware may limit); "
-                                        "default: the seed's D111 cycling and strip")
+    run.add_argument("--cell", default=None, help="parameter set name or TOML path (default d111, "
+                                                  "or the saved bench's with --from)")
+    run.add_argument("--protocol", help="duty protocol (requests the firmware may limit) with bench steps and "
+                                        "expectations (docs/testing.md); default: the seed's D111 cycling and strip")
     run.add_argument("--out", default="runs/latest", help="output directory (default runs/latest)")
-    run.add_argument("--ambient-c", type=float, default=25.0, help="ambient temperature, °C")
-    run.add_argument("--seed", type=int, default=0, help="seeds the board's ADC noise")
+    run.add_argument("--from", dest="from_dir", default=None, metavar="DIR",
+                     help="resume the bench a previous run saved in DIR (bench.json: cell, board, firmware "
+                          "record, clock); the firmware boots from its record")
+    run.add_argument("--ambient-c", type=float, default=None, help="ambient temperature, °C (default 25)")
+    run.add_argument("--seed", type=int, default=None, help="seeds the board's ADC noise (default 0)")
     run.add_argument("--power-cut-at", type=float, action="append", default=[], metavar="SECONDS",
                      help="cut board power at this simulated time (repeatable); the firmware "
                           "restarts from its persistent record")

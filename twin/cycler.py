@@ -152,9 +152,11 @@ class Cycler(EntryTable):
                               % (step.stop_current_A, self._values["hold_current_limit_A"]))
 
     def check_protocol(self, protocol) -> None:
-        """check_step on each step of the protocol's tree (once each, not expanded)."""
+        """check_step on each cycler step of the protocol's tree (once each, not
+        expanded); bench steps are not the channel's."""
         for step in protocol.distinct_steps():
-            self.check_step(step)
+            if hasattr(step, "current_A"):
+                self.check_step(step)
 
     def check_ambient(self, ambient_c: float) -> None:
         limit = self._values["safety_max_temperature_C"]

@@ -31,11 +31,12 @@ TIMESERIES_COLUMNS = (
 
 
 class RunResult:
-    def __init__(self, rows, events, summary, cycles):
+    def __init__(self, rows, events, summary, cycles, bench=None):
         self.rows = rows
         self.events = events
         self.summary = summary
         self.cycles = cycles
+        self.bench = bench      # the bench as the run left it (twin/saved_bench.py saves it)
 
     def column(self, name: str) -> list:
         index = TIMESERIES_COLUMNS.index(name)

@@ -2,10 +2,11 @@
 
 The firmware sees only the HAL (twin/board.py); this module is the run around
 it: it boots the controller on the bench, lets simulated time pass one tick at
-a time, plays the duty cycle as *requests* the firmware may limit (as an
-inverter or cycler asks a BMS), cuts power when told to (the controller boots
-again from its record), and records what happened (twin/recorder.py), both as
-the firmware reported it (frames) and as the twin knows it (truth).
+a time (InProcessLoop), plays the duty cycle as *requests* the firmware may limit
+(as an inverter or cycler asks a BMS) with its bench steps and expectations
+(twin/scenario.py), cuts power when told to (the controller boots again from its
+record), and records what happened (twin/recorder.py), both as the firmware
+reported it (frames) and as the twin knows it (truth).
 """
 from __future__ import annotations
 
@@ -16,17 +17,12 @@ from typing import Callable, Iterable, Sequence
 from bmsfw.config import Config
 from bmsfw.controller import Controller
 from twin.bench import Bench
-from twin.core import COULOMB_PER_UAH
 from twin.firmware_config import config_for
 from twin.protocol import Protocol
 from twin.recorder import FORMATION_TIMEOUT_S, FormationWatch, Recorder, RunResult, summarize
+from twin.scenario import Player, check_bench
 
 DUTY_D111 = Path(__file__).resolve().parent / "protocols" / "d111_duty.txt"
-
-# A duty step ends early when the firmware grants less than this fraction of
-# the request for LIMITED_FOR_S: the BMS, not the schedule, ended it.
-LIMITED_FRACTION = 0.01
-LIMITED_FOR_S = 60.0
 
 
 def controller_settings(bench: Bench, config: Config | None = None,
@@ -38,11 +34,79 @@ def controller_settings(bench: Bench, config: Config | None = None,
     return config, device_id or f"{bench.parameters.name}-{bench.seed:04d}"
 
 
-def _until_reached(step, cell_mv: int) -> bool:
-    if step.stop_voltage_V is None:
-        return False
-    stop_mv = step.stop_voltage_V * 1000.0
-    return cell_mv >= stop_mv if step.current_A > 0 else cell_mv <= stop_mv
+class InProcessLoop:
+    """The firmware in this process on `bench`, one tick at a time: the loop
+    twin/scenario.py's Player drives. It boots the controller (as at power-up: it
+    reads its record from the board), cuts power when told or at the times in
+    `power_cuts_s` (the controller boots again), follows `ambient_profile(t_s)`,
+    and feeds the recorder and the sinks every frame and event."""
+
+    def __init__(self, bench: Bench, config: Config, device_id: str, sinks: Iterable = (),
+                 record_every: int = 1, on_tick: Callable | None = None, power_cuts_s: Sequence[float] = (),
+                 off_s: float = 60.0, ambient_profile: Callable | None = None):
+        self.bench = bench
+        self.config = config
+        self.device_id = device_id
+        self.tick_ms = config.tick_ms
+        self.tick_s = self.tick_ms / 1000.0
+        self.recorder = Recorder(bench, record_every)
+        self.formation = FormationWatch(bench)
+        self.sinks = list(sinks)
+        self._pollers = [s for s in self.sinks if hasattr(s, "poll")]
+        self._cuts = sorted(float(t) for t in power_cuts_s)
+        self.off_s = off_s
+        self.on_tick = on_tick
+        self.ambient_profile = ambient_profile
+        self.boots = 0
+        self.frame: dict | None = None
+        self.boot()
+
+    def boot(self) -> None:
+        self.boots += 1
+        self.frame = None
+        self.bench.controller = Controller(self.bench.board, self.config, device_id=self.device_id)
+
+    def power_cut(self, off_s: float) -> None:
+        bench = self.bench
+        bench.controller = None
+        cut_s = bench.t_s
+        bench.power_cut(off_s)
+        self.recorder.power_cut(cut_s, bench.t_s)
+        self.boot()
+
+    def command(self, name: str, args=None):
+        return self.bench.controller.command(name, args)
+
+    def request(self, current_ua: int) -> bool:
+        return self.bench.controller.request_current_ua(current_ua)
+
+    def tick(self) -> dict:
+        bench = self.bench
+        if self._cuts and bench.t_s >= self._cuts[0]:
+            self._cuts.pop(0)
+            self.power_cut(self.off_s)
+        if self.ambient_profile is not None:
+            bench.cell.set_ambient_c(self.ambient_profile(bench.t_s))
+        for p in self._pollers:
+            p.poll(bench.controller)
+        bench.board.advance(self.tick_ms)
+        c = bench.controller
+        c.tick()
+        frame = c.telemetry()
+        self.recorder.tick(frame)
+        for sink in self.sinks:
+            sink.frame(frame)
+        events = c.pop_events()
+        self.formation.frame(frame)
+        for ev in events:
+            self.recorder.event(ev)
+            self.formation.event(ev)
+            for sink in self.sinks:
+                sink.event(ev)
+        self.frame = frame
+        if self.on_tick is not None:
+            self.on_tick(bench)
+        return frame
 
 
 def run_closed_loop(parameters, duty: Protocol | None = None, ambient_c: float = 25.0, seed: int = 0,
@@ -53,126 +117,33 @@ def run_closed_loop(parameters, duty: Protocol | None = None, ambient_c: float =
                     formation_timeout_s: float = FORMATION_TIMEOUT_S,
                     device_id: str | None = None, board="bench_ua") -> RunResult:
     """Boot the firmware on a shipped cell, let it form the cell, then play the
-    duty protocol as requests. The bench is `bench`, or a new one of the parameter
-    set at `ambient_c` on `board` with `seed`; the firmware's config is `config`, or
-    config_for the cell on the bench's board. `sinks` receive frames: objects with
-    frame(dict), event(dict) and, optionally, poll(controller) for commands.
-    `on_tick(bench)` runs after every tick (tests use it to inject faults)."""
+    duty protocol (twin/scenario.py: cycler steps as requests, bench steps and
+    expectations). The bench is `bench` (a new one, or one resumed from a saved run:
+    twin/saved_bench.py), else a new one of the parameter set at `ambient_c` on
+    `board` with `seed`; the firmware's config is `config`, or config_for the cell on
+    the bench's board. `sinks` receive frames: objects with frame(dict), event(dict)
+    and, optionally, poll(controller) for commands. `on_tick(bench)` runs after every
+    tick (tests use it to inject faults). A failed expectation ends the run: the
+    summary says "complete": false and why (the line and what was seen)."""
     bench = bench or Bench.build(parameters, ambient_c=ambient_c, seed=seed, board=board)
     config, device_id = controller_settings(bench, config, device_id)
-    twin_board = bench.board
-    tick_ms = config.tick_ms
-    tick_s = tick_ms / 1000.0
-    recorder = Recorder(bench, record_every)
-    sinks = list(sinks)
-    pollers = [s for s in sinks if hasattr(s, "poll")]
-    cuts = sorted(float(t) for t in power_cuts_s)
-    formation = FormationWatch(bench)
-    steps_report: list = []
-    boots = 0
-
-    def boot() -> None:
-        # as at power-up: the controller reads its record from the board
-        nonlocal boots
-        boots += 1
-        bench.controller = Controller(twin_board, config, device_id=device_id)
-
-    def one_tick() -> dict:
-        nonlocal cuts
-        if cuts and bench.t_s >= cuts[0]:
-            cuts = cuts[1:]
-            bench.controller = None
-            cut_s = bench.t_s
-            bench.power_cut(off_s)
-            recorder.power_cut(cut_s, bench.t_s)
-            boot()
-        if ambient_profile is not None:
-            bench.cell.set_ambient_c(ambient_profile(bench.t_s))
-        for p in pollers:
-            p.poll(bench.controller)
-        twin_board.advance(tick_ms)
-        c = bench.controller
-        c.tick()
-        frame = c.telemetry()
-        recorder.tick(frame)
-        for sink in sinks:
-            sink.frame(frame)
-        events = c.pop_events()
-        formation.frame(frame)
-        for ev in events:
-            recorder.event(ev)
-            formation.event(ev)
-            for sink in sinks:
-                sink.event(ev)
-        if on_tick is not None:
-            on_tick(bench)
-        return frame
-
-    boot()
+    if duty is not None:
+        check_bench(duty, bench.board)
+    loop = InProcessLoop(bench, config, device_id, sinks, record_every, on_tick, power_cuts_s, off_s,
+                         ambient_profile)
+    player = Player(loop, formation_timeout_s)
     t_wall = time.perf_counter()
-    # Phase 1: boot and formation, the firmware's own business.
-    while bench.t_s < formation_timeout_s:
-        frame = one_tick()
-        if frame["state"] in ("READY", "FAULT"):
-            break
-    # Phase 2: the duty cycle, each step a request the firmware may limit.
-    if duty is not None and not stop_after_formation and bench.controller.state == "READY":
-        for index, step in enumerate(duty.steps()):
-            report = _run_step(bench, step, one_tick, tick_s)
-            report["index"] = index
-            steps_report.append(report)
-            if bench.controller.state == "FAULT":
-                break
-        bench.controller.request_current_ua(0)
-        for _ in range(int(60 / tick_s)):
-            one_tick()
+    if duty is None or stop_after_formation:
+        player.await_formation()
+    else:
+        player.play(duty)
+        player.finish()
+    if loop.frame is None:
+        loop.tick()         # a run reports the firmware's frame: one tick at least since its boot
     wall = time.perf_counter() - t_wall
-
-    summary = summarize(bench, recorder, formation, bench.controller.telemetry(), wall, device_id, boots,
-                        steps=steps_report)
-    return RunResult(recorder.rows, recorder.events, summary, recorder.cycles)
-
-
-def _run_step(bench: Bench, step, one_tick, tick_s: float) -> dict:
-    """Play one duty step as requests; returns how it ended."""
-    start_s = bench.t_s
-    q_in0, q_out0 = bench.cell.state.charge_in_C, bench.cell.state.charge_out_C
-    limited_s = 0.0
-    reason = "time"
-    hold_request = 0
-    while bench.t_s - start_s < step.duration_s - 1e-9:
-        c = bench.controller
-        if step.kind == "hold":
-            request = hold_request
-        else:
-            request = int(round(step.current_A * 1e6))
-        if c.state == "READY":
-            c.request_current_ua(request)
-        frame = one_tick()
-        if frame["state"] == "FAULT":
-            reason = "fault"
-            break
-        if step.kind == "hold":
-            # a plain proportional voltage hold, as a cycler's CV loop would do
-            error_mv = step.voltage_V * 1000.0 - frame["cell_mv"]
-            hold_request = int(max(-1000, min(1000, hold_request + error_mv * 2)))
-            if step.stop_current_A is not None and bench.t_s - start_s > 60 and \
-                    abs(frame["current_ua"]) <= step.stop_current_A * 1e6:
-                reason = "current"
-                break
-            continue
-        if _until_reached(step, frame["cell_mv"]):
-            reason = "voltage"
-            break
-        if request and abs(frame["current_ua"]) < LIMITED_FRACTION * abs(request):
-            limited_s += tick_s
-            if limited_s >= LIMITED_FOR_S:
-                reason = "limited"
-                break
-        else:
-            limited_s = 0.0
-    s = bench.cell.state
-    return {"line": step.line_no, "text": step.text or step.describe(), "stop_reason": reason,
-            "elapsed_s": bench.t_s - start_s,
-            "charge_uAh": ((s.charge_in_C - q_in0) - (s.charge_out_C - q_out0)) / COULOMB_PER_UAH,
-            "end_voltage_V": s.voltage_V}
+    summary = summarize(bench, loop.recorder, loop.formation, bench.controller.telemetry(), wall, device_id,
+                        loop.boots, steps=player.steps, **player.report())
+    summary["complete"] = player.failed is None
+    if player.failed is not None:
+        summary["why"] = player.why
+    return RunResult(loop.recorder.rows, loop.recorder.events, summary, loop.recorder.cycles, bench)

@@ -117,6 +117,7 @@ def simulate(parameters, protocol: Protocol, ambient_c: float = 25.0, seed: int 
     each finished step. Bad arguments raise (SimulationError, CyclerError) before
     anything runs; how the run ended is in the summary's "complete" and "why"."""
     interval = check_sample_interval(sample_interval_s)
+    protocol.check_open_loop()
     if cycler is not None:
         cycler.check_ambient(ambient_c)
         cycler.check_protocol(protocol)
@@ -158,6 +159,9 @@ class _OpenLoop:
     def play(self, index: int, step) -> bool:
         """Run one step; False when the run ends with it (why says so)."""
         cell, s = self.cell, self.cell.state
+        if getattr(step, "kind", None) == "ambient":     # the one bench step without a firmware
+            cell.set_ambient_c(step.value)
+            return True
         left_s = MAX_SIMULATED_S - s.t_s
         if left_s <= 0:
             self.why = ("reached the bound of %g h of simulated time before line %s (%r)"

@@ -252,7 +252,7 @@ def test_repeat_constructor_checks():
         repeat(2.0, rest(1))
     with pytest.raises(ProtocolError, match="repeat block is empty"):
         repeat(3)
-    with pytest.raises(ProtocolError, match="not a Step or Repeat"):
+    with pytest.raises(ProtocolError, match="not a Step, BenchStep or Repeat"):
         repeat(3, "Rest for 1 s")
 
 
@@ -382,7 +382,7 @@ def test_empty_text_is_refused():
         Protocol.parse(b"Rest for 1 s")
     with pytest.raises(ProtocolError, match="the protocol has no steps"):
         Protocol([])
-    with pytest.raises(ProtocolError, match="is not a Step or Repeat"):
+    with pytest.raises(ProtocolError, match="is not a Step, BenchStep or Repeat"):
         Protocol(["Rest for 1 s"])
 
 

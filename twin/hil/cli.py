@@ -41,6 +41,9 @@ def add_arguments(parser) -> None:
                         help="simulated ms per tick (default: the firmware config's tick_ms, 1000)")
     parser.add_argument("--duration-s", type=float, default=None,
                         help="simulated seconds to run (default: until formation ends, READY or FAULT)")
+    parser.add_argument("--protocol", default=None,
+                        help="lockstep: play a protocol of bench steps and expectations (docs/testing.md) "
+                             "instead: a file or a scenario name; a failed expectation exits 1")
     parser.add_argument("--out", default="runs/hil", help="output directory (default runs/hil)")
     parser.add_argument("--baud", type=int, default=115200, help="serial baud rate (device ports)")
     parser.add_argument("--reply-timeout-s", type=float, default=5.0,
@@ -76,7 +79,29 @@ def _session(params, stream, args, sinks, config=None):
                        link_timeout_ms=args.link_timeout_ms, boot_timeout_s=args.boot_timeout_s,
                        retry_min_s=args.retry_min_ms / 1000.0, retry_s=args.retry_max_ms / 1000.0,
                        frame_gap_s=_frame_gap_ms(args) / 1000.0)
-    return server.run(duration_s=args.duration_s, end_session=True)
+    protocol = getattr(args, "protocol_steps", None)
+    if protocol is None:
+        return server.run(duration_s=args.duration_s, end_session=True)
+    return _play(server, protocol)
+
+
+def _play(server, protocol):
+    """The protocol played on the session (twin/scenario_hil.py), its report in the summary."""
+    from twin.scenario import Player
+    from twin.scenario_hil import FirmwareGone, HilLoop
+
+    loop = HilLoop(server)
+    player = Player(loop)
+    try:
+        player.play(protocol)
+    except FirmwareGone:
+        pass                    # the summary says so: hil.firmware_dead, link_lost
+    result = loop.result(end_session=True)
+    result.summary.update(player.report(), steps=player.steps)
+    if player.failed is not None:
+        result.summary["complete"] = False
+        result.summary["why"] = "; ".join(w for w in (result.summary.get("why"), player.why) if w)
+    return result
 
 
 def _with_firmware(params, args, sinks):

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from typing import Union
 
 from twin.core import MODE_CURRENT, MODE_REST, MODE_VOLTAGE
+from twin.protocol.bench import BenchStep
 from twin.protocol.errors import EXAMPLES, ProtocolError
 from twin.protocol.parser import parse_text
 from twin.protocol.steps import (
@@ -69,6 +70,7 @@ __all__ = [
     "EXAMPLES",
     "ProtocolError",
     "Step",
+    "BenchStep",
     "Repeat",
     "Protocol",
     "charge",
@@ -90,8 +92,9 @@ class Protocol:
         if not items:
             raise ProtocolError("the protocol has no steps", "at least one Step")
         for item in items:
-            if not isinstance(item, (Step, Repeat)):
-                raise ProtocolError("protocol item %r is not a Step or Repeat" % (item,), "Step or Repeat objects")
+            if not isinstance(item, (Step, BenchStep, Repeat)):
+                raise ProtocolError("protocol item %r is not a Step, BenchStep or Repeat" % (item,),
+                                    "Step, BenchStep or Repeat objects")
         _check_bounds(items)
         self.items = items
         self.text = text
@@ -117,8 +120,23 @@ class Protocol:
         return StepSequence(self)
 
     def distinct_steps(self):
-        """Each Step of the text once, in text order (what a check of every step needs)."""
+        """Each Step (and BenchStep) of the text once, in text order (what a check of
+        every step needs)."""
         return leaf_steps(self.items)
+
+    def bench_steps(self) -> list:
+        """The BenchSteps of the text, once each, in text order."""
+        return [step for step in leaf_steps(self.items) if isinstance(step, BenchStep)]
+
+    def check_open_loop(self) -> None:
+        """ProtocolError, naming the first line, when a step needs a firmware (a run
+        without one, `bms-twin simulate`, cannot play it)."""
+        for step in self.bench_steps():
+            if step.needs_firmware:
+                raise ProtocolError("%r needs a firmware on the bench" % str(step),
+                                    "cycler steps only in an open-loop run (bms-twin simulate): bench "
+                                    "steps but 'Set ambient' run with the firmware, in bms-twin run",
+                                    step.line_no, step.text, str(step))
 
     @property
     def fixed_duration_s(self) -> float:

@@ -22,6 +22,8 @@ from twin.protocol.quantities import (
     VOLTAGE_UNITS,
     si_from,
 )
+from twin.protocol.bench import BenchStep
+from twin.protocol.bench_parser import BENCH_VERBS, parse_bench
 from twin.protocol.steps import Repeat, Step, current_step, hold_step, rest_step
 
 _TOKEN_RE = re.compile(
@@ -214,16 +216,19 @@ def _parse_repeat_header(line: _Line) -> int:
     return count
 
 
-_VERBS = ("charge", "discharge", "rest", "hold", "repeat")
+_VERBS = ("charge", "discharge", "rest", "hold", "repeat") + BENCH_VERBS
 
 
 def _parse_line(line: _Line):
-    """One non-blank line -> Step, or ("repeat", count) for a block header."""
+    """One non-blank line -> Step or BenchStep, or ("repeat", count) for a block header."""
     first = line.peek()
     verb = line.peek_word()
     if verb not in _VERBS:
-        line.fail_at(first, "a line starting with Charge, Discharge, Rest, Hold or Repeat")
+        line.fail_at(first, "a line starting with Charge, Discharge, Rest, Hold or Repeat, or a bench "
+                            "step: Set, Ramp, Inject, Clear, Cut, Command, Wait, Expect")
     line.take()
+    if verb in BENCH_VERBS:
+        return parse_bench(line, verb)
     if verb in ("charge", "discharge"):
         return _parse_current_step(line, verb)
     if verb == "rest":
@@ -271,7 +276,7 @@ def parse_text(text: str) -> tuple:
                                     line_no, raw, content)
             position += 1
             parsed = _parse_line(_Line(line_no, content))
-            if isinstance(parsed, Step):
+            if isinstance(parsed, (Step, BenchStep)):
                 items.append(parsed)
                 continue
             count = parsed[1]

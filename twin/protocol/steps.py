@@ -349,7 +349,10 @@ def repeat(count, *items) -> Repeat:
         raise ProtocolError("repeat count must be >= 1, got %d" % count, "a whole number >= 1")
     if not items:
         raise ProtocolError("repeat block is empty", "at least one step in the block")
+    from twin.protocol.bench import BenchStep
+
     for item in items:
-        if not isinstance(item, (Step, Repeat)):
-            raise ProtocolError("repeat block holds %r, not a Step or Repeat" % (item,), "Step or Repeat objects")
+        if not isinstance(item, (Step, BenchStep, Repeat)):
+            raise ProtocolError("repeat block holds %r, not a Step, BenchStep or Repeat" % (item,),
+                                "Step, BenchStep or Repeat objects")
     return Repeat(count=count, body=tuple(items))
