@@ -21,14 +21,15 @@ class Outputs:
         c = config
         self._hal = hal
         self._c = c
-        self.target_uas = c.target_uas()
-        self.reserve_uas = c.reserve_uas()
-        step = self.target_uas // 1000
-        ceiling = self.target_uas + step * c.charge_margin_pm
-        supply = c.supply_uas()
-        self._ceiling_uas = ceiling if ceiling < supply else supply
-        self._charge_taper_uas = step * (c.charge_taper_pm + c.charge_margin_pm)
-        self._reserve_taper_uas = step * c.reserve_taper_pm
+        # charges in the cell's charge units (bmsfw.ledger), as the ledger counts
+        self.target_q = c.units(c.target_uas())
+        self.reserve_q = c.units(c.reserve_uas())
+        step = self.target_q // 1000
+        ceiling = self.target_q + step * c.charge_margin_pm
+        supply = c.units(c.supply_uas())
+        self._ceiling_q = ceiling if ceiling < supply else supply
+        self._charge_taper_q = step * (c.charge_taper_pm + c.charge_margin_pm)
+        self._reserve_taper_q = step * c.reserve_taper_pm
         self._charge_floor_dc = limits.charge_floor_dc(c.charge_min_temp_dc, c.plating_derating,
                                                       c.temp_accuracy_dc)
         # published limits
@@ -52,6 +53,12 @@ class Outputs:
         self.step_ua = 0                # |setpoint step| of the last update, relay closed on both sides
         self.soc_pm = 0
         self.formation_pm = 0
+        # The cell voltage the CV and DV ramps see: the reading through a first-order
+        # filter (a quarter of the way each tick). The ramps are a control loop on the
+        # terminal voltage; where the cell's IR drop at full current exceeds twice a
+        # taper (a product cell: 240 mV against 50 mV) the unfiltered loop flips the
+        # current on and off each tick. Filtered it settles for loop gains up to 7.
+        self._ramp_mv = -1
 
     def plate_base_ua(self, m, cold):
         """Temperature-derated plating limit x area (µA); 0 when not allowed
@@ -77,15 +84,20 @@ class Outputs:
         c = self._c
         if state == READY and self._deadline_set and ticks_diff(now_ms, self._deadline_ms) >= 0:
             self.set_request(0)
-        inv = ledger.inventory_uas
+        inv = ledger.inventory[0]
         self.cvl_mv = limits.cvl_mv(c.charge_cutoff_mv, self.user_cvl_mv)
         self.dvl_mv = limits.dvl_mv(c.discharge_cutoff_mv, self.user_dvl_mv)
         operating = state == FORMING or state == READY
         ccl = 0
         dcl = 0
+        if not operating or self._ramp_mv < 0:
+            self._ramp_mv = m.cell_mv
+        else:
+            self._ramp_mv += (m.cell_mv - self._ramp_mv + 2) // 4
+        v = self._ramp_mv
         if operating:
-            ccl = limits.ccl_ua(self.plate_base_ua(m, cold), inv, self._ceiling_uas,
-                                self._charge_taper_uas, m.cell_mv, self.cvl_mv, c.cv_taper_mv,
+            ccl = limits.ccl_ua(self.plate_base_ua(m, cold), inv, self._ceiling_q,
+                                self._charge_taper_q, v, self.cvl_mv, c.cv_taper_mv,
                                 self.user_ccl_ua)
             base = 0
             if state == READY and not m.ntc_fault and not dis_hit_dvl:
@@ -93,8 +105,8 @@ class Outputs:
             elif state == FORMING and substate == VERIFY and formation.verify_step == V_DISCHARGE:
                 # The verify cycle's strip: the only discharge before formation is done.
                 base = formation.formation_ua
-            dcl = limits.dcl_ua(base, inv, self.reserve_uas, self._reserve_taper_uas,
-                                m.cell_mv, self.dvl_mv, c.dv_taper_mv, self.user_dcl_ua)
+            dcl = limits.dcl_ua(base, inv, self.reserve_q, self._reserve_taper_q,
+                                v, self.dvl_mv, c.dv_taper_mv, self.user_dcl_ua)
         # The current source's usable range bounds both (a product-scale
         # cell's table may ask for more than the bench source can give).
         smax = c.current_max_ua
@@ -123,12 +135,12 @@ class Outputs:
             self.relay_closed = operating
             self._hal.set_relay(operating)
         if operating:
-            self.soc_pm = per_mille(inv, self.target_uas)
-            self.formation_pm = 1000 if state == READY else formation.progress_pm(substate, ledger.plated_uas)
+            self.soc_pm = per_mille(inv, self.target_q)
+            self.formation_pm = 1000 if state == READY else formation.progress_pm(substate, ledger.plated[0])
         else:
             formed = formation.formed
-            self.soc_pm = per_mille(inv, self.target_uas) if formed else 0
-            self.formation_pm = 1000 if formed else formation.progress_pm(NONE, ledger.plated_uas)
+            self.soc_pm = per_mille(inv, self.target_q) if formed else 0
+            self.formation_pm = 1000 if formed else formation.progress_pm(NONE, ledger.plated[0])
 
     def off(self):
         """Current 0, then the relay open, at once."""

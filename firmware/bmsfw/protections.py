@@ -55,7 +55,6 @@ _ALL_FAULTS = (1 << len(FAULTS)) - 1
 # check() evaluates (the table's order: the most specific) latches.
 _VOLTAGE_GROUP = (1 << _NO_CELL) | (1 << _SHORT) | (1 << _OVERVOLTAGE) | (1 << _CRACK) | (1 << _UNDERVOLTAGE)
 
-_SENSOR_FOLLOW_MIN_UA = const(20)   # "current not following" is judged above this setpoint
 
 
 # What the protections judge each tick: the converted readings of the front
@@ -64,7 +63,7 @@ _SENSOR_FOLLOW_MIN_UA = const(20)   # "current not following" is judged above th
 # controller and filled in place every tick (no allocation): check() and
 # cause_present() read only this.
 class Measurements:
-    def __init__(self, reserve_uas=0):
+    def __init__(self, reserve_q=0):
         # readings (read())
         self.cell_mv = 0
         self.current_ua = 0
@@ -80,16 +79,16 @@ class Measurements:
         self.ccl_ua = 0                 # the limits published last tick
         self.dcl_ua = 0
         self.dvl_mv = 0
-        self.inventory_uas = 0          # counted lithium (ledger)
-        self.reserve_uas = reserve_uas  # the lithium reserve (Config)
+        self.inventory_q = 0            # counted lithium (ledger), charge units
+        self.reserve_q = reserve_q      # the lithium reserve (Config), charge units
         self._vcell_before_step = 0     # VCELL counts of the previous tick
         self._stuck_steps = 0           # consecutive current steps VCELL did not answer
 
-    def judged_in(self, state, plateau_seen, inventory_uas, out):
+    def judged_in(self, state, plateau_seen, inventory_q, out):
         """The context of this tick's readings: the state, the counted
         inventory, and the last tick's setpoint and limits (out: Outputs)."""
         self.state = state
-        self.inventory_uas = inventory_uas
+        self.inventory_q = inventory_q
         self.lithium_present = state == READY or (state == FORMING and plateau_seen)
         self.charging_li = self.lithium_present and out.prev_setpoint_ua > 0
         self.prev_setpoint_ua = out.prev_setpoint_ua
@@ -155,7 +154,8 @@ class Protections:
         # below this reading it is too cold to charge (limits.charge_floor_dc)
         self._cold_dc = charge_floor_dc(c.charge_min_temp_dc, c.plating_derating, c.temp_accuracy_dc)
         self._uv_mv = c.discharge_cutoff_mv - c.uv_margin_mv
-        self._missing_uas = c.target_uas() // 1000 * c.crack_missing_pm
+        self._missing_q = c.units(c.target_uas()) // 1000 * c.crack_missing_pm
+        self._unit_uas = c.charge_unit_uas()
         self._debounce_ms = [0] * len(FAULTS)
         for row in PROTECTIONS:
             if row[1]:
@@ -234,9 +234,9 @@ class Protections:
         #   or VCELL not moving across two current steps (stuck ADC)
         sp = m.prev_setpoint_ua
         follow = False
-        if sp >= _SENSOR_FOLLOW_MIN_UA:
+        if sp >= c.sensor_follow_min_ua:
             follow = current_ua < sp // 4
-        elif sp <= -_SENSOR_FOLLOW_MIN_UA:
+        elif sp <= -c.sensor_follow_min_ua:
             follow = current_ua > sp // 4
         if m.ntc_fault:
             # A divider on a rail is unambiguous: latched at once, no debounce.
@@ -261,13 +261,13 @@ class Protections:
             if m.charging_li and self.ref_mv - cell_mv > c.crack_drop_mv:
                 crack = True
                 self.detail = "plating voltage fell %d mV" % (self.ref_mv - cell_mv)
-            elif m.state == READY and m.inventory_uas > m.reserve_uas:
+            elif m.state == READY and m.inventory_q > m.reserve_q:
                 if rest and cell_mv < c.discharge_cutoff_mv:
                     crack = True
                     self.detail = "OCV collapsed to %d mV" % cell_mv
-                elif self.dis_hit_dvl and m.inventory_uas - m.reserve_uas > self._missing_uas:
+                elif self.dis_hit_dvl and m.inventory_q - m.reserve_q > self._missing_q:
                     crack = True
-                    self.detail = "DVL reached with %d uAs counted" % m.inventory_uas
+                    self.detail = "DVL reached with %d uAs counted" % (m.inventory_q * self._unit_uas)
         self._cond(_CRACK, crack, now_ms, None)
         # UNDERVOLTAGE: a formed cell pulled below the cutoff under discharge
         self._cond(_UNDERVOLTAGE, li and current_ua <= -c.rest_ua and cell_mv < self._uv_mv, now_ms,
