@@ -119,7 +119,7 @@ def cmd_simulate(args) -> int:
 def check_run(args):
     """-> (params, duty, out): every input of `run`, checked before anything starts."""
     from twin import options
-    from twin.run import DUTY_D111
+    from twin.run import duty_for
 
     options.ambient_c(args.ambient_c)
     options.seed(args.seed)
@@ -138,7 +138,8 @@ def check_run(args):
         except options.OptionError:
             raise options.OptionError("--device-id", None, f"the default {default_id!r} (<cell>-<seed>) "
                                       "is no MQTT device id; give one of [A-Za-z0-9_-]") from None
-    duty = load_protocol(args.protocol) if args.protocol else load_protocol(str(DUTY_D111))
+    # the default duty: D111's, at the seed's current densities on this cell's area
+    duty = load_protocol(args.protocol) if args.protocol else duty_for(params)
     return params, duty, out
 
 

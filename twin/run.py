@@ -9,6 +9,7 @@ the firmware reported it (frames) and as the twin knows it (truth).
 """
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -17,14 +18,30 @@ from bmsfw.config import Config
 from bmsfw.controller import Controller
 from twin.bench import Bench
 from twin.core import COULOMB_PER_UAH
-from twin.firmware_config import config_for
+from twin.firmware_config import config_for, formation_timeouts_s
 from twin.protocol import Protocol
-from twin.recorder import FORMATION_TIMEOUT_S, FormationWatch, Recorder, RunResult, summarize
+from twin.run_files import judge_closed_loop
+from twin.recorder import FORMATION_TIMEOUT_S, FormationWatch, Recorder, RunResult, summarize  # noqa: F401 (tests/mp)
 
 DUTY_D111 = Path(__file__).resolve().parent / "protocols" / "d111_duty.txt"
+# The area of the cell the D111 duty was written for (seed EXAMPLES: ~1 cm²).
+D111_AREA_CM2 = 1.0
+_CURRENT = re.compile(r"\b(\d+(?:\.\d+)?) uA\b")
 
-# A duty step ends early when the firmware grants less than this fraction of
-# the request for LIMITED_FOR_S: the BMS, not the schedule, ended it.
+
+def duty_for(parameters) -> Protocol:
+    """The D111 duty (twin/protocols/d111_duty.txt) scaled to a cell: every
+    current multiplied by the cell's area over D111's, so each step runs at the
+    seed's current density (100 µA/cm² cycles, then the strip to 2.0 V and the
+    20 µA/cm² finish), for the same durations. d111 gets the file itself."""
+    text = DUTY_D111.read_text()
+    scale = parameters.values["area_cm2"] / D111_AREA_CM2
+    if scale != 1.0:
+        text = _CURRENT.sub(lambda m: "%.6g mA" % (float(m.group(1)) * scale / 1000.0), text)
+    return Protocol.parse(text, name="d111_duty scaled to %s" % parameters.name)
+
+# A duty step ends early when the firmware grants (sets) less than this fraction
+# of the request for LIMITED_FOR_S: the BMS, not the schedule, ended it.
 LIMITED_FRACTION = 0.01
 LIMITED_FOR_S = 60.0
 
@@ -50,14 +67,22 @@ def run_closed_loop(parameters, duty: Protocol | None = None, ambient_c: float =
                     on_tick: Callable | None = None, sinks: Iterable = (), record_every: int = 1,
                     config: Config | None = None, ambient_profile: Callable | None = None,
                     stop_after_formation: bool = False, bench: Bench | None = None,
-                    formation_timeout_s: float = FORMATION_TIMEOUT_S,
-                    device_id: str | None = None, board="bench_ua") -> RunResult:
+                    formation_timeout_s: float | None = None,
+                    device_id: str | None = None, board=None) -> RunResult:
     """Boot the firmware on a shipped cell, let it form the cell, then play the
     duty protocol as requests. The bench is `bench`, or a new one of the parameter
-    set at `ambient_c` on `board` with `seed`; the firmware's config is `config`, or
-    config_for the cell on the bench's board. `sinks` receive frames: objects with
-    frame(dict), event(dict) and, optionally, poll(controller) for commands.
-    `on_tick(bench)` runs after every tick (tests use it to inject faults)."""
+    set at `ambient_c` on `board` (default: the one the set names) with `seed`; the
+    firmware's config is `config`, or config_for the cell on the bench's board.
+    `sinks` receive frames: objects with frame(dict), event(dict) and, optionally,
+    poll(controller) for commands. `on_tick(bench)` runs after every tick (tests
+    use it to inject faults).
+
+    Formation ends at READY or FAULT, or times out: the charge (FORMING before
+    VERIFY) and the verify each have a limit from the cell (firmware_config.
+    formation_timeouts_s) in powered time allowed to charge (neither a power cut
+    nor the cold inhibit counts), and all powered time has a backstop (48 h + 3 x
+    the charge's limit); `formation_timeout_s` replaces the first two with one
+    limit on all powered time."""
     bench = bench or Bench.build(parameters, ambient_c=ambient_c, seed=seed, board=board)
     config, device_id = controller_settings(bench, config, device_id)
     twin_board = bench.board
@@ -70,6 +95,7 @@ def run_closed_loop(parameters, duty: Protocol | None = None, ambient_c: float =
     formation = FormationWatch(bench)
     steps_report: list = []
     boots = 0
+    powered = [0.0]         # powered seconds: what formation's timeouts count
 
     def boot() -> None:
         # as at power-up: the controller reads its record from the board
@@ -91,6 +117,7 @@ def run_closed_loop(parameters, duty: Protocol | None = None, ambient_c: float =
         for p in pollers:
             p.poll(bench.controller)
         twin_board.advance(tick_ms)
+        powered[0] += tick_s
         c = bench.controller
         c.tick()
         frame = c.telemetry()
@@ -110,18 +137,45 @@ def run_closed_loop(parameters, duty: Protocol | None = None, ambient_c: float =
 
     boot()
     t_wall = time.perf_counter()
-    # Phase 1: boot and formation, the firmware's own business.
-    while bench.t_s < formation_timeout_s:
+    # Phase 1: boot and formation, the firmware's own business, within its timeouts.
+    limits = formation_timeouts_s(config)
+    if formation_timeout_s is not None:
+        limits = {"charge": formation_timeout_s, "verify": formation_timeout_s}
+    limits = dict(limits)
+    # The charge's clock runs while FORMING and allowed to charge (not while the
+    # cold inhibit holds it: that is waiting, not failing); a backstop on all
+    # powered time ends a run that never gets there (a cell kept too cold).
+    limits["powered"] = FORMATION_TIMEOUT_S + 3 * limits["charge"]
+    spent = {"charge": 0.0, "verify": 0.0, "powered": 0.0}
+    timed_out = None
+    while True:
         frame = one_tick()
         if frame["state"] in ("READY", "FAULT"):
             break
+        spent["powered"] = powered[0]
+        if frame["state"] == "FORMING" and "UNDER_TEMPERATURE" not in frame["faults"]:
+            spent["verify" if frame["substate"] == "VERIFY" else "charge"] += tick_s
+        if formation_timeout_s is not None:
+            spent["charge"] = spent["verify"] = powered[0]
+        over = [phase for phase in ("charge", "verify", "powered") if spent[phase] >= limits[phase]]
+        if over:
+            timed_out = {"phase": over[0], "powered_s": spent[over[0]], "limit_s": limits[over[0]],
+                         "state": frame["state"], "substate": frame["substate"]}
+            break
     # Phase 2: the duty cycle, each step a request the firmware may limit.
-    if duty is not None and not stop_after_formation and bench.controller.state == "READY":
+    duty_asked = duty is not None and not stop_after_formation
+    duty_report = {"asked": duty_asked, "steps": len(duty.steps()) if duty_asked else 0, "ran": 0,
+                   "stopped_by": None}
+    if duty_asked and bench.controller.state != "READY":
+        duty_report["stopped_by"] = "not started: the cell is %s, not READY" % bench.controller.state
+    if duty_asked and bench.controller.state == "READY":
         for index, step in enumerate(duty.steps()):
             report = _run_step(bench, step, one_tick, tick_s)
             report["index"] = index
             steps_report.append(report)
+            duty_report["ran"] = index + 1
             if bench.controller.state == "FAULT":
+                duty_report["stopped_by"] = "FAULT at step %d (line %d)" % (index + 1, step.line_no)
                 break
         bench.controller.request_current_ua(0)
         for _ in range(int(60 / tick_s)):
@@ -129,7 +183,9 @@ def run_closed_loop(parameters, duty: Protocol | None = None, ambient_c: float =
     wall = time.perf_counter() - t_wall
 
     summary = summarize(bench, recorder, formation, bench.controller.telemetry(), wall, device_id, boots,
-                        steps=steps_report)
+                        steps=steps_report, duty=duty_report, powered_seconds=powered[0],
+                        formation_timeouts_s=limits, formation_timed_out=timed_out)
+    judge_closed_loop(summary)
     return RunResult(recorder.rows, recorder.events, summary, recorder.cycles)
 
 
@@ -164,7 +220,8 @@ def _run_step(bench: Bench, step, one_tick, tick_s: float) -> dict:
         if _until_reached(step, frame["cell_mv"]):
             reason = "voltage"
             break
-        if request and abs(frame["current_ua"]) < LIMITED_FRACTION * abs(request):
+        # what the firmware granted (its setpoint), not the noisy reading of it
+        if request and abs(frame["setpoint_ua"]) < LIMITED_FRACTION * abs(request):
             limited_s += tick_s
             if limited_s >= LIMITED_FOR_S:
                 reason = "limited"

@@ -78,7 +78,7 @@ def _with_firmware(params, args, sinks):
 def main(args, sinks: Iterable = ()) -> int:
     from twin.images import BuildFailed
     from twin.parameters import load_parameter_set
-    from twin.run_files import write_run_outputs
+    from twin.run_files import judge_closed_loop, write_run_outputs
 
     for name in ("image", "device_id"):
         if getattr(args, name) is not None and args.firmware is None:
@@ -99,8 +99,10 @@ def main(args, sinks: Iterable = ()) -> int:
         finally:
             stream.close()
     out = Path(args.out)
-    write_run_outputs(result, out, title=f"{params.name}: HIL ({args.mode})")
     s = result.summary
+    # asked to form the cell unless given a duration: the same judgement as `bms-twin run`
+    judge_closed_loop(s, formation_asked=args.duration_s is None)
+    write_run_outputs(result, out, title=f"{params.name}: HIL ({args.mode})")
     print(f"{params.name} over HIL ({args.mode}): final state {s['final_state']}, faults {s['faults'] or 'none'}, "
           f"link {'LOST' if s['link_lost'] else 'ok'}; {s['hil']['ticks_sent']} ticks, "
           f"{s['sim_seconds'] / 3600:.2f} h simulated in {s['wall_seconds']:.1f} s")
@@ -108,4 +110,7 @@ def main(args, sinks: Iterable = ()) -> int:
     if bad:
         print(f"link faults seen by the twin: {bad}", file=sys.stderr)
     print(f"wrote {out}/timeseries.csv, events.jsonl, summary.json, voltage.png, inventory.png")
+    if s.get("complete") is False and not s["link_lost"]:
+        print(f"bms-twin hil: {s['why']}", file=sys.stderr)
+        return 1
     return 1 if s["link_lost"] else 0
