@@ -154,15 +154,18 @@ def main(argv: list | None = None) -> int:
         while True:
             wait = None if deadline is None else deadline - time.monotonic()
             if wait is not None and wait <= 0:
-                print("watch: timed out after %s s (%d of %s updates)" % (timeout, shown, count), file=sys.stderr)
+                got = "%d of %d updates" % (shown, count) if count is not None else "%d updates" % shown
+                print("watch: timed out after %s s (%s)" % (timeout, got), file=sys.stderr)
                 return 1
             try:
                 topic, payload = inbox.get(timeout=wait if wait is not None else 1.0)
             except queue.Empty:
                 continue
             if topic == "!error":
+                # the command was well formed; the broker said no (credentials, ACL): exit 1,
+                # as a run that could not deliver does
                 print("watch: broker refused connection: %s" % payload.decode(), file=sys.stderr)
-                return 2
+                return 1
             if not apply_message(devices, topic, payload):
                 continue
             shown += 1

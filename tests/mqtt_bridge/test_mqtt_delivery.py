@@ -140,6 +140,15 @@ def test_watch_says_why_it_cannot_connect(secure_broker, wrong_ca, device_id):
     assert plain.returncode == 2 and "use mqtts://" in plain.stderr
 
 
+def test_watch_refused_by_the_broker_says_so_and_exits_1(secure_broker, device_id):
+    broker, ca = secure_broker
+    watch = run_cli("watch", "--broker", "mqtts://%s@localhost:%d" % (device_id, broker.port), "--tls-ca", ca,
+                    "--once", "--timeout", "10", env={PASSWORD_ENV: "not-the-password"})
+    assert watch.returncode == 1, watch.stderr
+    assert "watch: broker refused connection" in watch.stderr and "Traceback" not in watch.stderr
+    assert "not-the-password" not in watch.stderr
+
+
 def test_messages_the_broker_refuses_are_said_and_reported(secure_broker, device_id, tmp_path, caplog):
     """Logged in as another device, the ACL lets this one write nothing of its own (MQTT 5: 135)."""
     caplog.set_level(logging.WARNING, logger="mqtt_bridge")
@@ -160,3 +169,26 @@ def test_messages_the_broker_refuses_are_said_and_reported(secure_broker, device
     delivery, stats = bridge.delivery(), bridge.stats()     # the "offline" at stop was refused too
     assert delivery["refused_by_broker"] == stats["rejected_by_broker"] + stats["refused_other"]
     assert "localhost:%d refused %d message(s)" % (broker.port, delivery["refused_by_broker"]) in delivery["why"]
+
+
+@pytest.mark.slow
+def test_bms_twin_hil_reports_its_delivery_and_exits_1_when_it_could_not(shared_broker, device_id, tmp_path):
+    """`bms-twin hil` closes its sinks before it writes the run files, so summary.json
+    says what was delivered, as `bms-twin run`'s does."""
+    host, port = shared_broker
+    common = ["hil", "--firmware", "cpython", "--duration-s", "20", "--device-id", device_id, "--no-discovery"]
+    good = run_cli(*common, "--out", str(tmp_path / "good"), "--broker", "mqtt://%s:%d" % (host, port),
+                   "--mqtt-queue", str(tmp_path / "good.sqlite"))
+    assert good.returncode == 0, good.stderr
+    delivered = json.loads((tmp_path / "good" / "summary.json").read_text())
+    assert delivered.get("complete") is not False and delivered["delivery"]["connected"] is True
+    assert delivered["delivery"]["acknowledged"] > 0 and delivered["delivery"]["still_queued"] == 0
+    nobody = "127.0.0.1:%d" % free_port()
+    bad = run_cli(*common, "--out", str(tmp_path / "bad"), "--broker", "mqtt://" + nobody,
+                  "--mqtt-queue", str(tmp_path / "bad.sqlite"))
+    assert bad.returncode == 1, bad.stderr
+    last = bad.stderr.strip().splitlines()[-1]
+    assert last.startswith("bms-twin hil: MQTT: never connected to %s" % nobody), bad.stderr
+    summary = json.loads((tmp_path / "bad" / "summary.json").read_text())
+    assert summary["complete"] is False and summary["why"] == last[len("bms-twin hil: "):]
+    assert summary["delivery"]["acknowledged"] == 0 and summary["delivery"]["still_queued"] > 0

@@ -199,6 +199,19 @@ def test_a_variant_the_twin_refuses_gets_its_error_and_the_rest_run(tmp_path):
     assert (table[table["error"] == ""]["plated_end_uAh"] > 0.16).all()
 
 
+def test_a_sweep_with_a_failed_variant_says_so_and_exits_1(tmp_path):
+    path = tmp_path / "bad_mix.toml"
+    path.write_text("[study]\nkind = 'open_loop'\nfigures = ['plated_end_uAh']\n"
+                    "[protocol]\ntext = 'Charge at 10 uA for 1 minute'\n"
+                    "[vary.cell.lithium_mol_L]\nunit = 'mol/L'\nvalues = [0.75, 5.0]\n"
+                    "[vary.cell.sulfur_mol_L]\nunit = 'mol/L'\nvalues = [2.0]\n")
+    done = subprocess.run([BMS_TWIN, "sweep", str(path), "--out", str(tmp_path / "out"), "--workers", "1",
+                           "--no-plots"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "bms-twin sweep: 1 of 2 variants failed" in done.stderr and "Traceback" not in done.stderr
+    assert len(read_table(tmp_path / "out")) == 2       # the good variant is stored all the same
+
+
 def test_a_worker_with_another_model_is_refused_before_it_stores_anything():
     from twin.study.evaluate import Job, WorkerModelError, run_batch
 

@@ -78,26 +78,31 @@ def _with_firmware(params, args, sinks):
 def main(args, sinks: Iterable = ()) -> int:
     from twin.images import BuildFailed
     from twin.parameters import load_parameter_set
-    from twin.run_files import judge_closed_loop, write_run_outputs
+    from twin.run_files import add_delivery, judge_closed_loop, write_run_outputs
 
     for name in ("image", "device_id"):
         if getattr(args, name) is not None and args.firmware is None:
             raise HilError("--" + name.replace("_", "-"), getattr(args, name), "only with --firmware")
     params = load_parameter_set(args.cell)
-    if args.firmware is not None:
-        try:
-            result = _with_firmware(params, args, sinks)
-        except (FirmwareFailed, BuildFailed) as failed:
-            print(f"bms-twin hil: {failed}", file=sys.stderr)
-            return 1
-    else:
-        stream, slave = open_port(args.port, args.baud)
-        try:
-            if slave is not None:
-                print(f"bms-twin hil: firmware port {slave}", flush=True)
-            result = _session(params, stream, args, sinks)
-        finally:
-            stream.close()
+    try:
+        if args.firmware is not None:
+            try:
+                result = _with_firmware(params, args, sinks)
+            except (FirmwareFailed, BuildFailed) as failed:
+                print(f"bms-twin hil: {failed}", file=sys.stderr)
+                return 1
+        else:
+            stream, slave = open_port(args.port, args.baud)
+            try:
+                if slave is not None:
+                    print(f"bms-twin hil: firmware port {slave}", flush=True)
+                result = _session(params, stream, args, sinks)
+            finally:
+                stream.close()
+    finally:
+        for sink in sinks:      # closed before the files are written, so summary.json has the delivery
+            sink.close()
+    add_delivery(result.summary, [sink.delivery for sink in sinks if getattr(sink, "delivery", None)])
     out = Path(args.out)
     s = result.summary
     # asked to form the cell unless given a duration: the same judgement as `bms-twin run`
@@ -110,7 +115,9 @@ def main(args, sinks: Iterable = ()) -> int:
     if bad:
         print(f"link faults seen by the twin: {bad}", file=sys.stderr)
     print(f"wrote {out}/timeseries.csv, events.jsonl, summary.json, voltage.png, inventory.png")
-    if s.get("complete") is False and not s["link_lost"]:
+    if s["link_lost"]:
+        return 1
+    if s.get("complete") is False:
         print(f"bms-twin hil: {s['why']}", file=sys.stderr)
         return 1
-    return 1 if s["link_lost"] else 0
+    return 0
