@@ -190,24 +190,29 @@ TIMEOUT_MARGIN = 1.5
 TIMEOUT_ALLOWANCE_S = 3600.0
 
 
-def planned_formation_s(config: Config) -> dict:
-    """How long formation should take on a powered board, from the firmware's own
-    figures: "charge" nucleation then plating to the target (charge over the
-    planned current, clamped to what the source gives), "verify" the rest, the
-    strip and the replate of the verify cycle. Seconds."""
+def planned_formation_s(config: Config, temp_c: float = 25.0) -> dict:
+    """How long formation should take on a powered board at temp_c, from the
+    firmware's own figures: "charge" nucleation then plating to the target (charge
+    over the planned current: the plating table at temp_c, held at its ends, times
+    the area, clamped to what the source gives), "verify" the rest, the strip and
+    the replate of the verify cycle at the formation current. Seconds."""
+    from bmsfw.limits import interp_table
+
     c = config
     limit = c.current_max_ua
     nucleation_ua = max(1, min(limit, c.density_to_ua(c.nucleation_ua_cm2)))
+    plate_ua_cm2 = interp_table(int(round(temp_c * 10)), c.plating_derating)
     formation_ua = max(1, min(limit, c.density_to_ua(c.formation_ua_cm2)))
+    plate_ua = max(1, min(limit, c.density_to_ua(plate_ua_cm2)))
     target_uas = c.target_uas()
     nucleation_uas = min(c.nucleation_uas, target_uas)
-    charge_ms = nucleation_uas / nucleation_ua + (target_uas - nucleation_uas) / formation_ua
+    charge_ms = nucleation_uas / nucleation_ua + (target_uas - nucleation_uas) / plate_ua
     verify_uas = target_uas // 1000 * c.verify_cycle_pm
     verify_ms = c.verify_rest_ms + 2 * verify_uas / formation_ua
     return {"charge": (c.boot_settle_ms + charge_ms) / 1000.0, "verify": verify_ms / 1000.0}
 
 
-def formation_timeouts_s(config: Config) -> dict:
+def formation_timeouts_s(config: Config, temp_c: float = 25.0) -> dict:
     """Powered seconds the charge and the verify may take before a run calls the
-    formation unfinished: the plan (planned_formation_s) with a margin."""
-    return {k: TIMEOUT_MARGIN * v + TIMEOUT_ALLOWANCE_S for k, v in planned_formation_s(config).items()}
+    formation unfinished: the plan at temp_c (planned_formation_s) with a margin."""
+    return {k: TIMEOUT_MARGIN * v + TIMEOUT_ALLOWANCE_S for k, v in planned_formation_s(config, temp_c).items()}

@@ -138,7 +138,7 @@ def run_closed_loop(parameters, duty: Protocol | None = None, ambient_c: float =
     boot()
     t_wall = time.perf_counter()
     # Phase 1: boot and formation, the firmware's own business, within its timeouts.
-    limits = formation_timeouts_s(config)
+    limits = formation_timeouts_s(config, bench.ambient_c)
     if formation_timeout_s is not None:
         limits = {"charge": formation_timeout_s, "verify": formation_timeout_s}
     limits = dict(limits)
