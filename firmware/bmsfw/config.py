@@ -179,7 +179,7 @@ class Config:
 
     def charge_unit_uas(self):
         """The unit the tick counts this cell's charge in (bmsfw.ledger: the
-        finest that keeps the target below 2^26 units)."""
+        finest that keeps the target below 2^27 units)."""
         return unit_for(self.target_uas())
 
     def units(self, uas):

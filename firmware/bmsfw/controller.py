@@ -59,7 +59,8 @@ class Controller:
         self.protections = Protections(c)
         self.outputs = Outputs(hal, c)
         self.events = Events(device_id)
-        self.store = Store(hal, (self.ledger, self.outputs), (self, self.formation, self.protections))
+        # the ledger converts its fields (charge pairs); it restores before the controller reads it
+        self.store = Store(hal, (self.outputs,), (self.ledger, self, self.formation, self.protections))
         self.target_uas = c.target_uas()
         self.reserve_uas = c.reserve_uas()
         self._tel = Telemetry(device_id, self.target_uas)
@@ -243,7 +244,7 @@ class Controller:
         f = self.formation
         f.finish(led)
         # writes + 1: the save at the end of this tick belongs to the formation too.
-        self._emit(EV_FORMATION_DONE, "", f.ce_ppm, led.plated_uas, led.inventory_uas,
+        self._emit(EV_FORMATION_DONE, "", f.ce_ppm, led.uas("plated"), led.uas("inventory"),
                    self.store.writes - self._writes_at_formation_start + 1)
 
     def _act_found_formed(self, now_ms, substate):

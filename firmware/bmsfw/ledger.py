@@ -10,9 +10,9 @@
 # long int is heap, and a tick must not allocate. So every charge is kept as a
 # pair [q, r]: q whole *charge units* of unit_uas µA·ms and a remainder
 # 0 <= r < unit_uas. The unit is chosen per cell (Config.charge_unit_uas(): the
-# smallest of UNITS_UAS that keeps the target below 2^26 units), so the tick's
+# finest unit (unit_for) that keeps the target below 2^27 units), so the tick's
 # comparisons and ramps run on q alone, and the pair is still exact. Every
-# unit divides 1 µAh or is a whole number of µAh: µAh totals stay exact too.
+# unit divides 1 µAh: µAh totals stay exact too.
 # Lifetime totals are whole µAh plus a remainder.
 #
 # Cycles: the direction changes only when |current| exceeds a deadband (rest
@@ -28,14 +28,13 @@ from .compat import const
 UAS_PER_UAH = const(3600000)
 
 # The charge units a cell may be counted in (µA·ms), finest first: 1, 10, 100,
-# 1000, 3600, 36000 ... up to 10 µAh (unit_for). Each divides UAS_PER_UAH or is
-# a multiple of it. Not a tuple constant: frozen into a 32-bit image, the ints
-# of a constant tuple from 2^15 up are long-int objects (seen on MicroPython
-# 1.28's unix-32 build), and arithmetic on one allocates.
-UNIT_MAX_UAS = const(36000000)
-# A cell's target stays below this many units: headroom of 16x below 2^30 for
-# sums, the ceiling's margin and ratio_ppm's long division (r * 10 < 2^30).
-UNITS_PER_TARGET_MAX = const(1 << 26)
+# 1000, 3600, 36000 ... up to 1 µAh (unit_for). Each divides UAS_PER_UAH. Not a
+# tuple constant: frozen into a 32-bit image, the ints of a constant tuple from
+# 2^15 up are long-int objects (seen on MicroPython 1.28's unix-32 build), and
+# arithmetic on one allocates.
+# A cell's target stays below this many units (a 100 Ah cell: 1e8 units of 1 µAh):
+# headroom of 8x below 2^30 for sums and the ceiling's margin.
+UNITS_PER_TARGET_MAX = const(1 << 27)
 
 _SMALL = const(0x3FFFFFFF)      # the largest small int on a 32-bit board
 _PIECE_MS = const(4096)         # a longer tick is counted in pieces: mA x ms stays small to 262 A
@@ -45,7 +44,7 @@ def unit_for(target_uas):
     """The charge unit (µA·ms) of a cell whose target inventory is target_uas
     (may be a long int: called once, at construction)."""
     unit = 1
-    while unit < UNIT_MAX_UAS and target_uas // unit >= UNITS_PER_TARGET_MAX:
+    while unit < UAS_PER_UAH and target_uas // unit >= UNITS_PER_TARGET_MAX:
         unit = 3600 if unit == 1000 else unit * 10
     return unit
 
@@ -56,45 +55,51 @@ def to_units(uas, unit_uas):
     return -(-uas // unit_uas)
 
 
-def acc_add(acc, dq, dr, unit):
-    """acc (a [q, r] pair) += (dq, dr), 0 <= dr < unit, in place."""
-    r = acc[1] + dr
-    if r >= unit:
-        r -= unit
-        acc[0] += 1
-    acc[1] = r
-    acc[0] += dq
+_PAIRS = ("plated", "inventory", "cycle_in", "cycle_out")
 
 
-def acc_sub(acc, dq, dr, unit):
-    """acc -= (dq, dr) in place (r stays in 0 .. unit - 1; q may go negative)."""
-    r = acc[1] - dr
-    if r < 0:
-        r += unit
-        acc[0] -= 1
-    acc[1] = r
-    acc[0] -= dq
+def _uas(acc, unit):
+    return acc[0] * unit + acc[1]
 
 
 class Ledger:
-    # The ledger's fields of the persistent record (bmsfw.record.Store copies
-    # them: the *_uas are properties, exact µA·ms ints, long on big cells: a
-    # save allocates anyway). The lifetime remainders below 1 µAh and the
-    # direction are not kept: a reset loses less than 1 µAh of lifetime total
-    # and starts the next cycle afresh.
+    # The ledger's fields of the persistent record (bmsfw.record): save_to and
+    # restore_from convert the pairs to the record's exact µA·ms (long ints on
+    # big cells: a save allocates anyway). The lifetime remainders below 1 µAh
+    # and the direction are not kept: a reset loses less than 1 µAh of lifetime
+    # total and starts the next cycle afresh.
     RECORD_FIELDS = ("plated_uas", "inventory_uas", "cycle_in_uas", "cycle_out_uas", "plated_uah",
                      "stripped_uah", "cycles", "ce_ppm")
 
+    def save_to(self, rec):
+        for name in _PAIRS:
+            setattr(rec, name + "_uas", _uas(getattr(self, name), self.unit_uas))
+        rec.plated_uah = self.plated_uah
+        rec.stripped_uah = self.stripped_uah
+        rec.cycles = self.cycles
+        rec.ce_ppm = self.ce_ppm
+
+    def restore_from(self, rec):
+        for name in _PAIRS:
+            self.set_uas(getattr(self, name), getattr(rec, name + "_uas"))
+        self.plated_uah = rec.plated_uah
+        self.stripped_uah = rec.stripped_uah
+        self.cycles = rec.cycles
+        self.ce_ppm = rec.ce_ppm
+
+    def set_uas(self, acc, uas):
+        """Set a pair to uas µA·ms."""
+        acc[0] = uas // self.unit_uas
+        acc[1] = uas - acc[0] * self.unit_uas
+
     def __init__(self, deadband_ua, cycle_min_uas, unit_uas=1):
-        if UAS_PER_UAH % unit_uas and unit_uas % UAS_PER_UAH:
-            raise ValueError("unit_uas must divide 1 µAh or be whole µAh")
+        if UAS_PER_UAH % unit_uas:
+            raise ValueError("unit_uas must divide 1 µAh")
         self.unit_uas = unit_uas
         self._deadband_ua = deadband_ua
         self._cycle_min_q = to_units(cycle_min_uas, unit_uas)
-        # µAh per unit (units of whole µAh), else units per µAh
-        self._uah_per_q = unit_uas // UAS_PER_UAH
-        self._q_per_uah = UAS_PER_UAH // unit_uas if not self._uah_per_q else 0
-        # mA·ms per unit, for counting currents whose µA x ms passes 2^30 (0: none)
+        self._q_per_uah = UAS_PER_UAH // unit_uas
+        # mA·ms per unit, for currents whose µA x ms passes 2^30 (0: count those in pieces)
         self._unit_mams = unit_uas // 1000 if unit_uas % 1000 == 0 else 0
         self.inventory = [0, 0]       # lithium on the negative electrode (counted)
         self.plated = [0, 0]          # charge plated during formation
@@ -114,21 +119,10 @@ class Ledger:
         self._dq = 0                  # scratch: one piece's charge, units ...
         self._dr = 0                  # ... and remainder
 
-    # --- the exact figures in µA·ms (long ints on big cells: not per tick) ---------
-    def _uas(self, acc):
-        return acc[0] * self.unit_uas + acc[1]
-
-    def _set(self, acc, uas):
-        q = uas // self.unit_uas
-        acc[0] = q
-        acc[1] = uas - q * self.unit_uas
-
-    inventory_uas = property(lambda self: self._uas(self.inventory),
-                             lambda self, v: self._set(self.inventory, v))
-    plated_uas = property(lambda self: self._uas(self.plated), lambda self, v: self._set(self.plated, v))
-    cycle_in_uas = property(lambda self: self._uas(self.cycle_in), lambda self, v: self._set(self.cycle_in, v))
-    cycle_out_uas = property(lambda self: self._uas(self.cycle_out),
-                             lambda self, v: self._set(self.cycle_out, v))
+    def uas(self, name):
+        """The exact µA·ms of the pair `name` ("inventory", "plated", "cycle_in",
+        "cycle_out"): a long int on big cells, so not on the tick path."""
+        return _uas(getattr(self, name), self.unit_uas)
 
     # --- counting ------------------------------------------------------------------
     def add(self, current_ua, dt_ms):
@@ -143,86 +137,95 @@ class Ledger:
         if current_ua == 0:
             return
         mag = current_ua if current_ua > 0 else -current_ua
+        unit = self.unit_uas
+        if dt_ms <= _PIECE_MS and mag <= _SMALL // dt_ms:
+            # the usual tick: the product is a small int
+            p = mag * dt_ms
+            q = p // unit
+            self._count(current_ua > 0, q, p - q * unit)
+            return
+        most = _PIECE_MS
+        if not self._unit_mams and mag > _SMALL // most:
+            # a unit finer than 1 µA·s (a cell below ~19 mAh) at more than 262 mA
+            most = _SMALL // mag
         while dt_ms > 0:
-            piece = dt_ms if dt_ms <= _PIECE_MS else _PIECE_MS
+            piece = dt_ms if dt_ms <= most else most
             dt_ms -= piece
             self._measure(mag, piece)
-            if current_ua > 0:
-                self._count_in()
-            else:
-                self._count_out()
+            self._count(current_ua > 0, self._dq, self._dr)
+
+    def _count(self, charging, dq, dr):
+        """Count (dq units, dr µA·ms) in (charging) or out; inline, no calls:
+        this runs every tick."""
+        unit = self.unit_uas
+        if charging:
+            acc = self.cycle_in
+            life = self._plated_life
+        else:
+            acc = self.cycle_out
+            life = self._stripped_life
+        r = acc[1] + dr
+        if r >= unit:
+            r -= unit
+            acc[0] += 1
+        acc[1] = r
+        acc[0] += dq
+        r = life[1] + dr
+        if r >= unit:
+            r -= unit
+            life[0] += 1
+        life[1] = r
+        n = life[0] + dq
+        per = self._q_per_uah
+        whole = 0
+        if n >= per:
+            whole = n // per
+            n -= whole * per
+        life[0] = n
+        inv = self.inventory
+        if charging:
+            self.plated_uah += whole
+            nq = dq
+            nr = dr
+        else:
+            # minus (dq, dr) is plus (-dq - 1, unit - dr): the remainder stays >= 0
+            self.stripped_uah += whole
+            nq = -dq - 1 if dr else -dq
+            nr = unit - dr if dr else 0
+        r = inv[1] + nr
+        if r >= unit:
+            r -= unit
+            inv[0] += 1
+        inv[1] = r
+        inv[0] += nq
+        if self.forming:
+            acc = self.plated
+            r = acc[1] + nr
+            if r >= unit:
+                r -= unit
+                acc[0] += 1
+            acc[1] = r
+            acc[0] += nq
 
     def _measure(self, mag, dt_ms):
         """mag x dt_ms into (self._dq, self._dr) without forming an int >= 2^30."""
         unit = self.unit_uas
         if mag <= _SMALL // dt_ms:
             p = mag * dt_ms
-            q = p // unit
-            self._dq = q
-            self._dr = p - q * unit
-            return
-        k = self._unit_mams
-        if k:
+        else:
             # mag = ma * 1000 + ua: the mA part in units of k mA·ms, the rest in µA·ms
+            k = self._unit_mams
             ma = mag // 1000
             x = ma * dt_ms
             q = x // k
-            r = (x - q * k) * 1000 + (mag - ma * 1000) * dt_ms
-            n = r // unit
+            p = (x - q * k) * 1000 + (mag - ma * 1000) * dt_ms
+            n = p // unit
             self._dq = q + n
-            self._dr = r - n * unit
+            self._dr = p - n * unit
             return
-        # a unit finer than 1 µA·s (a cell below ~19 mAh) at more than 2^30/dt µA
-        part = _SMALL // mag
-        dq = 0
-        dr = 0
-        while dt_ms > 0:
-            n = part if part < dt_ms else dt_ms
-            dt_ms -= n
-            p = mag * n
-            q = p // unit
-            dq += q
-            dr += p - q * unit
-            if dr >= unit:
-                dr -= unit
-                dq += 1
-        self._dq = dq
-        self._dr = dr
-
-    def _count_in(self):
-        dq = self._dq
-        dr = self._dr
-        unit = self.unit_uas
-        acc_add(self.inventory, dq, dr, unit)
-        acc_add(self.cycle_in, dq, dr, unit)
-        if self.forming:
-            acc_add(self.plated, dq, dr, unit)
-        self.plated_uah += self._life(self._plated_life, dq, dr)
-
-    def _count_out(self):
-        dq = self._dq
-        dr = self._dr
-        unit = self.unit_uas
-        acc_sub(self.inventory, dq, dr, unit)
-        acc_add(self.cycle_out, dq, dr, unit)
-        if self.forming:
-            # Formation's verify cycle strips some of what was plated.
-            acc_sub(self.plated, dq, dr, unit)
-        self.stripped_uah += self._life(self._stripped_life, dq, dr)
-
-    def _life(self, acc, dq, dr):
-        """Add to a lifetime remainder; returns the whole µAh it carried."""
-        acc_add(acc, dq, dr, self.unit_uas)
-        if self._uah_per_q:
-            n = acc[0]
-            acc[0] = 0
-            return n * self._uah_per_q
-        per = self._q_per_uah
-        if acc[0] < per:
-            return 0
-        n = acc[0] // per
-        acc[0] -= n * per
-        return n
+        q = p // unit
+        self._dq = q
+        self._dr = p - q * unit
 
     def _close_cycle(self):
         q_in = self.cycle_in[0]
@@ -231,28 +234,26 @@ class Ledger:
             # Once per cycle (an event): the exact µA·ms may be long ints.
             self.ce_ppm = ratio_ppm(q_out, q_in)
             self.cycles += 1
-            self.last_in_uas = self.cycle_in_uas
-            self.last_out_uas = self.cycle_out_uas
+            self.last_in_uas = self.uas("cycle_in")
+            self.last_out_uas = self.uas("cycle_out")
             self.cycle_closed = True
-        self.cycle_in[0] = 0
-        self.cycle_in[1] = 0
-        self.cycle_out[0] = 0
-        self.cycle_out[1] = 0
+        d = self.direction
+        self.restart_cycle()
+        self.direction = d
 
     def restart_cycle(self):
         """Forget the open cycle (after formation: its 'charge' was the whole
         formation, not a cycle)."""
-        self.cycle_in[0] = 0
-        self.cycle_in[1] = 0
-        self.cycle_out[0] = 0
-        self.cycle_out[1] = 0
+        for acc in (self.cycle_in, self.cycle_out):
+            acc[0] = 0
+            acc[1] = 0
         self.direction = 0
 
     def stripped_uas(self):
-        return self.stripped_uah * UAS_PER_UAH + self._uas(self._stripped_life)
+        return self.stripped_uah * UAS_PER_UAH + _uas(self._stripped_life, self.unit_uas)
 
     def lifetime_plated_uas(self):
-        return self.plated_uah * UAS_PER_UAH + self._uas(self._plated_life)
+        return self.plated_uah * UAS_PER_UAH + _uas(self._plated_life, self.unit_uas)
 
 
 def per_mille(value, of):
@@ -269,7 +270,10 @@ def per_mille(value, of):
 
 def ratio_ppm(num, den):
     """num / den in ppm, rounded down, clamped to 0 .. 10^7, by long division:
-    no int beyond 10 x den forms (den < 2^26 keeps it small)."""
+    no int beyond 10 x den forms (a den from 2^26 up is first divided by 16)."""
+    if den >= 67108864:
+        num >>= 4
+        den >>= 4
     if num <= 0 or den <= 0:
         return 0
     whole = num // den

@@ -82,8 +82,8 @@ class Telemetry:
         f["dvl_mv"] = out.dvl_mv
         f["ccl_ua"] = out.ccl_ua
         f["dcl_ua"] = out.dcl_ua
-        f["plated_uas"] = led.plated_uas
-        f["inventory_uas"] = led.inventory_uas
+        f["plated_uas"] = led.uas("plated")
+        f["inventory_uas"] = led.uas("inventory")
         f["soc_pm"] = out.soc_pm
         f["formation_pm"] = out.formation_pm
         f["ce_ppm"] = led.ce_ppm

@@ -109,13 +109,13 @@ def probe(size, name):
     if SABOTAGE:
         # the ledger counted in plain µA·ms, as before charge units: long ints on big cells
         led = c.ledger
-        inv = led.inventory_uas
-        plated = led.plated_uas
+        inv = led.uas("inventory")
+        plated = led.uas("plated")
         led.unit_uas = 1
         led._unit_mams = 0
         led._q_per_uah = 3600000
-        led.inventory_uas = inv
-        led.plated_uas = plated
+        led.set_uas(led.inventory, inv)
+        led.set_uas(led.plated, plated)
     for i in range(warm):
         hal.t_ms += 1000
         if req_pm and c.state == "READY":
