@@ -141,35 +141,34 @@ class Ledger:
         if dt_ms <= _PIECE_MS and mag <= _SMALL // dt_ms:
             # the usual tick: the product is a small int
             p = mag * dt_ms
-            q = p // unit
-            self._count(current_ua > 0, q, p - q * unit)
-            return
-        most = _PIECE_MS
-        if not self._unit_mams and mag > _SMALL // most:
-            # a unit finer than 1 µA·s (a cell below ~19 mAh) at more than 262 mA
-            most = _SMALL // mag
-        while dt_ms > 0:
-            piece = dt_ms if dt_ms <= most else most
-            dt_ms -= piece
-            self._measure(mag, piece)
-            self._count(current_ua > 0, self._dq, self._dr)
-
-    def _count(self, charging, dq, dr):
-        """Count (dq units, dr µA·ms) in (charging) or out; inline, no calls:
-        this runs every tick."""
-        unit = self.unit_uas
-        if charging:
-            acc = self.cycle_in
-            life = self._plated_life
+            dq = p // unit
+            dr = p - dq * unit
         else:
-            acc = self.cycle_out
-            life = self._stripped_life
+            most = _PIECE_MS
+            if not self._unit_mams and mag > _SMALL // most:
+                # a unit finer than 1 µA·s (a cell below ~19 mAh) at more than 262 mA
+                most = _SMALL // mag
+            dq = 0
+            dr = 0
+            while dt_ms > 0:
+                piece = dt_ms if dt_ms <= most else most
+                dt_ms -= piece
+                self._measure(mag, piece)
+                dq += self._dq
+                dr += self._dr
+                if dr >= unit:
+                    dr -= unit
+                    dq += 1
+        # Count (dq units, dr µA·ms) in or out: inline, this runs every tick.
+        charging = current_ua > 0
+        acc = self.cycle_in if charging else self.cycle_out
         r = acc[1] + dr
         if r >= unit:
             r -= unit
             acc[0] += 1
         acc[1] = r
         acc[0] += dq
+        life = self._plated_life if charging else self._stripped_life
         r = life[1] + dr
         if r >= unit:
             r -= unit
@@ -182,30 +181,31 @@ class Ledger:
             whole = n // per
             n -= whole * per
         life[0] = n
-        inv = self.inventory
         if charging:
             self.plated_uah += whole
-            nq = dq
-            nr = dr
         else:
             # minus (dq, dr) is plus (-dq - 1, unit - dr): the remainder stays >= 0
             self.stripped_uah += whole
-            nq = -dq - 1 if dr else -dq
-            nr = unit - dr if dr else 0
-        r = inv[1] + nr
+            if dr:
+                dq = -dq - 1
+                dr = unit - dr
+            else:
+                dq = -dq
+        acc = self.inventory
+        r = acc[1] + dr
         if r >= unit:
             r -= unit
-            inv[0] += 1
-        inv[1] = r
-        inv[0] += nq
+            acc[0] += 1
+        acc[1] = r
+        acc[0] += dq
         if self.forming:
             acc = self.plated
-            r = acc[1] + nr
+            r = acc[1] + dr
             if r >= unit:
                 r -= unit
                 acc[0] += 1
             acc[1] = r
-            acc[0] += nq
+            acc[0] += dq
 
     def _measure(self, mag, dt_ms):
         """mag x dt_ms into (self._dq, self._dr) without forming an int >= 2^30."""
