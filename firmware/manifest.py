@@ -37,6 +37,8 @@ package(
         "limits.py",
         "protections.py",
         "ledger.py",
+        "estimator.py",
+        "crack_watch.py",
         "record.py",
         "telemetry.py",
         "boot_detect.py",

@@ -104,6 +104,35 @@ class Config:
     crack_missing_pm = 250          # discharge hit DVL with > 25 % of target still counted
     rest_ua = 5                     # |current| below this counts as rest (OCV checks)
 
+    # --- estimator (bmsfw.estimator, bmsfw.crack_watch; docs/firmware.md "Estimator") ---
+    # Charge plated that the electrode does not keep as lithium metal, ppm:
+    # the cell's characterised coulombic loss, the prior until a discharge
+    # knee measures it. D111: 0.5 % ends as dead lithium (the seed's strip,
+    # the twin's plating_loss_fraction). Charge the catholyte does not give
+    # (its side reactions near Li2S12, ~0.05 %) the voltage anchors see and
+    # correct (bmsfw.crack_watch), so it is not counted here.
+    plating_loss_ppm = 5000
+    plating_loss_unc_ppm = 1500     # its uncertainty before a knee (cell-to-cell spread ±30 %)
+    plating_loss_min_unc_ppm = 300  # what knees leave of it at best
+    meas_unc_ppm = 200              # counting uncertainty per charge moved (shunt gain error, in-out cancels most)
+    offset_unc_na = 30              # shunt zero left after learning it at boot (8 samples), nA
+    knee_bound_nah = 300            # inventory bound after a knee: what is left when the voltage falls
+    catholyte_s_uah = 2412          # sulfur as the Li (µAh) that makes it Li2S2: 3 mol/L x 30 µL (d111)
+    # The catholyte's voltage against its Li:S ratio (seed Figure 5; the twin's
+    # [ocv] table), (x per mille, mV): where it has slope, a voltage change at
+    # the same count is lithium the ledger did not count (bmsfw.crack_watch).
+    ocv_table = ((0, 2500), (50, 2450), (125, 2400), (200, 2370), (250, 2330), (300, 2220),
+                 (400, 2130), (700, 2100), (1000, 2050), (1150, 1900), (1400, 1720), (2000, 1500))
+    ocv_min_slope_uv = 100          # µV per x per mille: flatter than this, the voltage is not read
+    catholyte_max_x_pm = 1000       # the catholyte's lower end: Li:S 1 (Li2S2), below it insoluble Li2S
+    crack_anchor_ms = 600000        # a constant-current segment leaves its voltage anchor 10 min in
+    crack_cath_tol_nah = 1500       # anchors correct the count when 1.5 µAh apart at most ...
+    crack_suspect_tol_nah = 10000   # ... and suspect a crack up to 10 µAh apart (through the slope)
+    crack_suspect_uv = 300          # an anchor reading 0.3 mV low: ledger and voltage disagree
+    crack_settle_ms = 150000        # a rest settles (RC pair ~20 s) before its voltage is watched
+    crack_window_ms = 300000        # ... then must not fall by crack_drift_uv in 5 min
+    crack_drift_uv = 160            # the shoulder's self-discharge of a crack: ~0.3-0.6 mV in 5 min
+
     # --- timing and persistence ------------------------------------------------
     tick_ms = 1000                  # nominal tick (the controller measures real dt)
     # Relay open this long before the boot OCV is read; it is also when the
@@ -148,6 +177,9 @@ class Config:
         if self.lithium_reserve_uah < 0 or self.lithium_reserve_uah >= self.target_inventory_uah:
             raise ConfigError("lithium_reserve_uah", self.lithium_reserve_uah,
                               "must be >= 0 and below target_inventory_uah")
+        if self.target_inventory_uah > 1000000:
+            # the estimator counts nAh in small ints (bmsfw.estimator): 1 Ah is 1e9 < 2**30
+            raise ConfigError("target_inventory_uah", self.target_inventory_uah, "must be <= 1000000 (estimator nAh)")
         if self.current_max_ua > self.source_max_ua:
             raise ConfigError("current_max_ua", self.current_max_ua, "must be <= source_max_ua")
         if self.discharge_cutoff_mv >= self.charge_cutoff_mv:

@@ -18,7 +18,9 @@ from .calibration import FrontEnd
 from .commands import check, request_error
 from .compat import ticks_diff
 from .config import Config
+from .crack_watch import CrackWatch
 from .errors import FieldError
+from .estimator import Estimator
 from .formation import Formation
 from .ledger import Ledger
 from .outputs import Outputs
@@ -53,14 +55,17 @@ class Controller:
         self.device_id = device_id
         # the parts
         self.fe = FrontEnd(hal, c)
-        self.meas = Measurements(c.units(c.reserve_uas()))
+        self.meas = Measurements(c.units(c.reserve_uas()), c.lithium_reserve_uah * 1000)
         self.ledger = Ledger(c.cycle_deadband_ua, c.cycle_min_uas, c.charge_unit_uas())
+        self.est = Estimator(c)
+        self.crack = CrackWatch(c, self.fe.bits, self.fe.vref_mv)
+        self._at_knee = False           # this discharge's knee was judged
         self.formation = Formation(c)
         self.protections = Protections(c)
         self.outputs = Outputs(hal, c)
         self.events = Events(device_id)
         # the ledger converts its fields (charge pairs); it restores before the controller reads it
-        self.store = Store(hal, (self.outputs,), (self.ledger, self, self.formation, self.protections))
+        self.store = Store(hal, (self.outputs,), (self.ledger, self, self.formation, self.protections, self.est))
         self.target_uas = c.target_uas()
         self.reserve_uas = c.reserve_uas()
         self._tel = Telemetry(device_id, self.target_uas)
@@ -128,17 +133,24 @@ class Controller:
         # Count only while the relay connected the cell: an open relay's shunt
         # offset is not lithium.
         led = self.ledger
+        est = self.est
         if out.relay_closed:
             led.add(m.current_ua, dt_ms)
+            est.add(m.current_ua, dt_ms)
             if led.cycle_closed:
                 self._cycle_closed()
-        m.judged_in(self.state, self.formation.plateau_seen, led.inventory[0], out)
+        m.judged_in(self.state, self.formation.plateau_seen, led.inventory[0], out, est.low_nah())
         prot = self.protections
         prot.check(m, now, dt_ms)
         if prot.tripped or prot.cleared:
             # Report first (and go to FAULT on a latch), then step the state:
             # an inhibit that ended this tick is cleared before formation starts.
             self._handle_trips()
+        if self.state == READY:
+            self._watch(m, dt_ms)
+        else:
+            self.crack.reset()
+            self._at_knee = False
         if not prot.tripped & prot.mask:
             prot.tripped = 0
             self._step_state(now)
@@ -146,7 +158,7 @@ class Controller:
                 # raised by the step itself: boot detection, formation
                 self._handle_trips()
         out.update(now, self.state, self.substate, m, led, self.formation,
-                   bool(prot.inhibit_mask & UT_BIT), prot.dis_hit_dvl)
+                   bool(prot.inhibit_mask & UT_BIT), prot.dis_hit_dvl, est, self.crack.hold_rest)
         if self.state == READY:
             sp = out.setpoint_ua
             sub = CHARGING if sp > 0 else DISCHARGING if sp < 0 else RESTING
@@ -243,6 +255,7 @@ class Controller:
         led = self.ledger
         f = self.formation
         f.finish(led)
+        self.est.formed(led.uas("plated"))
         # writes + 1: the save at the end of this tick belongs to the formation too.
         self._emit(EV_FORMATION_DONE, "", f.ce_ppm, led.uas("plated"), led.uas("inventory"),
                    self.store.writes - self._writes_at_formation_start + 1)
@@ -277,9 +290,38 @@ class Controller:
     def _cycle_closed(self):
         led = self.ledger
         self._emit(EV_CYCLE, "", led.ce_ppm, led.last_in_uas, led.last_out_uas, led.cycles)
-        # A discharge that ended on DVL measured what the cell could give back.
-        if self.protections.dis_hit_dvl and led.ce_ppm < self.config.crack_ce_ppm and self.state == READY:
-            self.protections.trip(CRACK_SUSPECTED, "cycle CE %d ppm" % led.ce_ppm)
+        # A discharge that ended on DVL measured what the cell could give back;
+        # a shortfall the estimator's loss explains (within its bound) is no crack.
+        if self.protections.dis_hit_dvl and led.ce_ppm < self.config.crack_ce_ppm and self.state == READY \
+                and self.est.knee_excess_nah > 0:
+            self._crack("cycle CE %d ppm" % led.ce_ppm)
+
+    def _watch(self, m, dt_ms):
+        """READY: the knee (a discharge that ran into DVL) and the crack watch."""
+        est = self.est
+        if self.protections.dis_hit_dvl:
+            if not self._at_knee:
+                self._at_knee = True
+                if est.at_knee() > 0:
+                    # more missing than the bound: a rest's voltage decides
+                    self.crack.request_rest()
+                self._dirty = True
+        else:
+            self._at_knee = False
+        cw = self.crack
+        cw.step(self.fe.vcell_counts, self.outputs.prev_setpoint_ua, m.current_ua, est, m.temp_dc, dt_ms)
+        if cw.found:
+            cw.found = False
+            self._crack("self-discharge at rest (anchor %d uV low)" % cw.suspect_uv)
+
+    def _crack(self, detail):
+        # Latched and reported at once: a trip outside Protections.check() is
+        # otherwise cleared by the next check() before anyone reports it.
+        prot = self.protections
+        prot.tripped = 0                # what check() tripped is reported already
+        prot.cleared = 0
+        if prot.trip(CRACK_SUSPECTED, detail):
+            self._handle_trips()
 
     def _outputs_off(self):
         self._form_requested = False

@@ -30,6 +30,14 @@ class Outputs:
         self._ceiling_q = ceiling if ceiling < supply else supply
         self._charge_taper_q = step * (c.charge_taper_pm + c.charge_margin_pm)
         self._reserve_taper_q = step * c.reserve_taper_pm
+        # the same in nAh, for the estimator's figures (bmsfw.estimator)
+        step_nah = c.target_inventory_uah
+        ceiling_nah = c.target_inventory_uah * 1000 + step_nah * c.charge_margin_pm
+        supply_nah = c.lithium_supply_uah * 1000
+        self._ceiling_nah = ceiling_nah if ceiling_nah < supply_nah else supply_nah
+        self._charge_taper_nah = step_nah * (c.charge_taper_pm + c.charge_margin_pm)
+        self._reserve_nah = c.lithium_reserve_uah * 1000
+        self._reserve_taper_nah = step_nah * c.reserve_taper_pm
         self._charge_floor_dc = limits.charge_floor_dc(c.charge_min_temp_dc, c.plating_derating,
                                                       c.temp_accuracy_dc)
         # published limits
@@ -77,9 +85,12 @@ class Outputs:
         if duration_s is not None:
             self._deadline_ms = ticks_add(now_ms, duration_s * 1000)
 
-    def update(self, now_ms, state, substate, m, ledger, formation, cold, dis_hit_dvl):
+    def update(self, now_ms, state, substate, m, ledger, formation, cold, dis_hit_dvl, est=None, hold=False):
         """One tick's limits and outputs. m: this tick's Measurements; cold:
-        the UNDER_TEMPERATURE inhibit; dis_hit_dvl: a discharge ended on DVL.
+        the UNDER_TEMPERATURE inhibit; dis_hit_dvl: a discharge ended on DVL;
+        est: the Estimator (READY's limits: DCL keeps its pessimistic side,
+        the low inventory, above the reserve; CCL its estimate below the ceiling);
+        hold: the crack watch's rest (READY: CCL and DCL 0).
         FORMING takes formation's request, READY the duty request."""
         c = self._c
         if state == READY and self._deadline_set and ticks_diff(now_ms, self._deadline_ms) >= 0:
@@ -95,7 +106,24 @@ class Outputs:
         else:
             self._ramp_mv += (m.cell_mv - self._ramp_mv + 2) // 4
         v = self._ramp_mv
-        if operating:
+        use_est = est is not None and state == READY
+        if use_est and hold:
+            operating_limits = False
+        else:
+            operating_limits = operating
+        if operating_limits and use_est:
+            # CCL on the estimate itself: the bound, mostly the loss's
+            # uncertainty, would otherwise lower the top of charge by all of it
+            # (65 µAh after 1,000 D111 cycles); the 1 % margin covers the count.
+            ccl = limits.ccl_ua(self.plate_base_ua(m, cold), est.li_nah, self._ceiling_nah,
+                                self._charge_taper_nah, v, self.cvl_mv, c.cv_taper_mv,
+                                self.user_ccl_ua)
+            base = 0
+            if not m.ntc_fault and not dis_hit_dvl:
+                base = c.density_to_ua(limits.interp_table(m.temp_dc, c.discharge_derating))
+            dcl = limits.dcl_ua(base, est.low_nah(), self._reserve_nah, self._reserve_taper_nah,
+                                v, self.dvl_mv, c.dv_taper_mv, self.user_dcl_ua)
+        elif operating_limits:
             ccl = limits.ccl_ua(self.plate_base_ua(m, cold), inv, self._ceiling_q,
                                 self._charge_taper_q, v, self.cvl_mv, c.cv_taper_mv,
                                 self.user_ccl_ua)
@@ -134,12 +162,20 @@ class Outputs:
         if operating != self.relay_closed:
             self.relay_closed = operating
             self._hal.set_relay(operating)
-        if operating:
+        if use_est:
+            self.soc_pm = est.soc_pm()
+            self.formation_pm = 1000
+        elif operating:
             self.soc_pm = per_mille(inv, self.target_q)
             self.formation_pm = 1000 if state == READY else formation.progress_pm(substate, ledger.plated[0])
         else:
             formed = formation.formed
-            self.soc_pm = per_mille(inv, self.target_q) if formed else 0
+            if not formed:
+                self.soc_pm = 0
+            elif est is not None:
+                self.soc_pm = est.soc_pm()
+            else:
+                self.soc_pm = per_mille(inv, self.target_q)
             self.formation_pm = 1000 if formed else formation.progress_pm(NONE, ledger.plated[0])
 
     def off(self):

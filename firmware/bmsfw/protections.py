@@ -63,7 +63,7 @@ _VOLTAGE_GROUP = (1 << _NO_CELL) | (1 << _SHORT) | (1 << _OVERVOLTAGE) | (1 << _
 # controller and filled in place every tick (no allocation): check() and
 # cause_present() read only this.
 class Measurements:
-    def __init__(self, reserve_q=0):
+    def __init__(self, reserve_q=0, reserve_nah=0):
         # readings (read())
         self.cell_mv = 0
         self.current_ua = 0
@@ -81,14 +81,18 @@ class Measurements:
         self.dvl_mv = 0
         self.inventory_q = 0            # counted lithium (ledger), charge units
         self.reserve_q = reserve_q      # the lithium reserve (Config), charge units
+        self.li_low_nah = 0             # the estimator's pessimistic lithium (bmsfw.estimator)
+        self.reserve_nah = reserve_nah
         self._vcell_before_step = 0     # VCELL counts of the previous tick
         self._stuck_steps = 0           # consecutive current steps VCELL did not answer
 
-    def judged_in(self, state, plateau_seen, inventory_q, out):
+    def judged_in(self, state, plateau_seen, inventory_q, out, li_low_nah=0):
         """The context of this tick's readings: the state, the counted
-        inventory, and the last tick's setpoint and limits (out: Outputs)."""
+        inventory, the estimator's pessimistic lithium, and the last tick's
+        setpoint and limits (out: Outputs)."""
         self.state = state
         self.inventory_q = inventory_q
+        self.li_low_nah = li_low_nah
         self.lithium_present = state == READY or (state == FORMING and plateau_seen)
         self.charging_li = self.lithium_present and out.prev_setpoint_ua > 0
         self.prev_setpoint_ua = out.prev_setpoint_ua
@@ -154,8 +158,7 @@ class Protections:
         # below this reading it is too cold to charge (limits.charge_floor_dc)
         self._cold_dc = charge_floor_dc(c.charge_min_temp_dc, c.plating_derating, c.temp_accuracy_dc)
         self._uv_mv = c.discharge_cutoff_mv - c.uv_margin_mv
-        self._missing_q = c.units(c.target_uas()) // 1000 * c.crack_missing_pm
-        self._unit_uas = c.charge_unit_uas()
+        self._missing_nah = c.target_inventory_uah * c.crack_missing_pm
         self._debounce_ms = [0] * len(FAULTS)
         for row in PROTECTIONS:
             if row[1]:
@@ -251,7 +254,10 @@ class Protections:
         self._cond(_OVERVOLTAGE, self._ov_mv < cell_mv <= c.no_cell_mv, now_ms, "above charge cutoff + margin")
         # CRACK_SUSPECTED: (a) the plating voltage drops suddenly;
         #   (b) the OCV of a cell with lithium to spare collapses at rest;
-        #   (c) discharge reaches DVL with far more lithium counted than came back
+        #   (c) discharge reaches DVL with far more lithium estimated than came back.
+        # "Lithium to spare" is the estimator's pessimistic side above the
+        # reserve: an empty cell the ledger misreads (lost lithium it never
+        # counted) is not a crack (the knee corrects the estimate, bmsfw.estimator).
         crack = False
         if m.state == READY and current_ua <= -c.rest_ua and cell_mv <= m.dvl_mv + DVL_REACHED_MV:
             # The discharge ran into DVL: the cell is empty whatever the ledger
@@ -261,13 +267,13 @@ class Protections:
             if m.charging_li and self.ref_mv - cell_mv > c.crack_drop_mv:
                 crack = True
                 self.detail = "plating voltage fell %d mV" % (self.ref_mv - cell_mv)
-            elif m.state == READY and m.inventory_q > m.reserve_q:
+            elif m.state == READY and m.li_low_nah > m.reserve_nah:
                 if rest and cell_mv < c.discharge_cutoff_mv:
                     crack = True
                     self.detail = "OCV collapsed to %d mV" % cell_mv
-                elif self.dis_hit_dvl and m.inventory_q - m.reserve_q > self._missing_q:
+                elif self.dis_hit_dvl and m.li_low_nah - m.reserve_nah > self._missing_nah:
                     crack = True
-                    self.detail = "DVL reached with %d uAs counted" % (m.inventory_q * self._unit_uas)
+                    self.detail = "DVL reached with %d nAh estimated" % m.li_low_nah
         self._cond(_CRACK, crack, now_ms, None)
         # UNDERVOLTAGE: a formed cell pulled below the cutoff under discharge
         self._cond(_UNDERVOLTAGE, li and current_ua <= -c.rest_ua and cell_mv < self._uv_mv, now_ms,

@@ -17,7 +17,7 @@ from .compat import crc32
 from .errors import FieldError
 from .states import FAULTS, STATES, SUBSTATES
 
-VERSION = 1
+VERSION = 2
 
 FIELDS = (
     # name, struct code, default
@@ -41,6 +41,14 @@ FIELDS = (
     ("user_dvl_mv", "i", -1),
     ("user_ccl_ua", "i", -1),
     ("user_dcl_ua", "i", -1),
+    # bmsfw.estimator (nAh, ppm)
+    ("li_nah", "i", 0),
+    ("bound_nah", "i", 0),
+    ("cath_nah", "i", 0),
+    ("loss_ppm", "i", 0),
+    ("loss_unc_ppm", "i", 0),
+    ("knees", "I", 0),
+    ("qin_nah", "i", 0),
 )
 
 

@@ -28,6 +28,11 @@ TELEMETRY_FIELDS = (
     ("inventory_uas", "q"),
     ("target_uas", "q"),
     ("soc_pm", "i"),
+    ("soc_bound_pm", "i"),       # bmsfw.estimator: SOC is soc_pm ± this
+    ("li_nah", "i"),             # estimated lithium on the electrode, nAh
+    ("li_bound_nah", "i"),       # ... ± this
+    ("catholyte_x_pm", "i"),     # estimated Li:S of the catholyte, per mille (1000 = Li2S2)
+    ("loss_ppm", "i"),           # lithium lost per charge plated (learnt at knees)
     ("formation_pm", "i"),
     ("ce_ppm", "i"),
     ("faults", "H"),
@@ -85,6 +90,12 @@ class Telemetry:
         f["plated_uas"] = led.uas("plated")
         f["inventory_uas"] = led.uas("inventory")
         f["soc_pm"] = out.soc_pm
+        est = c.est
+        f["soc_bound_pm"] = est.soc_bound_pm()
+        f["li_nah"] = est.li_nah
+        f["li_bound_nah"] = est.bound_nah
+        f["catholyte_x_pm"] = est.x_pm()
+        f["loss_ppm"] = est.loss_ppm
         f["formation_pm"] = out.formation_pm
         f["ce_ppm"] = led.ce_ppm
         f["event_seq"] = c.events.seq

@@ -181,7 +181,7 @@ class Measurements(protections.Measurements):
     (inventory_uas: converted to the default Config's charge units)."""
 
     def __init__(self, **kw):
-        protections.Measurements.__init__(self, d111_units(5 * UAS_PER_UAH))
+        protections.Measurements.__init__(self, d111_units(5 * UAS_PER_UAH), 5000)
         self.cell_mv = 2300
         self.temp_dc = 250
         self.ccl_ua = 100
@@ -197,6 +197,10 @@ class Measurements(protections.Measurements):
             if not hasattr(self, k):
                 raise AttributeError("Measurements has no field %s" % k)
             setattr(self, k, kw[k])
+        if "li_low_nah" not in kw:
+            # the estimator's pessimistic lithium: the count, unless a test says otherwise
+            from bmsfw.config import Config
+            self.li_low_nah = self.inventory_q * Config().charge_unit_uas() // 3600
 
 
 def run(ctrl, hal, seconds, dt_ms=1000, until=None):

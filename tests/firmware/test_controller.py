@@ -226,7 +226,10 @@ def test_discharge_that_reaches_dvl_is_closed_until_charged():
     ctrl.request_current_ua(-100)
     run(ctrl, hal, 5)
     assert hal.setpoint_ua == 0                          # empty by voltage ...
-    assert ctrl.faults == ("CRACK_SUSPECTED",)           # ... with half the target counted: lithium lost
+    # ... with half the target counted: not a fault by itself (an empty cell
+    # whose loss was misjudged looks the same); the estimate learns from the
+    # knee and the crack watch holds a rest whose voltage decides
+    assert ctrl.faults == () and ctrl.est.li_nah == 0 and ctrl.crack.rests == 1
     ctrl2, hal2 = ready(inventory_pm=60)                 # 1.2 µAh counted: near the reserve
     hal2.cell.voltage_fn = lambda cell, i: 2005 if i < 0 else 2300 + i // 2
     ctrl2.request_current_ua(-100)
@@ -237,7 +240,9 @@ def test_discharge_that_reaches_dvl_is_closed_until_charged():
     assert ctrl2.dcl_ua == 0                             # still closed at rest, voltage recovered
     ctrl2.request_current_ua(50)
     run(ctrl2, hal2, 5)
-    assert ctrl2.dcl_ua > 0                              # charged again: open
+    assert ctrl2.dcl_ua == 0                             # the knee said empty: 0.07 µAh is not above the reserve
+    run(ctrl2, hal2, 300)
+    assert ctrl2.dcl_ua > 0                              # charged past the reserve again: open
 
 
 def test_discharge_stops_at_the_lithium_reserve():
@@ -361,8 +366,10 @@ def test_steady_state_tick_allocates_nothing():
         for stat in after.compare_to(before, "filename"):
             if "bmsfw" in str(stat.traceback):
                 grown += stat.size_diff
-        # a few bytes of int churn, not 500 ticks' worth of anything
-        assert grown <= 256, grown
+        # a few bytes of int churn (each int attribute above 256 holds one
+        # object: the estimator's and crack watch's remainders add some), not
+        # 500 ticks' worth of anything
+        assert grown <= 512, grown
     else:
         # MicroPython: small ints are not objects; a tick must not take a
         # single byte of heap (no gc.collect() here: the heap must not move).

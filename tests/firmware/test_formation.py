@@ -34,7 +34,7 @@ def test_whole_formation_reaches_ready_with_target_inventory():
     assert abs(ctrl.ledger.uas("inventory") - TARGET) <= TARGET // 200
     assert abs(hal.cell.li_uas - ctrl.ledger.uas("inventory")) <= 2 * 100 * 1000
     tel = ctrl.telemetry()
-    assert tel["formation_pm"] == 1000 and tel["soc_pm"] >= 995
+    assert tel["formation_pm"] == 1000 and tel["soc_pm"] >= 990    # less the 0.5 % plating loss the estimator takes
     assert tel["dcl_ua"] > 0                              # discharge allowed once verified
     # saved about every 0.25 % of target, plus each event
     assert 390 <= done["writes"] <= 430, done["writes"]

@@ -51,22 +51,25 @@ def test_round_trip_keeps_every_field():
     data = r.encode()
     assert isinstance(data, bytes) and len(data) == record.SIZE
     back = Record.decode(data)
-    assert len(_names()) == 20
+    assert len(_names()) == 27
     for name in ("state", "substate", "resume_state", "resume_substate", "flags", "fault_mask",
                  "plated_uas", "inventory_uas", "cycle_in_uas", "cycle_out_uas", "plated_uah",
                  "stripped_uah", "event_seq", "writes", "cycles", "ce_ppm", "user_cvl_mv",
-                 "user_dvl_mv", "user_ccl_ua", "user_dcl_ua"):
+                 "user_dvl_mv", "user_ccl_ua", "user_dcl_ua", "li_nah", "bound_nah", "cath_nah",
+                 "loss_ppm", "loss_unc_ppm", "knees", "qin_nah"):
         assert getattr(back, name) == getattr(r, name), name
 
 
-def test_the_bytes_of_a_known_record_are_those_of_version_1():
-    assert record.VERSION == 1 and record.SIZE == 84
-    assert _full().encode() == unhexlify(FULL_V1_HEX)
-    back = Record.decode(unhexlify(FULL_V1_HEX))
-    assert back.encode() == unhexlify(FULL_V1_HEX)
-    # the defaults: everything 0, the four user limits -1 (none)
+def test_the_bytes_of_a_known_record_are_those_of_version_2():
+    # version 2 = version 1's bytes, then the estimator's seven 32-bit fields
+    assert record.VERSION == 2 and record.SIZE == 84 + 28
+    v1_body = unhexlify(FULL_V1_HEX)[1:-4]
+    assert _full().encode()[1:80] == v1_body
+    data = _full().encode()
+    assert Record.decode(data).encode() == data
+    # the defaults: everything 0, the four user limits -1 (none), the estimator's 0
     fresh = Record().encode()
-    assert fresh[:-4] == unhexlify("01" + "00" * 63 + "ff" * 16)
+    assert fresh[:-4] == unhexlify("02" + "00" * 63 + "ff" * 16 + "00" * 28)
     for field in record.FIELDS:
         assert getattr(Record(), field[0]) == field[2], field
 

@@ -52,8 +52,8 @@ def test_sizes_match_the_formats():
     assert lc.REPLY_SIZE == struct.calcsize(lc.REPLY_FMT)
     assert lc.TICK_SIZE == 11 and lc.BOOT_SIZE == 7
     assert lc.MAX_FRAME == lc.OVERHEAD + lc.MAX_PAYLOAD
-    # 5 link fields, 19 telemetry fields, then one u16 per firmware link counter
-    assert len(struct.unpack(lc.REPLY_FMT, bytes(lc.REPLY_SIZE))) == 5 + 19 + len(lc.LINK_COUNTERS)
+    # 5 link fields, 24 telemetry fields (5 of the estimator), then one u16 per firmware link counter
+    assert len(struct.unpack(lc.REPLY_FMT, bytes(lc.REPLY_SIZE))) == 5 + 24 + len(lc.LINK_COUNTERS)
     assert lc.REPLY_FMT.endswith("H" * len(lc.LINK_COUNTERS))
 
 
