@@ -132,7 +132,7 @@ def main(board=board_config):
         # The twin owns time: the controller is built on the twin's boot TICK
         # (its record, its clock) and ticks once per TICK. No JSON lines here:
         # the frames go over the link (and the USB port may be the link).
-        from bmsfw.link_hal import boot, serve
+        from bmsfw.link_serve import boot, serve
 
         controller = boot(hal, config, did)
         if controller is not None:

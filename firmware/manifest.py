@@ -58,4 +58,4 @@ if options.board_hal:
 # a board's main.py calls link_hal itself, but the file is small and keeps the
 # component whole.
 if options.link_hal:
-    package("bmsfw", files=("link_hal.py", "link_codec.py", "link_main.py"), base_path=".")
+    package("bmsfw", files=("link_hal.py", "link_codec.py", "link_serve.py", "link_main.py"), base_path=".")

@@ -183,6 +183,12 @@ class Cell:
         core.check(lib.cell_lithium_total_mol(self.state, out), "cell_lithium_total_mol")
         return out[0]
 
+    def lithium_change(self, start_mol: float) -> float:
+        """The change of the cell's total lithium since start_mol, relative to it (round-off
+        only, the model conserves lithium); absolute, in mol, for a cell that held none."""
+        change = abs(self.lithium_total_mol - start_mol)
+        return change / start_mol if start_mol > 0.0 else change
+
     @property
     def li_to_s(self) -> float:
         """Li:S atom ratio of the dissolved catholyte (0 = S8, 0.25 = Li2S8, 1 = Li2S2)."""

@@ -204,6 +204,11 @@ def check_hil(args) -> None:
     options.at_least("--baud", args.baud, 1, "a baud rate")
     options.positive("--reply-timeout-s", args.reply_timeout_s)
     options.positive("--boot-timeout-s", args.boot_timeout_s)
+    for name in ("retry_min_ms", "retry_max_ms", "write_timeout_s", "reconnect_s", "frame_gap_ms"):
+        if getattr(args, name) is not None:
+            options.positive("--" + name.replace("_", "-"), getattr(args, name), name.rsplit("_", 1)[1])
+    if args.retry_min_ms > args.retry_max_ms:
+        raise options.OptionError("--retry-max-ms", args.retry_max_ms, "at least --retry-min-ms expected")
     if args.duration_s is not None:
         options.positive("--duration-s", args.duration_s)
     load_cell(args.cell)

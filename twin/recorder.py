@@ -144,8 +144,7 @@ def summarize(bench: Bench, recorder: Recorder, formation: FormationWatch, final
         "retained_fraction": returned / charged if charged > 0 else None,
         "lithium_lost_uAh": cell.lithium_lost_uAh,
         # relative change of the twin's total lithium over the run: round-off only
-        "lithium_conservation_error": abs(cell.lithium_total_mol - recorder.lithium_start_mol)
-        / recorder.lithium_start_mol,
+        "lithium_conservation_error": cell.lithium_change(recorder.lithium_start_mol),
         "plated_uAh_end": cell.plated_uAh,
         "final_voltage_V": cell.voltage_V,
         "record_writes": bench.board.record_writes,

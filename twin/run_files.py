@@ -74,4 +74,6 @@ def write_run_outputs(result: RunResult, out_dir: Path, title: str = "") -> list
     summary = dict(result.summary, cycles=result.cycles)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     written = [out_dir / name for name in ("timeseries.csv", "events.jsonl", "summary.json")]
+    if not result.rows:
+        return written      # nothing ran (e.g. no firmware came over HIL): no plots to draw
     return written + plots.write_all(plots.RunSeries.of_run(result), out_dir, title or "bms-twin closed loop")

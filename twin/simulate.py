@@ -256,8 +256,7 @@ class _OpenLoop:
             "retained_fraction": returned_uAh / charged_uAh if charged_uAh > 0 else None,
             "formation_uAh": self.cycles.formation_uAh,
             "lithium_lost_uAh": cell.lithium_lost_uAh,
-            "lithium_conservation_error": abs(cell.lithium_total_mol - self.lithium_start_mol)
-            / self.lithium_start_mol,
+            "lithium_conservation_error": cell.lithium_change(self.lithium_start_mol),
             "layer_cracked": cell.layer_cracked,
             "layer_damage": cell.layer_damage,
             "final_voltage_V": cell.voltage_V,

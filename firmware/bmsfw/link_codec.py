@@ -25,7 +25,7 @@ from .compat import const
 from .errors import FieldError
 from .telemetry import TELEMETRY_FIELDS
 
-VERSION = const(1)
+VERSION = const(2)
 SOF0 = const(0xA5)
 SOF1 = const(0x5A)
 HEADER_SIZE = const(10)
@@ -33,51 +33,88 @@ TRAILER_SIZE = const(2)
 OVERHEAD = const(12)
 MAX_PAYLOAD = const(512)
 MAX_FRAME = const(524)          # OVERHEAD + MAX_PAYLOAD
-FRAME_GAP_MS = const(50)        # a frame quiet this long after its start is truncated (both ends)
+FRAME_GAP_MS = const(20)        # a frame quiet this long after its last byte is truncated (firmware)
+COUNT_MAX = const(0x3FFFFFFF)   # counters saturate here: a small int on a 32-bit board, u32 on the wire
 
-# message types (docs/hil.md, "Messages")
-T_HELLO = const(1)              # firmware -> twin: boot or link re-sync; asks for the record
-T_TICK = const(2)               # twin -> firmware: simulated time, ADC counts [, boot block]
-T_REPLY = const(3)              # firmware -> twin: setpoint, relay, heartbeat, telemetry, link counters
-T_EVENT = const(4)              # firmware -> twin: one event frame as JSON
-T_SAVE_RECORD = const(5)        # firmware -> twin: the persistent record to store
-T_COMMAND = const(6)            # twin -> firmware: {"id", "name", "args"} as JSON
-T_COMMAND_RESULT = const(7)     # firmware -> twin: {"id", "ok", "code"} as JSON
-TYPE_NAMES = ("", "HELLO", "TICK", "REPLY", "EVENT", "SAVE_RECORD", "COMMAND", "COMMAND_RESULT")
+# The message types, defined once: (name, sender) in type order from 1 (docs/hil.md,
+# "Messages"). The T_* constants below are these positions (MicroPython's const()
+# wants a literal; tests/hil/test_link_codec.py checks they agree); TYPE_NAMES,
+# MAX_TYPE and each end's list of what it may receive derive from the table. A new
+# message is one row here, one T_* line and its handler at the receiving end.
+FW = "firmware"
+TWIN = "twin"
+MESSAGES = (
+    ("HELLO", FW),              # boot or link re-sync; asks for the record
+    ("TICK", TWIN),             # simulated time, ADC counts [, boot block]
+    ("REPLY", FW),              # setpoint, relay, heartbeat, telemetry, record_seq, link counters
+    ("EVENT", FW),              # one event frame as JSON
+    ("SAVE_RECORD", FW),        # record_seq, then the persistent record to store
+    ("COMMAND", TWIN),          # {"id", "name", "args"} as JSON
+    ("COMMAND_RESULT", FW),     # {"id", "ok", "code"} as JSON
+    ("NAK", FW),                # a frame from the twin came damaged: send again now
+    ("END", TWIN),              # the session is over (twin), acknowledged by the same (firmware)
+)
+T_HELLO = const(1)
+T_TICK = const(2)
+T_REPLY = const(3)
+T_EVENT = const(4)
+T_SAVE_RECORD = const(5)
+T_COMMAND = const(6)
+T_COMMAND_RESULT = const(7)
+T_NAK = const(8)
+T_END = const(9)
+MAX_TYPE = len(MESSAGES)
+TYPE_NAMES = ("",) + tuple(row[0] for row in MESSAGES)
+# what each end takes: the other end's messages, and END both ways (the firmware acks it)
+TO_FIRMWARE = tuple(i + 1 for i in range(MAX_TYPE) if MESSAGES[i][1] == TWIN)
+TO_TWIN = tuple(i + 1 for i in range(MAX_TYPE) if MESSAGES[i][1] == FW) + (T_END,)
 
 # HELLO flags
 HELLO_WANT_RECORD = const(1)    # the firmware just booted: send the record in the answering TICK
 
 # TICK flags
 TICK_BOOT = const(1)            # a boot block follows (answer to a HELLO): seq re-sync
-TICK_RETRY = const(2)           # lockstep retransmission of the previous TICK (same seq)
+TICK_RETRY = const(2)           # retransmission of the previous TICK (same seq)
+TICK_WANT_RECORD = const(4)     # the twin lacks the firmware's latest record: send it after the answer
 
 # Payload layouts (struct formats, little-endian)
 TICK_FMT = "<IHHHB"             # t_ms, VCELL, ISHUNT, TCELL counts, flags
 TICK_SIZE = struct.calcsize(TICK_FMT)
-BOOT_FMT = "<HBHH"              # seq of the HELLO answered, adc_bits, adc_vref_mv, record length (NO_RECORD: none)
+BOOT_FMT = "<HBHHH"             # seq of the HELLO answered, adc_bits, adc_vref_mv, record_seq, record length
 BOOT_SIZE = struct.calcsize(BOOT_FMT)
 NO_RECORD = const(0xFFFF)
 HELLO_FMT = "<BB"               # flags, length of the device id that follows (utf-8)
 HELLO_SIZE = struct.calcsize(HELLO_FMT)
+MAX_DEVICE_ID = const(64)       # bytes of device id a HELLO carries
+RECORD_SEQ_SIZE = const(2)      # SAVE_RECORD: record_seq u16, then the record
+NAK_FMT = "<H"                  # NAK: the seq of the last frame taken from the twin
 REPLY_TICKED = const(1)         # the controller ticked on this TICK (telemetry is a tick's frame)
 REPLY_LINK_LOST = const(2)      # the firmware declared the link lost since the last REPLY
-LINK_COUNTERS = ("garbage_bytes", "bad_header", "bad_crc", "truncated", "replayed", "skipped",
-                 "link_lost")
+# The firmware's link counters, in the REPLY as u32 (saturating at COUNT_MAX).
+# rx_bytes = rx_frame_bytes (of the rx_frames good frames) + garbage_bytes +
+# bad_header + bad_crc + truncated + bytes pending: every byte read is accounted for.
+LINK_COUNTERS = ("rx_bytes", "rx_frames", "rx_frame_bytes", "garbage_bytes", "bad_header", "bad_crc", "truncated",
+                 "bad_payload", "replayed", "skipped", "link_lost", "tx_dropped", "naks")
+
+
+def sat(n):
+    """A counter's value held at COUNT_MAX."""
+    return n if n < COUNT_MAX else COUNT_MAX
 
 
 def _reply_fields():
     # The link's own header: the seq of the TICK answered, REPLY_* flags, the
     # outputs the controller gave its HAL (the twin applies these), the
-    # watchdog feeds. Then the telemetry frame as bmsfw.telemetry types it
-    # (its faults list as the mask `fault_mask`), then the link counters, u16.
+    # watchdog feeds, the number of the latest record saved. Then the telemetry
+    # frame as bmsfw.telemetry types it (its faults list as the mask
+    # `fault_mask`), then the link counters, u32.
     fields = [("ack", "H"), ("flags", "B"), ("hal_setpoint_ua", "i"), ("relay", "B"),
-              ("heartbeat", "H")]
+              ("heartbeat", "H"), ("record_seq", "H")]
     for name, code in TELEMETRY_FIELDS:
         if code is not None:
             fields.append(("fault_mask" if name == "faults" else name, code))
     for name in LINK_COUNTERS:
-        fields.append((name, "H"))
+        fields.append((name, "I"))
     return tuple(fields)
 
 
@@ -185,60 +222,71 @@ class Parser:
     next() until it returns False; after a True, ftype/seq/pos/n describe the
     frame and buf[pos:pos + n] is its payload (valid until the next call).
 
-    Every byte that is not part of a good frame is counted: garbage_bytes
-    (between frames), bad_header (a start marker whose header fails its CRC,
-    version, type or length), bad_crc (a whole frame whose CRC fails),
-    truncated (a frame cut short: expire() after the stream went quiet). On any
-    failure the parser drops one byte and hunts for the next start marker, so a
-    good frame hidden behind a false start is still found."""
+    The buffer holds `read_max` bytes (the most the owner reads at once) on
+    top of a whole frame: once next() has returned False at most an unfinished
+    frame is pending, so a read of up to read_max bytes always fits and no good
+    frame in a backlog is ever dropped. (A caller that feeds more than that
+    loses the oldest bytes, counted as garbage.)
 
-    def __init__(self, max_payload=MAX_PAYLOAD, max_type=T_COMMAND_RESULT):
+    Every byte fed is counted once (rx_bytes): in a good frame (frame_bytes,
+    rx_frames frames), garbage_bytes (between frames), one per bad_header (a
+    start marker whose header fails its CRC, version, type or length),
+    bad_crc (a whole frame whose CRC fails) and truncated (a frame cut short:
+    expire() after the stream went quiet), or still pending(). On any failure
+    the parser drops one byte and hunts for the next start marker, so a good
+    frame hidden behind a false start is still found. Counters saturate at
+    COUNT_MAX."""
+
+    def __init__(self, read_max=MAX_FRAME, max_payload=MAX_PAYLOAD, max_type=MAX_TYPE):
         self.max_payload = max_payload
         self.max_type = max_type
-        self.buf = bytearray(2 * (max_payload + OVERHEAD))
+        self.read_max = read_max
+        self.buf = bytearray(read_max + max_payload + OVERHEAD)
         self.start = 0
         self.end = 0
         self.ftype = 0
         self.seq = 0
         self.pos = 0
         self.n = 0
+        self.rx_bytes = 0
         self.frames = 0
+        self.frame_bytes = 0
         self.garbage_bytes = 0
         self.bad_header = 0
         self.bad_crc = 0
         self.truncated = 0
 
-    def feed(self, data):
-        """Append bytes; if the buffer cannot take them all, the oldest pending
-        bytes are dropped (counted as garbage) to make room."""
-        n = len(data)
-        room = len(self.buf)
-        if n > room:
-            self.garbage_bytes += n - room
-            data = data[n - room:]
-            n = room
-        if self.end + n > room:
-            self._compact()
-            if self.end + n > room:
-                drop = self.end + n - room
-                self.garbage_bytes += drop
-                self.start += drop
-                self._compact()
-        self.buf[self.end:self.end + n] = data
-        self.end += n
-
-    def feed_from(self, src, n):
-        """Append src[0:n] without slicing it (no allocation): the firmware's
-        read chunk goes in this way."""
+    def _room(self, n):
+        # Make room for n more bytes at the end; only a caller feeding more than
+        # read_max with frames unparsed loses anything (oldest first, as garbage).
         if self.end + n > len(self.buf):
             self._compact()
             if self.end + n > len(self.buf):
                 drop = self.end + n - len(self.buf)
                 if drop > self.end - self.start:
                     drop = self.end - self.start
-                self.garbage_bytes += drop
+                self.garbage_bytes = sat(self.garbage_bytes + drop)
                 self.start += drop
                 self._compact()
+
+    def feed(self, data):
+        """Append bytes (up to read_max after next() returned False: nothing lost)."""
+        n = len(data)
+        self.rx_bytes = sat(self.rx_bytes + n)
+        room = len(self.buf)
+        if n > room:
+            self.garbage_bytes = sat(self.garbage_bytes + n - room)
+            data = data[n - room:]
+            n = room
+        self._room(n)
+        self.buf[self.end:self.end + n] = data
+        self.end += n
+
+    def feed_from(self, src, n):
+        """Append src[0:n] without slicing it (no allocation): the firmware's
+        read chunk goes in this way."""
+        self.rx_bytes = sat(self.rx_bytes + n)
+        self._room(n)
         buf = self.buf
         e = self.end
         for i in range(n):
@@ -268,14 +316,14 @@ class Parser:
             while s < e and buf[s] != SOF0:
                 s += 1
             if s > self.start:
-                self.garbage_bytes += s - self.start
+                self.garbage_bytes = sat(self.garbage_bytes + s - self.start)
                 self.start = s
             if e - s < 2:
                 if s == e:
                     self.start = self.end = 0
                 return False
             if buf[s + 1] != SOF1:
-                self.garbage_bytes += 1
+                self.garbage_bytes = sat(self.garbage_bytes + 1)
                 self.start = s + 1
                 continue
             if e - s < HEADER_SIZE:
@@ -286,7 +334,7 @@ class Parser:
             hcrc = buf[s + 8] | buf[s + 9] << 8
             if (buf[s + 2] != VERSION or ftype < 1 or ftype > self.max_type or n > self.max_payload
                     or crc16(buf, s + 2, s + 8) != hcrc):
-                self.bad_header += 1
+                self.bad_header = sat(self.bad_header + 1)
                 self.start = s + 1
                 continue
             total = HEADER_SIZE + n + TRAILER_SIZE
@@ -294,7 +342,7 @@ class Parser:
                 return False
             p = s + HEADER_SIZE
             if crc16(buf, p, p + n, hcrc) != buf[p + n] | buf[p + n + 1] << 8:
-                self.bad_crc += 1
+                self.bad_crc = sat(self.bad_crc + 1)
                 self.start = s + 1
                 continue
             self.start = s + total
@@ -302,7 +350,8 @@ class Parser:
             self.seq = buf[s + 6] | buf[s + 7] << 8
             self.pos = p
             self.n = n
-            self.frames += 1
+            self.frames = sat(self.frames + 1)
+            self.frame_bytes = sat(self.frame_bytes + total)
             return True
 
     def expire(self):
@@ -313,12 +362,13 @@ class Parser:
             return False
         s = self.start
         if self.end - s >= 2 and self.buf[s] == SOF0 and self.buf[s + 1] == SOF1:
-            self.truncated += 1
+            self.truncated = sat(self.truncated + 1)
             self.start = s + 1
         else:
-            self.garbage_bytes += self.end - s
+            self.garbage_bytes = sat(self.garbage_bytes + self.end - s)
             self.start = self.end
         return True
 
     def counters(self):
-        return (self.garbage_bytes, self.bad_header, self.bad_crc, self.truncated)
+        return (self.rx_bytes, self.frames, self.frame_bytes, self.garbage_bytes, self.bad_header, self.bad_crc,
+                self.truncated)

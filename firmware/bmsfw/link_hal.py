@@ -13,7 +13,8 @@
 #   adc_bits/vref    from the boot TICK (the twin's board description)
 #   set_current_ua / set_relay   remembered, sent in every REPLY
 #   load_record()    the record the twin sent in the boot TICK (its "flash")
-#   save_record(b)   a SAVE_RECORD frame to the twin
+#   save_record(b)   a SAVE_RECORD frame to the twin, numbered (record_seq);
+#                    the latest is kept and sent again when the twin asks
 #   feed_watchdog()  local: the heartbeat counter in the REPLY, and the
 #                    board's own watchdog if one was given
 #
@@ -33,18 +34,21 @@ from .states import FAULTS, STATES, SUBSTATES
 NOTHING = const(0)
 TICK = const(1)
 COMMAND = const(2)
+END = const(3)
 
 HELLO_MS = 500                  # HELLO repeat while waiting for the twin (boot, lost link)
+NAK_MIN_MS = 10                 # at most one NAK per this long: garbage cannot make us flood
 _RX_CHUNK = const(256)
 TX_BYTES = 2048                 # a tick's answer: a record, a few events, the REPLY
 
 
 class LinkHal(Hal):
-    def __init__(self, stream, watchdog=None, clock=None, tx_bytes=TX_BYTES):
+    def __init__(self, stream, watchdog=None, clock=None, tx_bytes=TX_BYTES, frame_gap_ms=lc.FRAME_GAP_MS):
         self.stream = stream
         self.watchdog = watchdog
         self._clock_ms = ticks_ms if clock is None else clock
-        self.parser = lc.Parser()
+        self.frame_gap_ms = frame_gap_ms
+        self.parser = lc.Parser(_RX_CHUNK)
         self._rx = bytearray(_RX_CHUNK)
         self._tx = bytearray(tx_bytes)
         self._txmv = memoryview(self._tx)
@@ -52,6 +56,12 @@ class LinkHal(Hal):
         self._view = self._txmv[:0]
         self._view_n = 0
         self._cmdbuf = bytearray(lc.MAX_FRAME)
+        # the latest record's SAVE_RECORD payload (record_seq, bytes), kept for the
+        # twin's TICK_WANT_RECORD; its frame is built around it when sent again
+        self._recbuf = bytearray(lc.MAX_FRAME)
+        self._rec_n = 0
+        self.record_seq = 0             # number of the latest record saved (the twin's numbering at boot)
+        self.want_record = False        # the last TICK asked for the latest record
         self._seq = 0                   # next sequence number we send
         self._rx_seq = 0                # last TICK seq accepted
         self._hello_seq = -1            # seq of our latest HELLO (a boot TICK must echo it)
@@ -70,11 +80,17 @@ class LinkHal(Hal):
         self.last_tick_ms = self._clock_ms()
         self._last_byte_ms = self.last_tick_ms
         # link counters beyond the parser's (LINK_COUNTERS)
+        self.bad_payload = 0            # CRC-valid frames we cannot use (malformed, wrong direction)
         self.replayed = 0
         self.skipped = 0
         self.link_lost = 0
+        self.tx_dropped = 0             # frames that did not fit a transmit buffer (never raised)
+        self.naks = 0
+        self._nak_ms = self.last_tick_ms - NAK_MIN_MS
+        self._damaged = 0               # parser bad_crc + truncated when we last looked
         self.retries_answered = 0
         self.lost_flag = False
+        self.ended = False              # the twin ended the session (END)
         # the last COMMAND received (poll() returned COMMAND)
         self.cmd_id = 0
         self.cmd_name = ""
@@ -107,10 +123,30 @@ class LinkHal(Hal):
     def save_record(self, data):
         if not isinstance(data, (bytes, bytearray)):
             raise lc.LinkError("record", type(data).__name__, "must be bytes")
+        n = len(data) + lc.RECORD_SEQ_SIZE
+        if n > lc.MAX_PAYLOAD:
+            self.tx_dropped = lc.sat(self.tx_dropped + 1)
+            return
+        self.record_seq = (self.record_seq + 1) & 0xFFFF
+        rec = self._recbuf
+        struct.pack_into("<H", rec, lc.HEADER_SIZE, self.record_seq)
+        lc.put_bytes(rec, lc.HEADER_SIZE + lc.RECORD_SEQ_SIZE, data)
+        self._rec_n = n
         off = self._txn
-        end = lc.put_bytes(self._tx, off + lc.HEADER_SIZE, data)
-        self._txn = lc.finish_frame(self._tx, off, lc.T_SAVE_RECORD, self._next_seq(),
-                                    end - off - lc.HEADER_SIZE)
+        if off + lc.OVERHEAD + n + lc.OVERHEAD + lc.REPLY_SIZE > len(self._tx):
+            # no room this tick: the REPLY's record_seq tells the twin, which asks again
+            self.tx_dropped = lc.sat(self.tx_dropped + 1)
+            return
+        struct.pack_into("<H", self._tx, off + lc.HEADER_SIZE, self.record_seq)
+        lc.put_bytes(self._tx, off + lc.HEADER_SIZE + lc.RECORD_SEQ_SIZE, data)
+        self._txn = lc.finish_frame(self._tx, off, lc.T_SAVE_RECORD, self._same_seq(), n)
+
+    def send_latest_record(self):
+        """The latest record again, as its own SAVE_RECORD frame (TICK_WANT_RECORD)."""
+        self.want_record = False
+        if self._rec_n:
+            n = lc.finish_frame(self._recbuf, 0, lc.T_SAVE_RECORD, self._same_seq(), self._rec_n)
+            self.stream.write(memoryview(self._recbuf)[:n])
 
     def feed_watchdog(self):
         self.heartbeat = (self.heartbeat + 1) & 0xFFFF
@@ -123,6 +159,13 @@ class LinkHal(Hal):
         self._seq = (seq + 1) & 0xFFFF
         return seq
 
+    def _same_seq(self):
+        # SAVE_RECORD (numbered itself), NAK and END carry the seq of the last
+        # frame sent and use no number of their own: the twin takes them whatever
+        # their seq and they never move its seq, so a retransmitted answer after
+        # them is not taken for a replay.
+        return (self._seq - 1) & 0xFFFF
+
     def begin_answer(self):
         """Start the next tick's answer (the previous one is forgotten)."""
         self._txn = 0
@@ -130,7 +173,7 @@ class LinkHal(Hal):
     def hello(self, want_record, device_id):
         """Ask the twin for a boot TICK (at boot, and while the link is lost)."""
         buf = self._cmdbuf
-        did = device_id.encode()
+        did = device_id.encode()[:lc.MAX_DEVICE_ID]
         struct.pack_into(lc.HELLO_FMT, buf, lc.HEADER_SIZE,
                          lc.HELLO_WANT_RECORD if want_record else 0, len(did))
         end = lc.put_bytes(buf, lc.HEADER_SIZE + lc.HELLO_SIZE, did)
@@ -141,7 +184,8 @@ class LinkHal(Hal):
     def add_event(self, event):
         data = json.dumps(event).encode()
         off = self._txn
-        if off + lc.OVERHEAD + len(data) + lc.OVERHEAD + lc.REPLY_SIZE > len(self._tx):
+        if len(data) > lc.MAX_PAYLOAD or off + lc.OVERHEAD + len(data) + lc.OVERHEAD + lc.REPLY_SIZE > len(self._tx):
+            self.tx_dropped = lc.sat(self.tx_dropped + 1)
             return False        # no room left this tick: the twin sees the event_seq gap
         end = lc.put_bytes(self._tx, off + lc.HEADER_SIZE, data)
         self._txn = lc.finish_frame(self._tx, off, lc.T_EVENT, self._next_seq(),
@@ -162,7 +206,7 @@ class LinkHal(Hal):
         p = self.parser
         struct.pack_into(lc.REPLY_FMT, self._tx, off + lc.HEADER_SIZE,
                          self._rx_seq, flags, self.setpoint_ua, 1 if self.relay_closed else 0,
-                         self.heartbeat,
+                         self.heartbeat, self.record_seq,
                          frame["t_ms"], STATES.index(frame["state"]),
                          SUBSTATES.index(frame["substate"]), frame["cell_mv"], frame["current_ua"],
                          frame["temp_dc"], frame["setpoint_ua"], frame["cvl_mv"], frame["dvl_mv"],
@@ -171,11 +215,14 @@ class LinkHal(Hal):
                          frame["li_bound_nah"], frame["catholyte_x_pm"], frame["loss_ppm"],
                          frame["formation_pm"], frame["ce_ppm"],
                          mask, frame["event_seq"],
-                         p.garbage_bytes & 0xFFFF, p.bad_header & 0xFFFF, p.bad_crc & 0xFFFF,
-                         p.truncated & 0xFFFF, self.replayed & 0xFFFF, self.skipped & 0xFFFF,
-                         self.link_lost & 0xFFFF)
+                         p.rx_bytes, p.frames, p.frame_bytes, p.garbage_bytes, p.bad_header, p.bad_crc,
+                         p.truncated,
+                         self.bad_payload, self.replayed, self.skipped, self.link_lost, self.tx_dropped,
+                         self.naks)
         self._txn = lc.finish_frame(self._tx, off, lc.T_REPLY, self._next_seq(), lc.REPLY_SIZE)
         self.stream.write(self._tx_view())
+        if self.want_record:
+            self.send_latest_record()
 
     def _tx_view(self):
         # In steady state every answer is one REPLY of the same length: reuse
@@ -188,17 +235,44 @@ class LinkHal(Hal):
     def send_command_result(self, cmd_id, ok, code):
         buf = self._cmdbuf
         data = json.dumps({"id": cmd_id, "ok": ok, "code": code}).encode()
+        if len(data) > lc.MAX_PAYLOAD:
+            self.tx_dropped = lc.sat(self.tx_dropped + 1)    # dropped and counted, never raised
+            return
         end = lc.put_bytes(buf, lc.HEADER_SIZE, data)
         n = lc.finish_frame(buf, 0, lc.T_COMMAND_RESULT, self._next_seq(), end - lc.HEADER_SIZE)
         self.stream.write(memoryview(buf)[:n])
+
+    def _send_small(self, ftype, value):
+        # NAK and END: one u16 of payload, from the command buffer
+        buf = self._cmdbuf
+        struct.pack_into("<H", buf, lc.HEADER_SIZE, value)
+        n = lc.finish_frame(buf, 0, ftype, self._same_seq(), 2)
+        self.stream.write(memoryview(buf)[:n])
+
+    def send_end(self):
+        """Acknowledge the twin's END: the session is over."""
+        self._send_small(lc.T_END, self._rx_seq)
+
+    def _maybe_nak(self, now):
+        # A frame from the twin came damaged (bad CRC, or cut short): ask for it
+        # again at once instead of leaving the twin to its timer. At most one
+        # NAK per NAK_MIN_MS, and only once synced (before, HELLO does the job).
+        p = self.parser
+        damaged = p.bad_crc + p.truncated
+        if damaged != self._damaged:
+            self._damaged = damaged
+            if self.synced and ticks_diff(now, self._nak_ms) >= NAK_MIN_MS:
+                self._nak_ms = now
+                self.naks = lc.sat(self.naks + 1)
+                self._send_small(lc.T_NAK, self._rx_seq)
 
     # ------------------------------------------------------------------ receiving
     def ms_since_tick(self):
         return ticks_diff(self._clock_ms(), self.last_tick_ms)
 
     def poll(self, timeout_ms):
-        """Read until a new TICK or a COMMAND arrives, or `timeout_ms` of the
-        board's own clock pass. Returns TICK, COMMAND or NOTHING."""
+        """Read until a new TICK, a COMMAND or the END arrives, or `timeout_ms` of
+        the board's own clock pass. Returns TICK, COMMAND, END or NOTHING."""
         start = self._clock_ms()
         p = self.parser
         while True:
@@ -215,20 +289,40 @@ class LinkHal(Hal):
             if n:
                 self._last_byte_ms = now
                 p.feed_from(self._rx, n)
+                self._maybe_nak(now)
                 continue
-            if p.pending() and ticks_diff(now, self._last_byte_ms) > lc.FRAME_GAP_MS:
+            if p.pending() and ticks_diff(now, self._last_byte_ms) > self.frame_gap_ms:
                 p.expire()
+                self._maybe_nak(now)
                 continue
             if getattr(self.stream, "eof", False):
                 return NOTHING
+
+    def _bad(self):
+        self.bad_payload = lc.sat(self.bad_payload + 1)
+        return NOTHING
+
+    def _in_order(self):
+        # A frame of the twin's that is not a TICK: taken if its seq is after the
+        # last one taken (a gap counts skipped), dropped as replayed otherwise.
+        if not self.synced:
+            self.replayed = lc.sat(self.replayed + 1)   # not ours: from before our HELLO
+            return False
+        d = lc.seq_delta(self.parser.seq, self._rx_seq)
+        if d <= 0:
+            self.replayed = lc.sat(self.replayed + 1)
+            return False
+        if d > 1:
+            self.skipped = lc.sat(self.skipped + d - 1)
+        self._rx_seq = self.parser.seq
+        return True
 
     def _frame(self):
         p = self.parser
         buf = p.buf
         if p.ftype == lc.T_TICK:
             if p.n < lc.TICK_SIZE:
-                p.bad_header += 1
-                return NOTHING
+                return self._bad()
             # TICK_FMT read byte by byte (unpack_from would allocate a tuple per tick);
             # t_ms stays below 2**30 (the twin wraps it), a small int on a board.
             q = p.pos
@@ -237,73 +331,82 @@ class LinkHal(Hal):
             ishunt = buf[q + 6] | buf[q + 7] << 8
             tcell = buf[q + 8] | buf[q + 9] << 8
             flags = buf[q + 10]
-            if flags & lc.TICK_BOOT:
+            d = lc.seq_delta(p.seq, self._rx_seq)
+            if flags & lc.TICK_BOOT and not (self.synced and d == 0 and flags & lc.TICK_RETRY):
                 return self._boot_tick(t_ms, vcell, ishunt, tcell)
             if not self.synced:
-                self.replayed += 1          # not ours: a TICK from before our HELLO
+                self.replayed = lc.sat(self.replayed + 1)   # not ours: a TICK from before our HELLO
                 return NOTHING
-            d = lc.seq_delta(p.seq, self._rx_seq)
             if d == 0 and flags & lc.TICK_RETRY:
-                # The twin lost our answer: the same bytes again, no new tick.
+                # The twin lost (part of) our answer: the same bytes again, no new
+                # tick; then the latest record if it lacks that.
                 self.retries_answered += 1
                 self.stream.write(self._tx_view())
+                if flags & lc.TICK_WANT_RECORD:
+                    self.send_latest_record()
                 return NOTHING
             if d <= 0:
-                self.replayed += 1
+                self.replayed = lc.sat(self.replayed + 1)
                 return NOTHING
             if d > 1:
-                self.skipped += d - 1
+                self.skipped = lc.sat(self.skipped + d - 1)
+            self.want_record = bool(flags & lc.TICK_WANT_RECORD)
             self._accept_tick(p.seq, t_ms, vcell, ishunt, tcell)
             return TICK
         if p.ftype == lc.T_COMMAND:
-            if not self.synced:
-                self.replayed += 1          # not ours: from before our HELLO
+            if not self._in_order():
                 return NOTHING
-            d = lc.seq_delta(p.seq, self._rx_seq)
-            if d <= 0:
-                self.replayed += 1
-                return NOTHING
-            if d > 1:
-                self.skipped += d - 1
-            self._rx_seq = p.seq
             # A COMMAND passed its CRC, so its JSON is the twin's; still, a
             # bad one is dropped and counted, never raised into the tick loop.
             try:
                 cmd = json.loads(bytes(buf[p.pos:p.pos + p.n]))
-            except ValueError:
+            except (ValueError, RuntimeError):      # RuntimeError: nested too deep for MicroPython
                 cmd = None
             if not isinstance(cmd, dict):
-                p.bad_header += 1
-                return NOTHING
-            self.cmd_id = cmd.get("id", 0)
-            self.cmd_name = cmd.get("name", "")
-            self.cmd_args = cmd.get("args")
+                return self._bad()
+            cmd_id = cmd.get("id", 0)
+            name = cmd.get("name", "")
+            args = cmd.get("args")
+            if (not isinstance(cmd_id, int) or cmd_id < 0 or cmd_id > lc.COUNT_MAX or not isinstance(name, str)
+                    or not (args is None or isinstance(args, dict))):
+                return self._bad()
+            self.cmd_id = cmd_id
+            self.cmd_name = name
+            self.cmd_args = args
             return COMMAND
+        if p.ftype == lc.T_END:
+            if not self._in_order():
+                return NOTHING
+            self.ended = True
+            return END
         # A frame of the other direction (our own echo on a looped line): unusable.
-        p.bad_header += 1
-        return NOTHING
+        return self._bad()
 
     def _boot_tick(self, t_ms, vcell, ishunt, tcell):
         p = self.parser
         if p.n < lc.TICK_SIZE + lc.BOOT_SIZE:
-            p.bad_header += 1
-            return NOTHING
-        hello_seq, bits, vref_mv, n_rec = struct.unpack_from(lc.BOOT_FMT, p.buf, p.pos + lc.TICK_SIZE)
+            return self._bad()
+        hello_seq, bits, vref_mv, record_seq, n_rec = struct.unpack_from(lc.BOOT_FMT, p.buf, p.pos + lc.TICK_SIZE)
         if hello_seq != self._hello_seq:
             # The answer to an older HELLO (the twin read a backlog of them):
             # only the answer to our latest one re-syncs the link.
-            self.replayed += 1
+            self.replayed = lc.sat(self.replayed + 1)
             return NOTHING
         start = p.pos + lc.TICK_SIZE + lc.BOOT_SIZE
         if n_rec != lc.NO_RECORD:
-            if start + n_rec > p.pos + p.n:
-                p.bad_header += 1
-                return NOTHING
+            if start + n_rec != p.pos + p.n:
+                return self._bad()
             self.record = bytes(p.buf[start:start + n_rec])
+        elif start != p.pos + p.n:
+            return self._bad()
+        if bits < 1 or bits > 24 or vref_mv < 1:
+            return self._bad()          # a board description no ADC has: not the twin's
         self.bits = bits
         self.vref_mv = vref_mv
+        self.record_seq = record_seq    # our saves continue the twin's numbering
         self.synced = True
         self.boot_ticks += 1
+        self.want_record = False
         self._accept_tick(p.seq, t_ms, vcell, ishunt, tcell)
         return TICK
 
@@ -319,86 +422,6 @@ class LinkHal(Hal):
     def counters(self):
         """The firmware's link counters, LINK_COUNTERS order."""
         p = self.parser
-        return (p.garbage_bytes, p.bad_header, p.bad_crc, p.truncated, self.replayed,
-                self.skipped, self.link_lost)
-
-
-# ---------------------------------------------------------------------- the loop
-# boot() and serve() run the controller over a LinkHal: the composition roots
-# (bmsfw/link_main.py on a PC, main.py on a board with HAL_KIND = "link")
-# call them. No try blocks in the tick loop (see twin/images/wasm.py on the
-# WASI build's GC defect). The link timeout is the board's own wall clock: no
-# valid TICK for link_timeout_ms -> Controller.report_link_lost() (current 0,
-# relay open, LINK_LOST latched); the answer is still sent (the twin may hear
-# it) and HELLOs ask the twin to re-sync.
-def _answer(link, controller, ticked):
-    for ev in controller.pop_events():
-        link.add_event(ev)
-    link.send_answer(controller.telemetry(), ticked)
-
-
-def boot(link, config, device_id, hello_ms=HELLO_MS, boot_timeout_ms=None, clock=None):
-    """HELLO until the twin's boot TICK, then build the controller on it (its
-    record, its time) and send the boot answer. None if the twin never came."""
-    if clock is None:
-        clock = ticks_ms
-    t0 = clock()
-    while not link.synced:
-        link.hello(True, device_id)
-        link.poll(hello_ms)
-        if link.synced:
-            break
-        if getattr(link.stream, "eof", False):
-            return None
-        if boot_timeout_ms is not None and ticks_diff(clock(), t0) >= boot_timeout_ms:
-            return None
-    from .controller import Controller
-
-    controller = Controller(link, config, device_id=device_id)
-    link.begin_answer()
-    _answer(link, controller, False)
-    return controller
-
-
-def serve(link, controller, device_id, link_timeout_ms, hello_ms=HELLO_MS, max_ticks=None,
-          exit_on_eof=True):
-    """Tick `controller` once per TICK from the twin. Returns the number of
-    ticks run when max_ticks is reached, or when the stream closed (EOF) after
-    the link was declared lost (exit_on_eof)."""
-    n_ticks = 0
-    lost = False
-    last_hello_ms = 0
-    while max_ticks is None or n_ticks < max_ticks:
-        wait = link_timeout_ms - link.ms_since_tick()
-        if lost or wait > hello_ms:
-            wait = hello_ms
-        if wait < 1:
-            wait = 1
-        got = link.poll(wait)
-        if got == TICK:
-            lost = False
-            link.begin_answer()
-            controller.tick()
-            n_ticks += 1
-            _answer(link, controller, True)
-        elif got == COMMAND:
-            ok, code = controller.command(link.cmd_name, link.cmd_args)
-            link.send_command_result(link.cmd_id, ok, code)
-        elif not lost:
-            if link.ms_since_tick() >= link_timeout_ms:
-                lost = True
-                link.link_lost += 1
-                link.lost_flag = True
-                link.begin_answer()
-                controller.report_link_lost()
-                _answer(link, controller, False)
-                link.hello(False, device_id)
-                last_hello_ms = link.ms_since_tick()
-        else:
-            if exit_on_eof and getattr(link.stream, "eof", False):
-                return n_ticks
-            since = link.ms_since_tick()
-            if since - last_hello_ms >= hello_ms:
-                link.hello(False, device_id)
-                last_hello_ms = since
-    return n_ticks
+        return (p.rx_bytes, p.frames, p.frame_bytes, p.garbage_bytes, p.bad_header, p.bad_crc, p.truncated,
+                self.bad_payload,
+                self.replayed, self.skipped, self.link_lost, self.tx_dropped, self.naks)

@@ -22,7 +22,7 @@ import mip_package  # noqa: E402
 from twin.images.wasm import run_guest  # noqa: E402
 
 BMSFW = ROOT / "firmware" / "bmsfw"
-OPTIONAL = {"board_hal.py", "link_hal.py", "link_codec.py", "link_main.py"}
+OPTIONAL = {"board_hal.py", "link_hal.py", "link_codec.py", "link_serve.py", "link_main.py"}
 
 
 def _names(files):

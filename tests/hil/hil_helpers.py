@@ -18,7 +18,7 @@ __all__ = ["LINK_MAIN", "ROOT", "config_overrides", "firmware_command", "firmwar
 
 @contextlib.contextmanager
 def firmware_process(kind: str, port: str, config: Config, device_id: str, link_timeout_ms: int | None = None,
-                     **popen):
-    with firmware.firmware_process(kind, port, config, device_id, link_timeout_ms,
+                     image=None, **popen):
+    with firmware.firmware_process(kind, port, config, device_id, link_timeout_ms, image=image,
                                    cwd=popen.pop("cwd", str(ROOT)), **popen) as proc:
         yield proc

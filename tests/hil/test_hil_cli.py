@@ -142,6 +142,19 @@ def test_no_firmware_means_no_run_and_a_safe_board():
     assert result.summary["hil"]["firmware_dead"] is True
     assert result.summary["hil"]["ticks_sent"] == 0
     assert server.board.setpoint_ua == 0 and not server.board.relay_closed
+    # the summary says why, not only that
+    assert result.summary["complete"] is False
+    assert result.summary["why"] == "link lost: no HELLO from a firmware within 0.3 s (no firmware on the port?)"
+
+
+def test_the_cli_says_why_in_one_line_and_exits_1_when_no_firmware_came(tmp_path, capsys):
+    out = tmp_path / "o"
+    code = main(parse("--port", "pty", "--boot-timeout-s", "0.3", "--out", str(out)))
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "bms-twin hil: link lost: no HELLO from a firmware within 0.3 s (no firmware on the port?)"
+    s = json.loads((out / "summary.json").read_text())
+    assert s["complete"] is False and s["why"].startswith("link lost: no HELLO")
 
 
 def test_main_refuses_a_missing_device(tmp_path):

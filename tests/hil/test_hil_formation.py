@@ -92,9 +92,19 @@ def test_formation_over_hil_matches_the_in_process_run(d111, reference, kind):
     assert hil.rows[-1] == ref.rows[-1]
     # a clean link: nothing dropped on either end
     assert h["link_lost"] is False
-    assert all(v == 0 for k, v in h["link"]["twin"].items() if k != "frames")
+    # (a busy machine may make the retry timer send a TICK again before the answer
+    # came: the answer comes twice and the twin drops the second as replayed)
+    c = h["link"]["twin"]
+    assert {k: v for k, v in c.items()
+            if v and k not in ("frames", "rx_bytes", "frame_bytes", "retries", "replayed")} == {}
+    assert c["replayed"] <= 3 * c["retries"]
     assert h["link"]["twin"]["frames"] > h["hil"]["ticks_sent"]
-    assert set(h["link"]["firmware"].values()) == {0}
+    fw = h["link"]["firmware"]
+    moved = {"rx_bytes", "rx_frames", "rx_frame_bytes"}
+    assert {k: v for k, v in fw.items() if k not in moved} == dict.fromkeys(set(fw) - moved, 0)
+    assert fw["rx_bytes"] == fw["rx_frame_bytes"]
+    assert fw["rx_frames"] >= h["hil"]["ticks_sent"] and fw["rx_bytes"] > 23 * fw["rx_frames"]
+    assert h["complete"] is True and h["hil"]["record_stale_ticks"] == 0
 
 
 def test_hil_frames_reach_sinks_as_in_process_frames(d111, reference):

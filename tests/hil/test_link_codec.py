@@ -5,7 +5,9 @@ byte that is not a good frame is counted exactly once.
 Run: .venv/bin/python -m pytest tests/hil/test_link_codec.py -q
 """
 import random
+import re
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -50,11 +52,11 @@ def test_frame_layout_is_as_documented():
 
 def test_sizes_match_the_formats():
     assert lc.REPLY_SIZE == struct.calcsize(lc.REPLY_FMT)
-    assert lc.TICK_SIZE == 11 and lc.BOOT_SIZE == 7
+    assert lc.TICK_SIZE == 11 and lc.BOOT_SIZE == 9
     assert lc.MAX_FRAME == lc.OVERHEAD + lc.MAX_PAYLOAD
-    # 5 link fields, 24 telemetry fields (5 of the estimator), then one u16 per firmware link counter
-    assert len(struct.unpack(lc.REPLY_FMT, bytes(lc.REPLY_SIZE))) == 5 + 24 + len(lc.LINK_COUNTERS)
-    assert lc.REPLY_FMT.endswith("H" * len(lc.LINK_COUNTERS))
+    # 6 link fields, 24 telemetry fields (5 of the estimator), then one u32 per firmware link counter
+    assert len(struct.unpack(lc.REPLY_FMT, bytes(lc.REPLY_SIZE))) == 6 + 24 + len(lc.LINK_COUNTERS)
+    assert lc.REPLY_FMT.endswith("I" * len(lc.LINK_COUNTERS))
 
 
 @pytest.mark.parametrize("n", [-1, lc.MAX_PAYLOAD + 1])
@@ -125,7 +127,7 @@ def test_a_truncated_frame_waits_then_expires():
 
 
 def test_unknown_type_version_and_oversize_length_are_bad_headers():
-    for ftype, version, n in ((0, lc.VERSION, 0), (99, lc.VERSION, 0), (lc.T_TICK, 2, 0),
+    for ftype, version, n in ((0, lc.VERSION, 0), (99, lc.VERSION, 0), (lc.T_TICK, 1, 0),
                               (lc.T_TICK, lc.VERSION, lc.MAX_PAYLOAD + 1)):
         hdr = bytearray(struct.pack("<BBBBHH", 0xA5, 0x5A, version, ftype, n, 0))
         hdr += struct.pack("<H", lc.crc16_py(hdr, 2, 8))
@@ -140,7 +142,49 @@ def test_feeding_more_than_the_buffer_drops_the_oldest_and_counts_them():
     p.feed(b"\x00" * (len(p.buf) + 100))
     assert p.garbage_bytes == 100
     assert parse_all(p) == []
-    assert p.garbage_bytes == len(p.buf) + 100
+    assert p.garbage_bytes == len(p.buf) + 100 == p.rx_bytes
+
+
+def test_the_message_table_is_defined_once_and_the_constants_agree():
+    names = [row[0] for row in lc.MESSAGES]
+    assert len(set(names)) == len(names) == lc.MAX_TYPE
+    for i, name in enumerate(names):
+        assert getattr(lc, "T_" + name) == i + 1 == lc.TYPE_NAMES.index(name)
+    # each end takes the other's messages (and the firmware's END, its ack)
+    assert set(lc.TO_FIRMWARE) == {lc.T_TICK, lc.T_COMMAND, lc.T_END}
+    assert set(lc.TO_TWIN) == {i + 1 for i, row in enumerate(lc.MESSAGES) if row[1] == lc.FW} | {lc.T_END}
+    # docs/hil.md's table lists the same types, names and senders
+    text = (Path(__file__).resolve().parents[2] / "docs" / "hil.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (\d+) \| (\w+) \| (fw|twin) ", text, re.M)
+    assert [(int(t), n, "firmware" if d == "fw" else "twin") for t, n, d in rows] == [
+        (i + 1, name, sender) for i, (name, sender) in enumerate(lc.MESSAGES)]
+
+
+@pytest.mark.parametrize("n_frames", [1, 100, 250])
+def test_a_backlog_of_frames_arriving_at_once_is_parsed_whole(n_frames):
+    # More bytes than the firmware's largest answer (its 2,048-byte tx buffer)
+    # at once, in reads of the owner's read_max: every frame found, none dropped.
+    frames = [frame(lc.T_HELLO, i, bytes((0, 8)) + b"dev-%04d" % i) for i in range(n_frames)]
+    data = b"".join(frames)
+    if n_frames >= 100:
+        assert len(data) > 2048
+    for read_max in (256, 4096):
+        p = lc.Parser(read_max)
+        got = []
+        for off in range(0, len(data), read_max):
+            p.feed(data[off:off + read_max])
+            got += [p.seq for _ in iter(p.next, False)]
+        assert got == list(range(n_frames))
+        assert p.garbage_bytes == 0 and p.frame_bytes == p.rx_bytes == len(data)
+
+
+def test_counters_saturate_instead_of_wrapping():
+    p = lc.Parser()
+    p.garbage_bytes = lc.COUNT_MAX - 3
+    p.feed(b"\x00" * 100)
+    parse_all(p)
+    assert p.garbage_bytes == lc.COUNT_MAX
+    assert lc.sat(lc.COUNT_MAX + 5) == lc.COUNT_MAX and lc.sat(7) == 7
 
 
 def _mutate(rng, f):

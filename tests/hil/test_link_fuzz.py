@@ -72,7 +72,7 @@ def tick_payload(t_ms, flags=0, record=None, hello_seq=0):
     p = struct.pack(lc.TICK_FMT, t_ms, 1000, 32768, 30000, flags)
     if flags & lc.TICK_BOOT:
         n = lc.NO_RECORD if record is None else len(record)
-        p += struct.pack(lc.BOOT_FMT, hello_seq, 16, 4096, n) + (record or b"")
+        p += struct.pack(lc.BOOT_FMT, hello_seq, 16, 4096, 0, n) + (record or b"")
     return p
 
 
@@ -178,8 +178,8 @@ def test_the_firmware_end_answers_a_retry_with_the_same_bytes_and_takes_commands
     stream.chunks.append(frame(lc.T_COMMAND, 8, cmd))
     assert link.poll(10) == COMMAND and (link.cmd_id, link.cmd_name, link.cmd_args) == (4, "stop", {})
     stream.chunks.append(frame(lc.T_COMMAND, 9, b"[1, 2"))
-    before = link.parser.bad_header
-    assert link.poll(10) == NOTHING and link.parser.bad_header == before + 1
+    before = link.bad_payload
+    assert link.poll(10) == NOTHING and link.bad_payload == before + 1
     # the answer decodes as sent
     p = lc.Parser()
     p.feed(first)
@@ -265,9 +265,11 @@ def test_fuzz_the_twin_end():
         server._pump(0)
     assert n_bad >= 10000
     c = server.link.counters
-    assert server.replies == good_replies
+    # As at the firmware's end, a frame cut by one byte and completed by the next
+    # item's first byte may be a good frame again (chance 1/256 per such cut).
+    assert good_replies <= server.replies <= good_replies + 2
     assert len(server.recorder.events) == good_events
-    assert c["replayed"] == replays
+    assert replays <= c["replayed"] <= replays + 2
     assert c["bad_payload"] > 1000
     assert c["bad_crc"] + c["bad_header"] + c["truncated"] > 2000
     assert c["events_lost"] == 0
@@ -307,3 +309,55 @@ def test_a_flood_of_garbage_does_not_hide_a_dead_link():
     assert link.poll(50) == NOTHING            # returns on time despite the flood
     assert link.parser.garbage_bytes > 0
     assert link.ms_since_tick() >= 50
+
+
+def test_a_hostile_command_or_a_result_too_big_for_a_frame_is_dropped_and_counted_never_raised():
+    # {"id": "A"*470, "name": "x"}: 493 bytes, inside the 512 limit; its result
+    # would be 520 bytes. A non-int id is bad_payload; a result that does not fit
+    # a frame is dropped and counted (tx_dropped), never a LinkError out of serve().
+    stream = ChunkStream()
+    link = LinkHal(stream, clock=FakeClock())
+    link.hello(True, "fuzz")
+    stream.chunks.append(frame(lc.T_TICK, 1, tick_payload(0, lc.TICK_BOOT, hello_seq=link._hello_seq)))
+    assert link.poll(10) == TICK
+    cmd = json.dumps({"id": "A" * 470, "name": "x"}).encode()
+    assert len(cmd) == 493
+    stream.chunks.append(frame(lc.T_COMMAND, 2, cmd))
+    assert link.poll(10) == NOTHING and link.bad_payload == 1
+    before = bytes(stream.written)
+    link.send_command_result(7, False, "X" * 600)
+    assert link.tx_dropped == 1 and bytes(stream.written) == before
+    link.begin_answer()
+    assert link.add_event({"event": "X", "detail": "y" * 600}) is False and link.tx_dropped == 2
+
+
+def test_a_backlog_at_either_end_is_taken_in_full():
+    # The case: 100 HELLOs (2,300 bytes) waiting when the twin reads 4,096 at
+    # once; 55 of them used to be dropped as garbage. And the firmware reading a
+    # backlog of TICK-sized frames 256 bytes at a time, more than its 2,048-byte answer.
+    from twin.hil.link_end import TwinLinkEnd
+
+    hellos = b"".join(frame(lc.T_HELLO, i, struct.pack(lc.HELLO_FMT, 0, 8) + b"dev-%04d" % i) for i in range(100))
+    assert len(hellos) > 2048
+    feed = TwinFeed()
+    feed.chunks.append(hellos + bytes(4096 - len(hellos)))       # one full read: the backlog, then zeros
+    end = TwinLinkEnd(feed)
+    got = end.frames(0)
+    assert [seq for ftype, seq, _ in got] == list(range(100))
+    assert end.counters["garbage_bytes"] == 4096 - len(hellos) and end.counters["frames"] == 100
+    stream = ChunkStream()
+    link = LinkHal(stream, clock=FakeClock())
+    link.hello(True, "backlog")
+    boot = frame(lc.T_TICK, 0, tick_payload(0, lc.TICK_BOOT, hello_seq=link._hello_seq))
+    ticks = b"".join(frame(lc.T_TICK, i, tick_payload(1000 * i)) for i in range(1, 200))
+    data = boot + ticks
+    assert len(data) > 2 * lc.MAX_FRAME + 2048
+    stream.chunks.extend(data[i:i + 256] for i in range(0, len(data), 256))
+    seen = []
+    while stream.chunks or link.parser.pending():
+        if link.poll(5) == TICK:
+            seen.append(link.ticks_ms())
+        elif not stream.chunks:
+            break
+    assert seen == [1000 * i for i in range(200)]
+    assert link.parser.garbage_bytes == 0 and link.parser.frames == 200

@@ -119,6 +119,49 @@ def test_no_twin_exits_2():
     assert b"no boot TICK" in proc.stderr
 
 
+@pytest.mark.slow
+def test_help_on_the_32_bit_build_prints_usage_and_exits_0(micropython_32):
+    proc = subprocess.run([str(micropython_32), *LINK_MAIN, "--help"], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=30, env=dict(os.environ, MICROPYPATH=".frozen"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("usage: python -m bmsfw.link_main") and "Traceback" not in proc.stdout
+    for name, metavar, _, _, _ in link_main.OPTIONS:
+        assert "--%s %s" % (name, metavar) in proc.stdout
+
+
+def _twin_goes_away(kind, image=None):
+    from hil_helpers import firmware_process
+    from twin.firmware_config import config_for
+    from twin.hil import HilServer, open_port
+    from twin.parameters import load_parameter_set
+
+    d111 = load_parameter_set("d111")
+    config = config_for(d111)
+    stream, slave = open_port("pty")
+    closed = False
+    try:
+        with firmware_process(kind, slave, config, "gone-0001", link_timeout_ms=300, image=image) as proc:
+            server = HilServer(d111, stream, config=config, reply_timeout_s=20.0)
+            server.run(duration_s=50.0)
+            stream.close()              # the twin's end of the pty is gone
+            closed = True
+            out, err = proc.communicate(timeout=20)
+    finally:
+        if not closed:
+            stream.close()
+    return proc.returncode, out, err
+
+
+@pytest.mark.slow
+def test_a_twin_that_goes_away_ends_the_32_bit_firmware_with_exit_3_and_no_traceback(micropython_32):
+    # MicroPython: EIO from the closed pty is caught in PollStream (reads and writes),
+    # so the link ends as under CPython: exit 3, one line, nothing on the link.
+    code, out, err = _twin_goes_away("unix-32", micropython_32)
+    assert code == link_main.EXIT_LINK_LOST, (out, err)
+    assert b"Traceback" not in out + err and b"OSError" not in out + err
+    assert b"link lost after 50 ticks (the stream closed); state FAULT, faults LINK_LOST" in err
+
+
 def test_a_twin_that_goes_away_leaves_the_firmware_safe_and_exits_3():
     from hil_helpers import firmware_process
     from twin.hil import HilServer, open_port
@@ -140,4 +183,4 @@ def test_a_twin_that_goes_away_leaves_the_firmware_safe_and_exits_3():
         if not closed:
             stream.close()
     assert proc.returncode == link_main.EXIT_LINK_LOST
-    assert b"link lost after 50 ticks; state FAULT, faults LINK_LOST" in err
+    assert b"link lost after 50 ticks (the stream closed); state FAULT, faults LINK_LOST" in err

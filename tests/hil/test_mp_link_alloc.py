@@ -26,7 +26,8 @@ sys.path.insert(0, "/input")
 import struct
 from bmsfw import link_codec as lc
 from bmsfw.config import Config
-from bmsfw.link_hal import TICK, LinkHal, boot
+from bmsfw.link_hal import TICK, LinkHal
+from bmsfw.link_serve import boot
 
 
 class TickSource:

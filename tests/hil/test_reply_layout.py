@@ -1,7 +1,7 @@
 """The HIL REPLY payload is laid out once: bmsfw.link_codec.REPLY_FIELDS (the
 link's header, the telemetry fields of bmsfw.telemetry.TELEMETRY_FIELDS, the
 link counters). Each copy is checked against it here, so one side changing
-alone fails: the wire format of protocol version 1, the firmware's explicit
+alone fails: the wire format of protocol version 2, the firmware's explicit
 allocation-free pack (LinkHal.send_answer), the twin's decode
 (twin.hil.decode_reply, through lc.unpack_reply) and docs/hil.md's table.
 
@@ -18,7 +18,7 @@ from bmsfw.telemetry import TELEMETRY_FIELDS, TELEMETRY_KEYS
 from twin.hil import decode_reply
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-HEADER = ("ack", "flags", "hal_setpoint_ua", "relay", "heartbeat")
+HEADER = ("ack", "flags", "hal_setpoint_ua", "relay", "heartbeat", "record_seq")
 _DOC_TYPES = {"B": "u8", "H": "u16", "I": "u32", "h": "i16", "i": "i32", "q": "i64"}
 
 
@@ -58,14 +58,14 @@ def _distinct_frame():
     return frame
 
 
-def test_the_wire_format_is_that_of_protocol_version_1():
-    # with the estimator's five i32 after soc_pm (a REPLY of the old length is refused by its size)
-    assert lc.VERSION == 1
-    assert lc.REPLY_FMT == "<HBiBH" + "IBBiihiiiiiqqqi" + "iiiii" + "iiHI" + "HHHHHHH"
-    assert lc.REPLY_SIZE == 122
+def test_the_wire_format_is_that_of_protocol_version_2():
+    # the estimator's five i32 after soc_pm
+    assert lc.VERSION == 2
+    assert lc.REPLY_FMT == "<HBiBHH" + "IBBiihiiiiiqqqi" + "iiiii" + "iiHI" + "I" * 13
+    assert lc.REPLY_SIZE == 162
     names = [field[0] for field in lc.REPLY_FIELDS]
     assert len(set(names)) == len(names)
-    assert tuple(names[:5]) == HEADER
+    assert tuple(names[:len(HEADER)]) == HEADER
     assert tuple(names[-len(lc.LINK_COUNTERS):]) == lc.LINK_COUNTERS
 
 
@@ -84,10 +84,12 @@ def test_send_answer_packs_each_value_into_its_field():
     link.setpoint_ua = -1500
     link.relay_closed = True
     link.heartbeat = 4321
+    link.record_seq = 777
     link.lost_flag = True
     p = link.parser
-    p.garbage_bytes, p.bad_header, p.bad_crc, p.truncated = 11, 12, 13, 14
-    link.replayed, link.skipped, link.link_lost = 15, 16, 17
+    p.rx_bytes, p.frames, p.frame_bytes, p.garbage_bytes, p.bad_header, p.bad_crc, p.truncated = 8, 9, 10, 11, 12, 13, 14
+    link.bad_payload, link.replayed, link.skipped, link.link_lost = 15, 16, 17, 18
+    link.tx_dropped, link.naks = 19, lc.COUNT_MAX
     frame = _distinct_frame()
     link.begin_answer()
     link.send_answer(frame, True)
@@ -95,8 +97,8 @@ def test_send_answer_packs_each_value_into_its_field():
     assert ftype == lc.T_REPLY
     v = lc.unpack_reply(payload)
     assert set(v) == {field[0] for field in lc.REPLY_FIELDS}
-    assert (v["ack"], v["flags"], v["hal_setpoint_ua"], v["relay"], v["heartbeat"]) == (
-        0x1234, lc.REPLY_TICKED | lc.REPLY_LINK_LOST, -1500, 1, 4321)
+    assert (v["ack"], v["flags"], v["hal_setpoint_ua"], v["relay"], v["heartbeat"], v["record_seq"]) == (
+        0x1234, lc.REPLY_TICKED | lc.REPLY_LINK_LOST, -1500, 1, 4321, 777)
     for name, code in TELEMETRY_FIELDS:
         if name == "state":
             assert v[name] == 3
@@ -106,7 +108,7 @@ def test_send_answer_packs_each_value_into_its_field():
             assert v["fault_mask"] == (1 << 1) | (1 << 9)
         elif code is not None:
             assert v[name] == frame[name], name
-    assert [v[name] for name in lc.LINK_COUNTERS] == [11, 12, 13, 14, 15, 16, 17]
+    assert [v[name] for name in lc.LINK_COUNTERS] == list(range(8, 20)) + [lc.COUNT_MAX]
 
 
 def test_the_twin_rebuilds_the_frame_the_firmware_sent():

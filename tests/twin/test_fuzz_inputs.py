@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from twin.cli import main
@@ -182,6 +182,7 @@ def mutate(text, entry, value, mode):
 @FUZZ
 @given(entry=st.sampled_from(ENTRY_NAMES), value=HOSTILE,
        mode=st.sampled_from(["value", "value", "value", "unit", "drop", "junk", "break"]))
+@example(entry="lithium_mol_L", value="0.0", mode="value")     # no dissolved lithium: the summary once divided by it
 def test_a_mutated_parameter_set_is_run_or_refused(tmp_path, capsys, entry, value, mode):
     path = tmp_path / "cell.toml"
     path.write_text(mutate(D111_TEXT, entry, value, mode), encoding="utf-8")

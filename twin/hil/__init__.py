@@ -11,15 +11,19 @@ TICK that answers its HELLO, as a board's flash would. The protocol is in
 docs/hil.md and firmware/bmsfw/link_codec.py.
 
 Two pacings:
-  lockstep  the twin waits for each REPLY (retransmitting the TICK every
-            retry_s, marking the firmware dead after reply_timeout_s):
-            deterministic, as fast as both ends go.
+  lockstep  the twin waits for each REPLY (sending the TICK again at once on
+            evidence of a loss -- a NAK, a damaged frame -- else on an adaptive
+            timer; marking the firmware dead after reply_timeout_s), and for
+            the firmware's latest record before time moves on: deterministic,
+            as fast as both ends go.
   realtime  a TICK every tick_ms of wall time whatever the firmware does; a
             late reply is applied when it comes; no valid reply for
             link_timeout_ms puts the board safe (setpoint 0, relay open).
 
-The package, one module per job: transport.py (the byte stream: pty, serial
-device, TCP), link_end.py (the twin's end of the link protocol), reply.py (the
+A session ends with END (the firmware answers and exits 0). The package, one
+module per job: transport.py (the byte stream: pty, serial device, TCP that
+reconnects, writes with a deadline), link_end.py (the twin's end of the link
+protocol, the retry timer), reply.py (the
 REPLY decoder), server.py (HilServer, the session), cli.py (`bms-twin hil`),
 errors.py (HilError).
 """

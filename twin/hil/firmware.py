@@ -175,7 +175,7 @@ class FirmwareLink(FdLink):
             return data
         data = super().read(max_bytes, timeout_s)
         if not data and self.proc.poll() is not None:
-            self.eof = True
+            self._end(f"the firmware process exited with code {self.proc.returncode}")
         return data
 
     def await_first_frame(self, timeout_s: float) -> bytes:
@@ -208,6 +208,16 @@ class StartedFirmware:
         self.stream = stream
         self.process = proc
         self.log_path = log_path
+
+    def wait_exit(self, timeout_s: float = 5.0):
+        """The exit code once the firmware ended on its own (after END), None if it
+        did not within timeout_s (the QEMU board's REPL never ends: None)."""
+        if self.kind == "qemu":
+            return None
+        try:
+            return self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
 
     def last_words(self) -> str:
         text = self.log_path.read_bytes()[-LAST_WORDS_BYTES:].decode("utf-8", "replace").strip()

