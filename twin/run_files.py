@@ -38,7 +38,9 @@ def judge_closed_loop(summary: dict, formation_asked: bool = True) -> None:
     final = final.rstrip("/")
     timed_out = summary.get("formation_timed_out")
     formed = summary.get("formation", {}).get("duration_s") is not None
-    if formation_asked and not formed:
+    # no frame from the firmware, or a lost link: the run already says why (hil)
+    lost = summary.get("final_state") is None or summary.get("link_lost")
+    if formation_asked and not formed and not lost:
         if timed_out:
             mark_incomplete(summary, "formation unfinished: still %s after %.2f h of powered %s time (its timeout, "
                             "%.2f h, is 1.5 x the plan from the cell)"
