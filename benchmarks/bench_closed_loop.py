@@ -18,6 +18,9 @@ Figures (printed, measured in this one run; nothing asserted):
    guest (including compiling the wasm module and importing bmsfw) and of the
    guest's tick loop alone.
    Goals (issue 3, "Speed"): >= 20,000x under CPython, >= 1,000x under MicroPython.
+3. The same CPython figure for product_1ah (issue 9, "Speed": >= 20,000x like
+   d111): `bms-twin run --cell product_1ah`'s default, its formation on bench_a
+   and the D111 duty scaled to its 250 cm², in the same run as the d111 figures.
 
 The MicroPython figure is the WASI build under wasmtime on this PC, not a
 microcontroller. Other jobs on the machine move every figure; the load average
@@ -42,7 +45,7 @@ from closed_loop import heap_report, run_mp_closed_loop  # noqa: E402
 from twin.parameters import load_parameter_set  # noqa: E402
 from twin.protocol import Protocol  # noqa: E402
 from twin.bench import Bench  # noqa: E402
-from twin.run import DUTY_D111, run_closed_loop  # noqa: E402
+from twin.run import DUTY_D111, duty_for, run_closed_loop  # noqa: E402
 
 GOAL_CPYTHON = 20000.0
 GOAL_MICROPYTHON = 1000.0
@@ -94,12 +97,12 @@ def _duty() -> Protocol:
     return load_protocol(str(DUTY_D111))
 
 
-def cpython_speed(params, seed: int, repeats: int) -> tuple[list[float], dict]:
+def cpython_speed(params, seed: int, repeats: int, duty=None) -> tuple[list[float], dict]:
     """Speed factors of plain `bms-twin run`-style runs, and the last summary."""
     factors = []
     summary: dict = {}
     for _ in range(repeats):
-        res = run_closed_loop(params, _duty(), seed=seed)
+        res = run_closed_loop(params, duty or _duty(), seed=seed)
         summary = res.summary
         factors.append(summary["speed_factor"])
     return factors, summary
@@ -154,6 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     print("    run_closed_loop bookkeeping        %6.1f µs  (telemetry, recorder row, events, duty step)"
           % b["loop_us"])
 
+    # --- CPython, product_1ah -----------------------------------------------------
+    product = load_parameter_set("product_1ah")
+    p_factors, p_summary = cpython_speed(product, args.seed, args.repeats, duty_for(product))
+    print("\nCPython, `bms-twin run --cell product_1ah` default: formation on %s + D111 duty scaled to 250 cm2"
+          % product.board)
+    print("  %.2f h simulated, final state %s, retained %.2f %%, complete %s; speed factor per run: %s"
+          % (p_summary["sim_seconds"] / 3600, p_summary["final_state"], 100 * p_summary["retained_fraction"],
+             p_summary["complete"], ", ".join("%.0fx" % f for f in p_factors)))
+
     # --- MicroPython -------------------------------------------------------------
     mp_plain = run_mp_closed_loop(params, seed=args.seed)
     mp = run_mp_closed_loop(params, seed=args.seed, profile=True)
@@ -178,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\nspeed factor (simulated s per wall s), 1 s tick:")
     print(_line("CPython, formation + D111 duty (best of %d)" % len(factors), cp_best, GOAL_CPYTHON))
     print(_line("CPython, formation + D111 duty (median)", statistics.median(factors), GOAL_CPYTHON))
+    print(_line("CPython, product_1ah formation + scaled duty (best)", max(p_factors), GOAL_CPYTHON))
+    print(_line("CPython, product_1ah formation + scaled duty (median)", statistics.median(p_factors), GOAL_CPYTHON))
     print(_line("MicroPython, formation (whole guest run)", sim_s / mp_plain.wall_s, GOAL_MICROPYTHON))
     print(_line("MicroPython, formation (tick loop only)", sim_s / loop_s, GOAL_MICROPYTHON))
     print("  controller tick, MicroPython/CPython: %.1fx" % ((g["tick_us"] / n) / b["tick_us"]))

@@ -23,11 +23,13 @@ class Bench:
         self.controller = None
 
     @classmethod
-    def build(cls, parameters, ambient_c: float = 25.0, seed: int = 0, board="bench_ua") -> "Bench":
+    def build(cls, parameters, ambient_c: float = 25.0, seed: int = 0, board=None) -> "Bench":
         """A new shipped cell of `parameters` at `ambient_c` on a board: a board name
-        (twin/parameters/boards), a path, a Board, or a mapping of its values; `seed`
-        seeds the board's ADC noise."""
+        (twin/parameters/boards), a path, a Board, or a mapping of its values (default:
+        the board the parameter set names); `seed` seeds the board's ADC noise."""
         cell = Cell(parameters, ambient_c=ambient_c)
+        if board is None:
+            board = parameters.board
         return cls(cell, TwinBoard(cell, board, seed=seed))
 
     def power_cut(self, off_s: float) -> None:

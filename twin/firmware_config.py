@@ -104,23 +104,74 @@ def front_end_config(board) -> dict:
     }
 
 
-def config_for(parameters, board="bench_ua", **overrides) -> Config:
-    """The controller's configuration for a cell design on a board: the front end
-    from the board (see front_end_config), the parameter set's [design] table as
-    the firmware on a board would carry it; `overrides` win over both."""
+# Thresholds in µA that a reading must pass to mean something: so many rms of the
+# shunt channel's noise (a false rest, direction change or "not following" once a
+# week of 1 s ticks is ~1e-6 per tick: 5 sigma; 8 leaves room for the ADC offset).
+_NOISE_SIGMAS = 8
+# The shunt zero learned with the relay open may lie this many counts off nominal
+# (the ADC's offset and gain error at mid-scale: 0.2 % of 32768 is 66 counts) before
+# it is taken as a fault: the reference board's 50 µA, 800 counts, on any board.
+_ZERO_WINDOW_COUNTS = 800
+# The stuck-VCELL check wants a current step whose IR drop VCELL must show: the
+# reference's 50 µA on D111's 1 cm², kept per cm² (same ASR per cm²).
+_STUCK_STEP_UA_CM2 = 50
+
+
+def current_resolution(board) -> tuple:
+    """(µA per ISHUNT count, rms noise in µA) of a board's shunt channel."""
+    b = board_values(board)
+    lsb_ua = b["adc_vref_mV"] * 1000.0 / (1 << int(b["adc_bits"])) / (b["shunt_ohm"] * b["shunt_amp_gain"])
+    return lsb_ua, b["adc_noise_counts"] * lsb_ua
+
+
+def board_thresholds(board, area_cm2: float) -> dict:
+    """The Config fields in µA that follow from the board's shunt resolution and
+    the cell's area (never below the reference board's defaults)."""
+    lsb_ua, noise_ua = current_resolution(board)
+    noise = int(math.ceil(_NOISE_SIGMAS * noise_ua))
+    return {
+        "rest_ua": max(Config.rest_ua, noise),
+        "cycle_deadband_ua": max(Config.cycle_deadband_ua, noise),
+        "oc_margin_ua": max(Config.oc_margin_ua, noise),
+        "sensor_follow_min_ua": max(Config.sensor_follow_min_ua, noise),
+        "ishunt_zero_window_ua": max(Config.ishunt_zero_window_ua, int(math.ceil(_ZERO_WINDOW_COUNTS * lsb_ua))),
+        "stuck_step_ua": max(Config.stuck_step_ua, int(round(_STUCK_STEP_UA_CM2 * area_cm2))),
+    }
+
+
+def plating_table(formation_ua_cm2: int) -> tuple:
+    """The plating derating table for a design plating at formation_ua_cm2 at
+    25 °C: the reference table's temperature shape (LiPON's conductivity rises
+    with temperature) scaled so its 25 °C point is the design's rate."""
+    ref = dict(Config.plating_derating)[25]
+    return tuple((t_c, int(round(v * formation_ua_cm2 / ref))) for t_c, v in Config.plating_derating)
+
+
+def config_for(parameters, board=None, **overrides) -> Config:
+    """The controller's configuration for a cell design on a board (default: the
+    board the parameter set names): the front end from the board (see
+    front_end_config, board_thresholds), the parameter set's [design] table as the
+    firmware on a board would carry it; `overrides` win over both."""
     values, design = parameters.values, parameters.design
+    board = parameters.board if board is None else board
     area_cm2 = values["area_cm2"]
     target_uah = int(round(design["target_inventory_uAh"]))
     supply_mol = values["lithium_mol_L"] * values["catholyte_volume_uL"] * 1e-6
+    formation_ua_cm2 = int(round(design["formation_current_density_uA_cm2"]))
+    nucleation_uas = int(round(design["nucleation_charge_uAh_cm2"] * area_cm2 * UAS_PER_UAH))
     settings = front_end_config(board)
+    settings.update(board_thresholds(board, area_cm2))
     settings.update(
         area_mm2=int(round(area_cm2 * 100)),
         target_inventory_uah=target_uah,
         lithium_supply_uah=int(supply_mol * UAH_PER_MOL),
         lithium_reserve_uah=int(round(design["lithium_reserve_uAh"])),
         nucleation_ua_cm2=int(round(design["nucleation_current_density_uA_cm2"])),
-        nucleation_uas=int(round(design["nucleation_charge_uAh_cm2"] * area_cm2 * UAS_PER_UAH)),
-        formation_ua_cm2=int(round(design["formation_current_density_uA_cm2"])),
+        nucleation_uas=nucleation_uas,
+        # three nucleation charges without the plateau: NO_PLATING (the firmware default for D111)
+        no_plating_uas=3 * nucleation_uas,
+        formation_ua_cm2=formation_ua_cm2,
+        plating_derating=plating_table(formation_ua_cm2),
         discharge_cutoff_mv=int(round(design["discharge_cutoff_V"] * 1000)),
         charge_cutoff_mv=int(round(design["charge_cutoff_V"] * 1000)),
         has_wetting_layer=values["wetting_capacity_uAh_cm2"] > 0,
@@ -131,3 +182,37 @@ def config_for(parameters, board="bench_ua", **overrides) -> Config:
         settings["wetting_capacity_uah"] = max(1, int(round(values["wetting_capacity_uAh_cm2"] * area_cm2)))
     settings.update(overrides)
     return Config(**settings)
+
+
+# Formation's timeouts: its planned duration (each step's charge over the current
+# the firmware will use) times this, plus a fixed allowance for boot and settling.
+TIMEOUT_MARGIN = 1.5
+TIMEOUT_ALLOWANCE_S = 3600.0
+
+
+def planned_formation_s(config: Config, temp_c: float = 25.0) -> dict:
+    """How long formation should take on a powered board at temp_c, from the
+    firmware's own figures: "charge" nucleation then plating to the target (charge
+    over the planned current: the plating table at temp_c, held at its ends, times
+    the area, clamped to what the source gives), "verify" the rest, the strip and
+    the replate of the verify cycle at the formation current. Seconds."""
+    from bmsfw.limits import interp_table
+
+    c = config
+    limit = c.current_max_ua
+    nucleation_ua = max(1, min(limit, c.density_to_ua(c.nucleation_ua_cm2)))
+    plate_ua_cm2 = interp_table(int(round(temp_c * 10)), c.plating_derating)
+    formation_ua = max(1, min(limit, c.density_to_ua(c.formation_ua_cm2)))
+    plate_ua = max(1, min(limit, c.density_to_ua(plate_ua_cm2)))
+    target_uas = c.target_uas()
+    nucleation_uas = min(c.nucleation_uas, target_uas)
+    charge_ms = nucleation_uas / nucleation_ua + (target_uas - nucleation_uas) / plate_ua
+    verify_uas = target_uas // 1000 * c.verify_cycle_pm
+    verify_ms = c.verify_rest_ms + 2 * verify_uas / formation_ua
+    return {"charge": (c.boot_settle_ms + charge_ms) / 1000.0, "verify": verify_ms / 1000.0}
+
+
+def formation_timeouts_s(config: Config, temp_c: float = 25.0) -> dict:
+    """Powered seconds the charge and the verify may take before a run calls the
+    formation unfinished: the plan at temp_c (planned_formation_s) with a margin."""
+    return {k: TIMEOUT_MARGIN * v + TIMEOUT_ALLOWANCE_S for k, v in planned_formation_s(config, temp_c).items()}

@@ -10,6 +10,7 @@ reported it (frames) and as the twin knows it (truth).
 """
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -17,12 +18,28 @@ from typing import Callable, Iterable, Sequence
 from bmsfw.config import Config
 from bmsfw.controller import Controller
 from twin.bench import Bench
-from twin.firmware_config import config_for
+from twin.firmware_config import config_for, formation_timeouts_s
 from twin.protocol import Protocol
-from twin.recorder import FORMATION_TIMEOUT_S, FormationWatch, Recorder, RunResult, summarize
+from twin.recorder import FORMATION_TIMEOUT_S, FormationWatch, Recorder, RunResult, summarize  # noqa: F401 (tests/mp)
+from twin.run_files import judge_closed_loop, mark_incomplete
 from twin.scenario import Player, check_bench
 
 DUTY_D111 = Path(__file__).resolve().parent / "protocols" / "d111_duty.txt"
+# The area of the cell the D111 duty was written for (seed EXAMPLES: ~1 cm²).
+D111_AREA_CM2 = 1.0
+_CURRENT = re.compile(r"\b(\d+(?:\.\d+)?) uA\b")
+
+
+def duty_for(parameters) -> Protocol:
+    """The D111 duty (twin/protocols/d111_duty.txt) scaled to a cell: every
+    current multiplied by the cell's area over D111's, so each step runs at the
+    seed's current density (100 µA/cm² cycles, then the strip to 2.0 V and the
+    20 µA/cm² finish), for the same durations. d111 gets the file itself."""
+    text = DUTY_D111.read_text()
+    scale = parameters.values["area_cm2"] / D111_AREA_CM2
+    if scale != 1.0:
+        text = _CURRENT.sub(lambda m: "%.6g mA" % (float(m.group(1)) * scale / 1000.0), text)
+    return Protocol.parse(text, name="d111_duty scaled to %s" % parameters.name)
 
 
 def controller_settings(bench: Bench, config: Config | None = None,
@@ -58,6 +75,7 @@ class InProcessLoop:
         self.on_tick = on_tick
         self.ambient_profile = ambient_profile
         self.boots = 0
+        self.powered_s = 0.0        # ticks the firmware ran: what formation's timeouts count
         self.frame: dict | None = None
         self.boot()
 
@@ -90,6 +108,7 @@ class InProcessLoop:
         for p in self._pollers:
             p.poll(bench.controller)
         bench.board.advance(self.tick_ms)
+        self.powered_s += self.tick_s
         c = bench.controller
         c.tick()
         frame = c.telemetry()
@@ -114,8 +133,8 @@ def run_closed_loop(parameters, duty: Protocol | None = None, ambient_c: float =
                     on_tick: Callable | None = None, sinks: Iterable = (), record_every: int = 1,
                     config: Config | None = None, ambient_profile: Callable | None = None,
                     stop_after_formation: bool = False, bench: Bench | None = None,
-                    formation_timeout_s: float = FORMATION_TIMEOUT_S,
-                    device_id: str | None = None, board="bench_ua") -> RunResult:
+                    formation_timeout_s: float | None = None,
+                    device_id: str | None = None, board=None) -> RunResult:
     """Boot the firmware on a shipped cell, let it form the cell, then play the
     duty protocol (twin/scenario.py: cycler steps as requests, bench steps and
     expectations). The bench is `bench` (a new one, or one resumed from a saved run:
@@ -124,14 +143,27 @@ def run_closed_loop(parameters, duty: Protocol | None = None, ambient_c: float =
     the bench's board. `sinks` receive frames: objects with frame(dict), event(dict)
     and, optionally, poll(controller) for commands. `on_tick(bench)` runs after every
     tick (tests use it to inject faults). A failed expectation ends the run: the
-    summary says "complete": false and why (the line and what was seen)."""
+    summary says "complete": false and why (the line and what was seen).
+
+    Formation ends at READY or FAULT, or times out: the charge (FORMING before
+    VERIFY) and the verify each have a limit from the cell (firmware_config.
+    formation_timeouts_s) in powered time allowed to charge (neither a power cut
+    nor the cold inhibit counts), and all powered time has a backstop (48 h + 3 x
+    the charge's limit); `formation_timeout_s` replaces the first two with one
+    limit on all powered time. A protocol that states expectations is judged by
+    them; any other run is incomplete when its formation did not finish or its
+    duty did not run every step (run_files.judge_closed_loop)."""
     bench = bench or Bench.build(parameters, ambient_c=ambient_c, seed=seed, board=board)
     config, device_id = controller_settings(bench, config, device_id)
     if duty is not None:
         check_bench(duty, bench.board)
     loop = InProcessLoop(bench, config, device_id, sinks, record_every, on_tick, power_cuts_s, off_s,
                          ambient_profile)
-    player = Player(loop, formation_timeout_s)
+    limits = dict(formation_timeouts_s(config, bench.ambient_c))
+    if formation_timeout_s is not None:
+        limits = {"charge": formation_timeout_s, "verify": formation_timeout_s, "all": True}
+    limits["powered"] = FORMATION_TIMEOUT_S + 3 * limits["charge"]
+    player = Player(loop, limits)
     t_wall = time.perf_counter()
     if duty is None or stop_after_formation:
         player.await_formation()
@@ -143,7 +175,10 @@ def run_closed_loop(parameters, duty: Protocol | None = None, ambient_c: float =
     wall = time.perf_counter() - t_wall
     summary = summarize(bench, loop.recorder, loop.formation, bench.controller.telemetry(), wall, device_id,
                         loop.boots, steps=player.steps, **player.report())
-    summary["complete"] = player.failed is None
     if player.failed is not None:
-        summary["why"] = player.why
+        mark_incomplete(summary, player.why)
+    elif player.passed:
+        summary["complete"] = True      # the protocol said what it expects, and all of it came
+    else:
+        judge_closed_loop(summary)
     return RunResult(loop.recorder.rows, loop.recorder.events, summary, loop.recorder.cycles, bench)

@@ -28,6 +28,36 @@ def mark_incomplete(summary: dict, why: str) -> None:
     summary["why"] = "; ".join(reason for reason in (summary.get("why"), why) if reason)
 
 
+def judge_closed_loop(summary: dict, formation_asked: bool = True) -> None:
+    """Did a closed-loop run (`bms-twin run`, `bms-twin hil`) do what it was asked?
+    The formation (when asked: a run that was not given a fixed duration) must have
+    ended in READY, and a duty that was asked must have run every step; else the
+    summary is marked incomplete with the reason (mark_incomplete). Sets
+    "complete": true when nothing before or here found it incomplete."""
+    final = "%s/%s" % (summary.get("final_state"), summary.get("final_substate") or "")
+    final = final.rstrip("/")
+    timed_out = summary.get("formation_timed_out")
+    formed = summary.get("formation", {}).get("duration_s") is not None
+    # no frame from the firmware, or a lost link: the run already says why (hil)
+    lost = summary.get("final_state") is None or summary.get("link_lost")
+    if formation_asked and not formed and not lost:
+        if timed_out:
+            mark_incomplete(summary, "formation unfinished: still %s after %.2f h of powered %s time (its timeout, "
+                            "%.2f h, is 1.5 x the plan from the cell)"
+                            % (final, timed_out["powered_s"] / 3600, timed_out["phase"], timed_out["limit_s"] / 3600))
+        elif summary.get("final_state") == "FAULT":
+            mark_incomplete(summary, "formation unfinished: FAULT (%s)" % ", ".join(summary.get("faults") or ["?"]))
+        else:
+            mark_incomplete(summary, "formation unfinished: the run ended with the cell %s" % final)
+    duty = summary.get("duty") or {}
+    if duty.get("asked") and duty.get("ran", 0) < duty.get("steps", 0):
+        mark_incomplete(summary, "duty skipped: %d of %d steps ran (%s)"
+                        % (duty.get("ran", 0), duty["steps"], duty.get("stopped_by") or "stopped"))
+    elif duty.get("asked") and duty.get("stopped_by"):
+        mark_incomplete(summary, "duty stopped: %s" % duty["stopped_by"])
+    summary.setdefault("complete", True)
+
+
 def write_run_outputs(result: RunResult, out_dir: Path, title: str = "") -> list:
     """Write every file of the run into out_dir; returns the paths."""
     import csv

@@ -10,7 +10,7 @@ def check_run(args):
     starts; bench is the saved one of --from, resumed, or None."""
     from twin import options
     from twin.cli import load_cell, load_protocol
-    from twin.run import DUTY_D111
+    from twin.run import duty_for
     from twin.saved_bench import SavedBenchError, read_saved, resume_bench
 
     saved = None
@@ -43,7 +43,8 @@ def check_run(args):
         except options.OptionError:
             raise options.OptionError("--device-id", None, f"the default {default_id!r} (<cell>-<seed>) "
                                       "is no MQTT device id; give one of [A-Za-z0-9_-]") from None
-    duty = load_protocol(args.protocol) if args.protocol else load_protocol(str(DUTY_D111))
+    # the default duty: D111's, at the seed's current densities on this cell's area
+    duty = load_protocol(args.protocol) if args.protocol else duty_for(params)
     from twin.bench import Bench
     from twin.scenario import check_bench
 

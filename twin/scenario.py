@@ -71,9 +71,17 @@ class Player:
     """Plays protocols (or single steps) on a loop. After a failed expectation
     `failed` says where and what was seen, and nothing more plays."""
 
-    def __init__(self, loop, formation_timeout_s: float = FORMATION_TIMEOUT_S):
+    def __init__(self, loop, formation_limits: dict | None = None):
+        """`formation_limits`: powered seconds the formation's charge ("charge": FORMING
+        before VERIFY, allowed to charge), its "verify" and all of it ("powered") may
+        take before the player stops waiting for it (twin/run.py derives them from the
+        cell); with "all", every limit counts all powered time. Default: 48 h of it."""
         self.loop = loop
-        self.formation_deadline_s = loop.bench.t_s + formation_timeout_s
+        self.formation_limits = formation_limits or {"charge": FORMATION_TIMEOUT_S, "verify": FORMATION_TIMEOUT_S,
+                                                     "powered": FORMATION_TIMEOUT_S, "all": True}
+        self._spent = {"charge": 0.0, "verify": 0.0, "powered": 0.0}
+        self.formation_timed_out: dict | None = None
+        self._duty_stopped_by: str | None = None
         self.steps: list = []           # the cycler steps played, as run.py always reported them
         self.bench_steps: list = []     # the bench steps played: line, text, t_s (the first BENCH_STEPS_LISTED)
         self.bench_steps_more = 0
@@ -125,15 +133,33 @@ class Player:
         report = self._duty(step)
         if report is None:
             self.skipped += 1
+            if self._duty_stopped_by is None:
+                self._duty_stopped_by = "%s: the cell is %s, not READY" % (
+                    "not started" if not self.steps else "skipped from line %s" % step.line_no, self.state)
         else:
             report["index"] = index if index is not None else len(self.steps)
             self.steps.append(report)
+            if report["stop_reason"] == "fault" and self._duty_stopped_by is None:
+                self._duty_stopped_by = "FAULT at step %d (line %s)" % (len(self.steps), step.line_no)
         return True
 
     def await_formation(self) -> None:
-        """Ticks while the firmware boots and forms, until its deadline."""
-        while self.state in _FORMING and self.loop.bench.t_s < self.formation_deadline_s:
-            self.loop.tick()
+        """Ticks while the firmware boots and forms, until a formation limit is reached."""
+        while self.state in _FORMING and self.formation_timed_out is None:
+            self._count_formation(self.loop.tick())
+
+    def _count_formation(self, frame: dict) -> None:
+        tick_s, spent, limits = self.loop.tick_s, self._spent, self.formation_limits
+        spent["powered"] += tick_s
+        if limits.get("all"):
+            spent["charge"] = spent["verify"] = spent["powered"]
+        elif frame["state"] == FORMING and "UNDER_TEMPERATURE" not in frame["faults"]:
+            # the cold inhibit holding the charge is waiting, not failing
+            spent["verify" if frame["substate"] == "VERIFY" else "charge"] += tick_s
+        over = [phase for phase in ("charge", "verify", "powered") if spent[phase] >= limits[phase]]
+        if over and frame["state"] in _FORMING:
+            self.formation_timed_out = {"phase": over[0], "powered_s": spent[over[0]], "limit_s": limits[over[0]],
+                                        "state": frame["state"], "substate": frame["substate"]}
 
     def finish(self) -> None:
         """After the duty, as `bms-twin run` always ended: a minute at rest."""
@@ -143,10 +169,17 @@ class Player:
                 self.loop.tick()
 
     def report(self) -> dict:
-        """The summary's keys of what the player did."""
+        """The summary's keys of what the player did (run_files.judge_closed_loop reads
+        "duty" and "formation_timed_out")."""
+        reached = len(self.steps) + self.skipped
         return {"steps_skipped": self.skipped, "bench_steps": self.bench_steps,
                 "bench_steps_more": self.bench_steps_more,
-                "expectations": {"passed": self.passed, "failed": self.failed}}
+                "expectations": {"passed": self.passed, "failed": self.failed},
+                "duty": {"asked": reached > 0, "steps": reached, "ran": len(self.steps),
+                         "stopped_by": self._duty_stopped_by},
+                "powered_seconds": getattr(self.loop, "powered_s", None),
+                "formation_timeouts_s": {k: v for k, v in self.formation_limits.items() if k != "all"},
+                "formation_timed_out": self.formation_timed_out}
 
     # ------------------------------------------------------------ cycler steps
     def _duty(self, step) -> dict | None:
@@ -183,7 +216,8 @@ class Player:
             if _until_reached(step, frame["cell_mv"]):
                 reason = "voltage"
                 break
-            if request and abs(frame["current_ua"]) < LIMITED_FRACTION * abs(request):
+            # what the firmware granted (its setpoint), not the noisy reading of it
+            if request and abs(frame["setpoint_ua"]) < LIMITED_FRACTION * abs(request):
                 limited_s += tick_s
                 if limited_s >= LIMITED_FOR_S:
                     reason = "limited"

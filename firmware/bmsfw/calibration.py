@@ -17,7 +17,6 @@ from .hal import ISHUNT, TCELL, VCELL
 # +149 °C). Neither is a temperature the cell can have in service.
 _NTC_RAIL_PART = const(50)
 _NTC_TABLE_SHIFT = const(8)   # table step = 2**(bits - 8) counts: 257 points for any ADC width
-_ZERO_WINDOW_UA = const(50)   # an open-relay reading beyond ±50 µA of nominal zero is a fault, not an offset
 _ZERO_SHIFT = const(3)        # running mean over ~8 open-relay ticks
 _ZERO_AVERAGE_N = const(8)    # the first 8 samples are averaged plainly (an unbiased start)
 
@@ -111,11 +110,11 @@ class FrontEnd:
         # flow, so the counts read then are the true zero (a 0.2 % ADC gain
         # error alone moves mid-scale by 4 µA on the reference board). Learned
         # as a x16 fixed-point running mean; readings further than
-        # _ZERO_WINDOW_UA from nominal are not a zero and are ignored.
+        # Config.ishunt_zero_window_ua from nominal are not a zero and are ignored.
         self._i_mid_nominal = self._i_mid
         self._zero_acc = -1
         self.zero_samples = 0
-        self._zero_window = self._ua_to_counts(_ZERO_WINDOW_UA)
+        self._zero_window = self._ua_to_counts(c.ishunt_zero_window_ua)
         # Thermistor table: temp_dc at counts = i << step_shift, built once.
         self._t_shift = self.bits - _NTC_TABLE_SHIFT if self.bits > _NTC_TABLE_SHIFT else 0
         n = (self.full_counts >> self._t_shift) + 2

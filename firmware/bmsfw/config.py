@@ -10,7 +10,7 @@
 # runner) converts.
 
 from .errors import FieldError
-from .ledger import UAS_PER_UAH
+from .ledger import UAS_PER_UAH, to_units, unit_for
 
 
 class ConfigError(FieldError):
@@ -25,6 +25,7 @@ class Config:
     ishunt_uv_per_ua = 1000         # 100 ohm shunt x gain 10 = 1.0 mV/µA at the pin
     ishunt_gain_err_ppm = 0         # ISHUNT gain error to remove, ppm
     ishunt_offset_ua = 0            # ISHUNT offset to remove, µA
+    ishunt_zero_window_ua = 50      # an open-relay reading beyond this of nominal zero is a fault, not an offset
     ntc_r25_ohm = 10000             # NTC resistance at 25 °C
     ntc_beta_k = 3950               # NTC beta, kelvin
     ntc_pullup_ohm = 10000          # pull-up from Vref to the NTC
@@ -87,6 +88,7 @@ class Config:
     ut_debounce_ms = 3000
     sensor_debounce_ms = 1000       # thermistor open/short, current not following, VCELL stuck
     stuck_step_ua = 50              # VCELL must move across current steps this big (0: no check)
+    sensor_follow_min_ua = 20       # "current not following the setpoint" is judged above this setpoint
     short_ocv_mv = 30               # boot: OCV below this is a short (no current is ever applied)
     short_mv = 1000                 # formed cell collapsing below this: SHORT
     short_debounce_ms = 500
@@ -199,8 +201,22 @@ class Config:
         return self.lithium_supply_uah * UAS_PER_UAH
 
     def density_to_ua(self, ua_cm2):
-        """Current (µA) for a current density (µA/cm²) over the active area."""
-        return ua_cm2 * self.area_mm2 // 100
+        """Current (µA) for a current density (µA/cm²) over the active area,
+        without forming ua_cm2 x area_mm2 (past 2^30 on an A-range cell)."""
+        a = self.area_mm2
+        if a < 10000:
+            return ua_cm2 * a // 100
+        k = a // 100
+        return ua_cm2 * k + ua_cm2 * (a - k * 100) // 100
+
+    def charge_unit_uas(self):
+        """The unit the tick counts this cell's charge in (bmsfw.ledger: the
+        finest that keeps the target below 2^27 units)."""
+        return unit_for(self.target_uas())
+
+    def units(self, uas):
+        """uas (µA·ms) in whole charge units, rounded up."""
+        return to_units(uas, self.charge_unit_uas())
 
     def names(self):
         """The configurable field names, sorted (for docs and the runner)."""

@@ -55,8 +55,8 @@ class Controller:
         self.device_id = device_id
         # the parts
         self.fe = FrontEnd(hal, c)
-        self.meas = Measurements(c.reserve_uas())
-        self.ledger = Ledger(c.cycle_deadband_ua, c.cycle_min_uas)
+        self.meas = Measurements(c.units(c.reserve_uas()), c.lithium_reserve_uah * 1000)
+        self.ledger = Ledger(c.cycle_deadband_ua, c.cycle_min_uas, c.charge_unit_uas())
         self.est = Estimator(c)
         self.crack = CrackWatch(c, self.fe.bits, self.fe.vref_mv)
         self._at_knee = False           # this discharge's knee was judged
@@ -64,7 +64,8 @@ class Controller:
         self.protections = Protections(c)
         self.outputs = Outputs(hal, c)
         self.events = Events(device_id)
-        self.store = Store(hal, (self.ledger, self.outputs), (self, self.formation, self.protections, self.est))
+        # the ledger converts its fields (charge pairs); it restores before the controller reads it
+        self.store = Store(hal, (self.outputs,), (self.ledger, self, self.formation, self.protections, self.est))
         self.target_uas = c.target_uas()
         self.reserve_uas = c.reserve_uas()
         self._tel = Telemetry(device_id, self.target_uas)
@@ -79,7 +80,8 @@ class Controller:
         # persistence
         self._writes_at_formation_start = 0
         self._dirty = False
-        self._saved_inventory_uas = 0
+        self._saved_inventory_q = 0     # the ledger's inventory (charge units) at the last save
+        self._save_interval_q = c.units(c.save_interval_uas)
         self.store.load()
         self._boot_ms = self.t_ms
         self._last_ms = self.t_ms
@@ -109,11 +111,11 @@ class Controller:
         self._op_substate = SUBSTATES[rec.resume_substate]
         self._boot_safe = STATES[rec.state] == SAFE
         self.events.seq = rec.event_seq
-        self._saved_inventory_uas = rec.inventory_uas
+        self._saved_inventory_q = self.ledger.inventory[0]
 
     def _save(self):
         self.store.save()
-        self._saved_inventory_uas = self.ledger.inventory_uas
+        self._saved_inventory_q = self.ledger.inventory[0]
         self._dirty = False
 
     # ------------------------------------------------------------------ the tick
@@ -137,7 +139,7 @@ class Controller:
             est.add(m.current_ua, dt_ms)
             if led.cycle_closed:
                 self._cycle_closed()
-        m.judged_in(self.state, self.formation.plateau_seen, led.inventory_uas, out, est.low_nah())
+        m.judged_in(self.state, self.formation.plateau_seen, led.inventory[0], out, est.low_nah())
         prot = self.protections
         prot.check(m, now, dt_ms)
         if prot.tripped or prot.cleared:
@@ -166,8 +168,8 @@ class Controller:
         if self._dirty:
             self._save()
         else:
-            moved = led.inventory_uas - self._saved_inventory_uas
-            if moved >= self.config.save_interval_uas or -moved >= self.config.save_interval_uas:
+            moved = led.inventory[0] - self._saved_inventory_q
+            if moved >= self._save_interval_q or -moved >= self._save_interval_q:
                 self._save()
 
     def _step_state(self, now):
@@ -188,7 +190,7 @@ class Controller:
         m = self.meas
         out = self.outputs
         cold = bool(self.protections.inhibit_mask & UT_BIT)
-        f.step(self.substate, now, m.cell_mv, led.plated_uas, led.inventory_uas,
+        f.step(self.substate, now, m.cell_mv, led.plated[0], led.inventory[0],
                out.plate_base_ua(m, cold), out.dvl_mv, cold)
         if f.fault is not None:
             self.protections.trip(f.fault, f.detail)
@@ -253,9 +255,9 @@ class Controller:
         led = self.ledger
         f = self.formation
         f.finish(led)
-        self.est.formed(led.plated_uas)
+        self.est.formed(led.uas("plated"))
         # writes + 1: the save at the end of this tick belongs to the formation too.
-        self._emit(EV_FORMATION_DONE, "", f.ce_ppm, led.plated_uas, led.inventory_uas,
+        self._emit(EV_FORMATION_DONE, "", f.ce_ppm, led.uas("plated"), led.uas("inventory"),
                    self.store.writes - self._writes_at_formation_start + 1)
 
     def _act_found_formed(self, now_ms, substate):

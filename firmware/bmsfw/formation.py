@@ -22,7 +22,7 @@
 # record's flags); the ledger holds the charge, the controller the state. step() sets .request_ua, .event, .fault
 # (attributes, so a tick allocates no tuple).
 from .compat import ticks_diff
-from .ledger import UAS_PER_UAH, per_mille
+from .ledger import UAS_PER_UAH, per_mille, ratio_ppm
 from .limits import DVL_REACHED_MV
 from .record import FLAG_ALLOY_SEEN, FLAG_FORMED, FLAG_PLATEAU_SEEN
 from .states import CRACK_SUSPECTED, FORMATION_DONE, NO_PLATING, NUCLEATE, NUCLEATED, PLATE, TARGET_REACHED, VERIFY
@@ -38,22 +38,25 @@ class Formation:
         c = config
         self.nucleation_ua = c.density_to_ua(c.nucleation_ua_cm2)
         self.formation_ua = c.density_to_ua(c.formation_ua_cm2)
-        self.nucleation_uas = c.nucleation_uas
-        self.target_uas = c.target_uas()
+        # Charge thresholds in the cell's charge units (bmsfw.ledger), as the
+        # ledger's counts they are compared with.
+        self.nucleation_q = c.units(c.nucleation_uas)
+        self.target_q = c.units(c.target_uas())
         bound = c.no_plating_uas
         if c.has_wetting_layer:
             # The alloy takes lithium before metal plates (Al: ~27 µAh/cm² per 1000 Å).
             bound += c.wetting_capacity_uah * UAS_PER_UAH
-        self.no_plating_uas = bound
-        self.verify_uas = self.target_uas // 1000 * c.verify_cycle_pm
+        self.no_plating_q = c.units(bound)
+        self.verify_q = self.target_q // 1000 * c.verify_cycle_pm
+        self._unit_uas = c.charge_unit_uas()
         self._c = c
         self.plateau_seen = False
         self.alloy_seen = False
         self.formed = False             # formation verified (or a formed cell found at boot)
         self.verify_step = V_REST
         self._step_since_ms = 0
-        self._step_start_uas = 0
-        self.verify_out_uas = 0
+        self._step_start_q = 0
+        self.verify_out_q = 0
         self.ce_ppm = 0
         self.request_ua = 0
         self.event = None
@@ -88,11 +91,12 @@ class Formation:
     def start_verify(self, now_ms):
         self.verify_step = V_REST
         self._step_since_ms = now_ms
-        self.verify_out_uas = 0
+        self.verify_out_q = 0
 
-    def step(self, substate, now_ms, cell_mv, plated_uas, inventory_uas, plate_limit_ua, dvl, paused):
-        """One tick of formation. paused: charging inhibited (too cold): hold
-        the current at 0 and the clocks still (a rest step restarts)."""
+    def step(self, substate, now_ms, cell_mv, plated_q, inventory_q, plate_limit_ua, dvl, paused):
+        """One tick of formation. plated_q, inventory_q: the ledger's counts
+        (charge units). paused: charging inhibited (too cold): hold the
+        current at 0 and the clocks still (a rest step restarts)."""
         self.event = None
         self.fault = None
         c = self._c
@@ -101,9 +105,9 @@ class Formation:
         elif c.has_wetting_layer and cell_mv >= c.alloy_min_mv:
             self.alloy_seen = True
         if substate == NUCLEATE or substate == PLATE:
-            if plated_uas >= self.no_plating_uas and not self.plateau_seen:
+            if plated_q >= self.no_plating_q and not self.plateau_seen:
                 self.fault = NO_PLATING
-                self.detail = "no Li-S plateau after %d uAs" % plated_uas
+                self.detail = "no Li-S plateau after %d uAs" % (plated_q * self._unit_uas)
                 self.request_ua = 0
                 return
         if paused:
@@ -113,19 +117,19 @@ class Formation:
             return
         if substate == NUCLEATE:
             self.request_ua = self.nucleation_ua
-            if plated_uas >= self.nucleation_uas and (self.plateau_seen or self.alloy_seen):
+            if plated_q >= self.nucleation_q and (self.plateau_seen or self.alloy_seen):
                 self.event = NUCLEATED
         elif substate == PLATE:
             self.request_ua = plate_limit_ua
-            if plated_uas >= self.target_uas:
+            if plated_q >= self.target_q:
                 self.request_ua = 0
                 self.event = TARGET_REACHED
         elif substate == VERIFY:
-            self._verify(now_ms, cell_mv, inventory_uas, plate_limit_ua, dvl)
+            self._verify(now_ms, cell_mv, inventory_q, plate_limit_ua, dvl)
         else:
             self.request_ua = 0
 
-    def _verify(self, now_ms, cell_mv, inventory_uas, plate_limit_ua, dvl):
+    def _verify(self, now_ms, cell_mv, inventory_q, plate_limit_ua, dvl):
         c = self._c
         current_ua = self.formation_ua if self.formation_ua < plate_limit_ua else plate_limit_ua
         if self.verify_step == V_REST:
@@ -137,13 +141,13 @@ class Formation:
                 self.detail = "verify OCV %d mV off the Li-S plateau" % cell_mv
                 return
             self.verify_step = V_DISCHARGE
-            self._step_start_uas = inventory_uas
+            self._step_start_q = inventory_q
             self.request_ua = -self.formation_ua
         elif self.verify_step == V_DISCHARGE:
-            out_uas = self._step_start_uas - inventory_uas
-            if out_uas >= self.verify_uas or cell_mv <= dvl + DVL_REACHED_MV:
+            out_q = self._step_start_q - inventory_q
+            if out_q >= self.verify_q or cell_mv <= dvl + DVL_REACHED_MV:
                 # Voltage-ended early means the lithium is not all there.
-                self.verify_out_uas = out_uas if out_uas > 0 else 0
+                self.verify_out_q = out_q if out_q > 0 else 0
                 self.verify_step = V_RECHARGE
                 self.request_ua = current_ua
             else:
@@ -151,10 +155,9 @@ class Formation:
         else:
             # Plate back to the target, not just what came out: after a power
             # cut the verify restarts, and an earlier partial strip is made good.
-            if inventory_uas >= self.target_uas:
+            if inventory_q >= self.target_q:
                 self.request_ua = 0
-                out = self.verify_out_uas
-                ce = out * 1000000 // self.verify_uas if self.verify_uas > 0 else 0
+                ce = ratio_ppm(self.verify_out_q, self.verify_q)
                 self.ce_ppm = 1000000 if ce > 1000000 else ce
                 if self.ce_ppm < c.verify_min_ce_ppm:
                     self.fault = CRACK_SUSPECTED
@@ -164,9 +167,9 @@ class Formation:
             else:
                 self.request_ua = current_ua
 
-    def progress_pm(self, substate, plated_uas):
+    def progress_pm(self, substate, plated_q):
         """Formation progress in per mille: the plated share of target, 1000
         once plating is complete (VERIFY)."""
         if substate == VERIFY:
             return 1000
-        return per_mille(plated_uas, self.target_uas)
+        return per_mille(plated_q, self.target_q)

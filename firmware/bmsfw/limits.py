@@ -24,6 +24,7 @@
 # - DCL -> 0 near the lithium reserve: a bare copper patch replates unevenly.
 # - DCL -> 0 as the voltage nears DVL: below Li2S2 lies insoluble Li2S.
 from .compat import const
+from .ledger import scale_pm
 
 # A discharge counts as ended by its voltage within this of DVL: formation's
 # verify strip and the protections' empty-by-voltage latch judge it alike.
@@ -81,8 +82,7 @@ def ramp_pm(distance, span):
     if span < 1000:
         return distance * 1000 // span
     # Ceil the step so the factor stays below 1000 inside the span and the
-    # product distance * 1000 never forms (it would be a long int on 32-bit
-    # MicroPython for spans in µA·ms).
+    # product distance * 1000 never forms (a long int on 32-bit MicroPython).
     return distance // ((span + 999) // 1000)
 
 
@@ -105,40 +105,40 @@ def dvl_mv(discharge_cutoff_mv, user_dvl_mv):
     return discharge_cutoff_mv
 
 
-def ccl_ua(base_ua, inventory_uas, ceiling_uas, taper_uas, cell_mv, cvl, cv_taper_mv, user_ccl_ua):
-    """Charge current limit (µA >= 0).
+def ccl_ua(base_ua, inventory_q, ceiling_q, taper_q, cell_mv, cvl, cv_taper_mv, user_ccl_ua):
+    """Charge current limit (µA >= 0). Charges in the cell's charge units.
 
     base_ua: the temperature-derated plating limit x area (0 when charging is
-    not allowed in this state); ceiling_uas: min(target + margin, lithium
-    supply); taper_uas: the inventory span over which CCL ramps to 0;
+    not allowed in this state); ceiling_q: min(target + margin, lithium
+    supply); taper_q: the inventory span over which CCL ramps to 0;
     user_ccl_ua: the user's tighter limit, or a negative number for none."""
     limit = base_ua
     if limit <= 0:
         return 0
-    factor = ramp_pm(ceiling_uas - inventory_uas, taper_uas)
+    factor = ramp_pm(ceiling_q - inventory_q, taper_q)
     if factor < _CLOSE_BELOW_PM:
         return 0
-    limit = limit * factor // 1000
-    limit = limit * ramp_pm(cvl - cell_mv, cv_taper_mv) // 1000
+    limit = scale_pm(limit, factor)
+    limit = scale_pm(limit, ramp_pm(cvl - cell_mv, cv_taper_mv))
     if 0 <= user_ccl_ua < limit:
         limit = user_ccl_ua
     return limit
 
 
-def dcl_ua(base_ua, inventory_uas, reserve_uas, taper_uas, cell_mv, dvl, dv_taper_mv, user_dcl_ua):
-    """Discharge current limit (µA >= 0).
+def dcl_ua(base_ua, inventory_q, reserve_q, taper_q, cell_mv, dvl, dv_taper_mv, user_dcl_ua):
+    """Discharge current limit (µA >= 0). Charges in the cell's charge units.
 
     base_ua: the temperature-derated stripping limit x area (0 before
     formation is verified); the limit ramps to 0 as the inventory falls to
-    reserve_uas over taper_uas, and as cell_mv falls to dvl over dv_taper_mv."""
+    reserve_q over taper_q, and as cell_mv falls to dvl over dv_taper_mv."""
     limit = base_ua
     if limit <= 0:
         return 0
-    factor = ramp_pm(inventory_uas - reserve_uas, taper_uas)
+    factor = ramp_pm(inventory_q - reserve_q, taper_q)
     if factor < _CLOSE_BELOW_PM:
         return 0
-    limit = limit * factor // 1000
-    limit = limit * ramp_pm(cell_mv - dvl, dv_taper_mv) // 1000
+    limit = scale_pm(limit, factor)
+    limit = scale_pm(limit, ramp_pm(cell_mv - dvl, dv_taper_mv))
     if 0 <= user_dcl_ua < limit:
         limit = user_dcl_ua
     return limit

@@ -21,14 +21,15 @@ class Outputs:
         c = config
         self._hal = hal
         self._c = c
-        self.target_uas = c.target_uas()
-        self.reserve_uas = c.reserve_uas()
-        step = self.target_uas // 1000
-        ceiling = self.target_uas + step * c.charge_margin_pm
-        supply = c.supply_uas()
-        self._ceiling_uas = ceiling if ceiling < supply else supply
-        self._charge_taper_uas = step * (c.charge_taper_pm + c.charge_margin_pm)
-        self._reserve_taper_uas = step * c.reserve_taper_pm
+        # charges in the cell's charge units (bmsfw.ledger), as the ledger counts
+        self.target_q = c.units(c.target_uas())
+        self.reserve_q = c.units(c.reserve_uas())
+        step = self.target_q // 1000
+        ceiling = self.target_q + step * c.charge_margin_pm
+        supply = c.units(c.supply_uas())
+        self._ceiling_q = ceiling if ceiling < supply else supply
+        self._charge_taper_q = step * (c.charge_taper_pm + c.charge_margin_pm)
+        self._reserve_taper_q = step * c.reserve_taper_pm
         # the same in nAh, for the estimator's figures (bmsfw.estimator)
         step_nah = c.target_inventory_uah
         ceiling_nah = c.target_inventory_uah * 1000 + step_nah * c.charge_margin_pm
@@ -60,6 +61,12 @@ class Outputs:
         self.step_ua = 0                # |setpoint step| of the last update, relay closed on both sides
         self.soc_pm = 0
         self.formation_pm = 0
+        # The cell voltage the CV and DV ramps see: the reading through a first-order
+        # filter (a quarter of the way each tick). The ramps are a control loop on the
+        # terminal voltage; where the cell's IR drop at full current exceeds twice a
+        # taper (a product cell: 240 mV against 50 mV) the unfiltered loop flips the
+        # current on and off each tick. Filtered it settles for loop gains up to 7.
+        self._ramp_mv = -1
 
     def plate_base_ua(self, m, cold):
         """Temperature-derated plating limit x area (µA); 0 when not allowed
@@ -88,12 +95,17 @@ class Outputs:
         c = self._c
         if state == READY and self._deadline_set and ticks_diff(now_ms, self._deadline_ms) >= 0:
             self.set_request(0)
-        inv = ledger.inventory_uas
+        inv = ledger.inventory[0]
         self.cvl_mv = limits.cvl_mv(c.charge_cutoff_mv, self.user_cvl_mv)
         self.dvl_mv = limits.dvl_mv(c.discharge_cutoff_mv, self.user_dvl_mv)
         operating = state == FORMING or state == READY
         ccl = 0
         dcl = 0
+        if not operating or self._ramp_mv < 0:
+            self._ramp_mv = m.cell_mv
+        else:
+            self._ramp_mv += (m.cell_mv - self._ramp_mv + 2) // 4
+        v = self._ramp_mv
         use_est = est is not None and state == READY
         if use_est and hold:
             operating_limits = False
@@ -104,16 +116,16 @@ class Outputs:
             # uncertainty, would otherwise lower the top of charge by all of it
             # (65 µAh after 1,000 D111 cycles); the 1 % margin covers the count.
             ccl = limits.ccl_ua(self.plate_base_ua(m, cold), est.li_nah, self._ceiling_nah,
-                                self._charge_taper_nah, m.cell_mv, self.cvl_mv, c.cv_taper_mv,
+                                self._charge_taper_nah, v, self.cvl_mv, c.cv_taper_mv,
                                 self.user_ccl_ua)
             base = 0
             if not m.ntc_fault and not dis_hit_dvl:
                 base = c.density_to_ua(limits.interp_table(m.temp_dc, c.discharge_derating))
             dcl = limits.dcl_ua(base, est.low_nah(), self._reserve_nah, self._reserve_taper_nah,
-                                m.cell_mv, self.dvl_mv, c.dv_taper_mv, self.user_dcl_ua)
+                                v, self.dvl_mv, c.dv_taper_mv, self.user_dcl_ua)
         elif operating_limits:
-            ccl = limits.ccl_ua(self.plate_base_ua(m, cold), inv, self._ceiling_uas,
-                                self._charge_taper_uas, m.cell_mv, self.cvl_mv, c.cv_taper_mv,
+            ccl = limits.ccl_ua(self.plate_base_ua(m, cold), inv, self._ceiling_q,
+                                self._charge_taper_q, v, self.cvl_mv, c.cv_taper_mv,
                                 self.user_ccl_ua)
             base = 0
             if state == READY and not m.ntc_fault and not dis_hit_dvl:
@@ -121,8 +133,8 @@ class Outputs:
             elif state == FORMING and substate == VERIFY and formation.verify_step == V_DISCHARGE:
                 # The verify cycle's strip: the only discharge before formation is done.
                 base = formation.formation_ua
-            dcl = limits.dcl_ua(base, inv, self.reserve_uas, self._reserve_taper_uas,
-                                m.cell_mv, self.dvl_mv, c.dv_taper_mv, self.user_dcl_ua)
+            dcl = limits.dcl_ua(base, inv, self.reserve_q, self._reserve_taper_q,
+                                v, self.dvl_mv, c.dv_taper_mv, self.user_dcl_ua)
         # The current source's usable range bounds both (a product-scale
         # cell's table may ask for more than the bench source can give).
         smax = c.current_max_ua
@@ -154,8 +166,8 @@ class Outputs:
             self.soc_pm = est.soc_pm()
             self.formation_pm = 1000
         elif operating:
-            self.soc_pm = per_mille(inv, self.target_uas)
-            self.formation_pm = 1000 if state == READY else formation.progress_pm(substate, ledger.plated_uas)
+            self.soc_pm = per_mille(inv, self.target_q)
+            self.formation_pm = 1000 if state == READY else formation.progress_pm(substate, ledger.plated[0])
         else:
             formed = formation.formed
             if not formed:
@@ -163,8 +175,8 @@ class Outputs:
             elif est is not None:
                 self.soc_pm = est.soc_pm()
             else:
-                self.soc_pm = per_mille(inv, self.target_uas)
-            self.formation_pm = 1000 if formed else formation.progress_pm(NONE, ledger.plated_uas)
+                self.soc_pm = per_mille(inv, self.target_q)
+            self.formation_pm = 1000 if formed else formation.progress_pm(NONE, ledger.plated[0])
 
     def off(self):
         """Current 0, then the relay open, at once."""

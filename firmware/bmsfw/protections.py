@@ -55,7 +55,6 @@ _ALL_FAULTS = (1 << len(FAULTS)) - 1
 # check() evaluates (the table's order: the most specific) latches.
 _VOLTAGE_GROUP = (1 << _NO_CELL) | (1 << _SHORT) | (1 << _OVERVOLTAGE) | (1 << _CRACK) | (1 << _UNDERVOLTAGE)
 
-_SENSOR_FOLLOW_MIN_UA = const(20)   # "current not following" is judged above this setpoint
 
 
 # What the protections judge each tick: the converted readings of the front
@@ -64,7 +63,7 @@ _SENSOR_FOLLOW_MIN_UA = const(20)   # "current not following" is judged above th
 # controller and filled in place every tick (no allocation): check() and
 # cause_present() read only this.
 class Measurements:
-    def __init__(self, reserve_uas=0):
+    def __init__(self, reserve_q=0, reserve_nah=0):
         # readings (read())
         self.cell_mv = 0
         self.current_ua = 0
@@ -80,19 +79,19 @@ class Measurements:
         self.ccl_ua = 0                 # the limits published last tick
         self.dcl_ua = 0
         self.dvl_mv = 0
-        self.inventory_uas = 0          # counted lithium (ledger)
-        self.reserve_uas = reserve_uas  # the lithium reserve (Config)
+        self.inventory_q = 0            # counted lithium (ledger), charge units
+        self.reserve_q = reserve_q      # the lithium reserve (Config), charge units
         self.li_low_nah = 0             # the estimator's pessimistic lithium (bmsfw.estimator)
-        self.reserve_nah = reserve_uas // 3600
+        self.reserve_nah = reserve_nah
         self._vcell_before_step = 0     # VCELL counts of the previous tick
         self._stuck_steps = 0           # consecutive current steps VCELL did not answer
 
-    def judged_in(self, state, plateau_seen, inventory_uas, out, li_low_nah=0):
+    def judged_in(self, state, plateau_seen, inventory_q, out, li_low_nah=0):
         """The context of this tick's readings: the state, the counted
         inventory, the estimator's pessimistic lithium, and the last tick's
         setpoint and limits (out: Outputs)."""
         self.state = state
-        self.inventory_uas = inventory_uas
+        self.inventory_q = inventory_q
         self.li_low_nah = li_low_nah
         self.lithium_present = state == READY or (state == FORMING and plateau_seen)
         self.charging_li = self.lithium_present and out.prev_setpoint_ua > 0
@@ -238,9 +237,9 @@ class Protections:
         #   or VCELL not moving across two current steps (stuck ADC)
         sp = m.prev_setpoint_ua
         follow = False
-        if sp >= _SENSOR_FOLLOW_MIN_UA:
+        if sp >= c.sensor_follow_min_ua:
             follow = current_ua < sp // 4
-        elif sp <= -_SENSOR_FOLLOW_MIN_UA:
+        elif sp <= -c.sensor_follow_min_ua:
             follow = current_ua > sp // 4
         if m.ntc_fault:
             # A divider on a rail is unambiguous: latched at once, no debounce.

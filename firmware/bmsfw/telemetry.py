@@ -87,8 +87,8 @@ class Telemetry:
         f["dvl_mv"] = out.dvl_mv
         f["ccl_ua"] = out.ccl_ua
         f["dcl_ua"] = out.dcl_ua
-        f["plated_uas"] = led.plated_uas
-        f["inventory_uas"] = led.inventory_uas
+        f["plated_uas"] = led.uas("plated")
+        f["inventory_uas"] = led.uas("inventory")
         f["soc_pm"] = out.soc_pm
         est = c.est
         f["soc_bound_pm"] = est.soc_bound_pm()

@@ -169,27 +169,38 @@ class IntHal(FakeHal):
         return self.T25_COUNTS
 
 
+def d111_units(uas):
+    """uas in the charge units of the default (D111) Config's ledger."""
+    from bmsfw.config import Config
+    return Config().units(uas)
+
+
 class Measurements(protections.Measurements):
     """What Protections.check() reads (the firmware's own object), with the
-    figures of a healthy formed cell resting in READY, settable by hand."""
+    figures of a healthy formed cell resting in READY, settable by hand
+    (inventory_uas: converted to the default Config's charge units)."""
 
     def __init__(self, **kw):
-        protections.Measurements.__init__(self, 5 * UAS_PER_UAH)
+        protections.Measurements.__init__(self, d111_units(5 * UAS_PER_UAH), 5000)
         self.cell_mv = 2300
         self.temp_dc = 250
         self.ccl_ua = 100
         self.dcl_ua = 100
         self.dvl_mv = 2000
-        self.inventory_uas = 100 * UAS_PER_UAH
+        self.inventory_q = d111_units(100 * UAS_PER_UAH)
         self.lithium_present = True
         self.state = "READY"
         for k in kw:
+            if k == "inventory_uas":
+                self.inventory_q = d111_units(kw[k])
+                continue
             if not hasattr(self, k):
                 raise AttributeError("Measurements has no field %s" % k)
             setattr(self, k, kw[k])
         if "li_low_nah" not in kw:
             # the estimator's pessimistic lithium: the count, unless a test says otherwise
-            self.li_low_nah = self.inventory_uas // UAS_PER_UAH * 1000
+            from bmsfw.config import Config
+            self.li_low_nah = self.inventory_q * Config().charge_unit_uas() // 3600
 
 
 def run(ctrl, hal, seconds, dt_ms=1000, until=None):

@@ -252,7 +252,7 @@ def test_discharge_stops_at_the_lithium_reserve():
     assert ctrl.dcl_ua == 0 and ctrl.state == "READY"
     run(ctrl, hal, 2)
     assert hal.setpoint_ua == 0
-    assert ctrl.ledger.inventory_uas >= ctrl.reserve_uas - 200 * 1000
+    assert ctrl.ledger.uas("inventory") >= ctrl.reserve_uas - 200 * 1000
 
 
 def test_charge_stops_at_target_plus_margin():
@@ -261,7 +261,7 @@ def test_charge_stops_at_target_plus_margin():
     run(ctrl, hal, 3600, until=lambda c: c.ccl_ua == 0)
     run(ctrl, hal, 2)
     assert hal.setpoint_ua == 0
-    assert ctrl.ledger.inventory_uas <= ctrl.target_uas + ctrl.target_uas // 100
+    assert ctrl.ledger.uas("inventory") <= ctrl.target_uas + ctrl.target_uas // 100
 
 
 # --- faults act within the tick ------------------------------------------------------------
@@ -312,7 +312,7 @@ def test_invalid_record_is_treated_as_absent_and_reported():
     assert ctrl.store.status == "INVALID"
     evs = run(ctrl, hal, 2)
     assert "record invalid" in kinds(evs, "STATE")[0]["detail"]
-    assert ctrl.ledger.inventory_uas == 0               # nothing taken from the bad record
+    assert ctrl.ledger.uas("inventory") == 0               # nothing taken from the bad record
 
 
 # --- time ----------------------------------------------------------------------------------------
@@ -323,9 +323,9 @@ def test_tick_length_is_measured_not_assumed():
         ctrl.request_current_ua(50)
         hal.step(dt_ms)
         ctrl.tick()                                     # the request takes effect
-        start = ctrl.ledger.inventory_uas
+        start = ctrl.ledger.uas("inventory")
         run(ctrl, hal, 100, dt_ms=dt_ms)
-        counts.append(ctrl.ledger.inventory_uas - start)
+        counts.append(ctrl.ledger.uas("inventory") - start)
     assert counts[0] == counts[1] == counts[2] == 50 * 100000
 
 
@@ -333,7 +333,7 @@ def test_no_counting_while_the_relay_is_open():
     ctrl, hal = shipped()
     hal.current_offset_ua = 3                           # shunt offset with the relay open
     run(ctrl, hal, 100)
-    assert ctrl.ledger.inventory_uas == 0
+    assert ctrl.ledger.uas("inventory") == 0
 
 
 # --- allocation ---------------------------------------------------------------------------------
@@ -390,10 +390,10 @@ def test_shunt_offset_is_zeroed_before_formation_counts_charge():
     ctrl = Controller(hal, small_config(nucleation_uas=3600000), "test-0001")
     run(ctrl, hal, 3)                  # boot and SHIPPED with the relay open, then 10 µA set
     assert ctrl.state == "FORMING" and hal.setpoint_ua == 10
-    start = ctrl.ledger.plated_uas
+    start = ctrl.ledger.uas("plated")
     run(ctrl, hal, 100)
     # 10 µA really flows (plus the offset the zero removes): 100 s x 10 µA
-    assert ctrl.ledger.plated_uas - start == 100 * 10 * 1000
+    assert ctrl.ledger.uas("plated") - start == 100 * 10 * 1000
 
 
 def test_stuck_vcell_is_a_sensor_fault_after_two_silent_current_steps():

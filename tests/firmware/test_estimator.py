@@ -169,9 +169,11 @@ def _ticks(ctrl, hal, n):
 
 def _save_due(ctrl, n_ticks, ua):
     """Would the record be saved within n_ticks at ua? (a save builds its bytes)"""
-    moved = ctrl.ledger.inventory_uas - ctrl._saved_inventory_uas
-    left = ctrl.config.save_interval_uas - (moved if moved > 0 else -moved)
-    return left <= n_ticks * 1000 * (ua if ua > 0 else -ua)
+    # the controller compares in the ledger's charge units (bmsfw.ledger)
+    moved = ctrl.ledger.inventory[0] - ctrl._saved_inventory_q
+    unit = ctrl.ledger.unit_uas
+    left = ctrl._save_interval_q - (moved if moved > 0 else -moved)
+    return left * unit <= n_ticks * 1000 * (ua if ua > 0 else -ua) + unit
 
 
 def test_cycling_ticks_allocate_nothing_but_the_record_saves():

@@ -31,8 +31,8 @@ def test_whole_formation_reaches_ready_with_target_inventory():
     done = kinds(events, "FORMATION_DONE")[0]
     assert done["ce_ppm"] >= 990000
     # inventory on target within 0.5 % (counted) and the cell really holds it
-    assert abs(ctrl.ledger.inventory_uas - TARGET) <= TARGET // 200
-    assert abs(hal.cell.li_uas - ctrl.ledger.inventory_uas) <= 2 * 100 * 1000
+    assert abs(ctrl.ledger.uas("inventory") - TARGET) <= TARGET // 200
+    assert abs(hal.cell.li_uas - ctrl.ledger.uas("inventory")) <= 2 * 100 * 1000
     tel = ctrl.telemetry()
     assert tel["formation_pm"] == 1000 and tel["soc_pm"] >= 990    # less the 0.5 % plating loss the estimator takes
     assert tel["dcl_ua"] > 0                              # discharge allowed once verified
@@ -43,7 +43,7 @@ def test_whole_formation_reaches_ready_with_target_inventory():
 def test_dcl_is_zero_until_formation_is_verified():
     ctrl, hal = _forming()
     run(ctrl, hal, 3 * 3600, until=lambda c: c.substate == "VERIFY")
-    assert ctrl.ledger.inventory_uas >= TARGET
+    assert ctrl.ledger.uas("inventory") >= TARGET
     # plating done, lithium there, but only the verify cycle may strip
     run(ctrl, hal, 2)
     assert ctrl.formation.verify_step == 0 and ctrl.dcl_ua == 0     # resting
@@ -69,8 +69,8 @@ def test_no_plating_when_charge_goes_in_but_no_lithium_stays():
     ctrl, hal = _forming(cell=small_cell(plates=False))
     events = run(ctrl, hal, 3600, until=lambda c: c.state == "FAULT")
     assert ctrl.faults == ("NO_PLATING",)
-    assert ctrl.ledger.plated_uas >= ctrl.config.no_plating_uas
-    assert ctrl.ledger.plated_uas < ctrl.config.no_plating_uas + 20 * 1000   # stopped at once
+    assert ctrl.ledger.uas("plated") >= ctrl.config.no_plating_uas
+    assert ctrl.ledger.uas("plated") < ctrl.config.no_plating_uas + 20 * 1000   # stopped at once
     assert hal.setpoint_ua == 0 and not hal.relay
     assert kinds(events, "FAULT")[0]["fault"] == "NO_PLATING"
 
@@ -204,7 +204,7 @@ def test_power_cut_at_any_instant_resumes_within_half_a_percent():
         ctrl, hal = _power_cut_run(cut_s)
         assert ctrl.state == "READY", (cut_s, ctrl.faults)
         # counted inventory on target; the cell holds at most one save interval more
-        assert abs(ctrl.ledger.inventory_uas - TARGET) <= TARGET // 200, cut_s
+        assert abs(ctrl.ledger.uas("inventory") - TARGET) <= TARGET // 200, cut_s
         assert abs(hal.cell.li_uas - TARGET) <= TARGET // 200, (cut_s, hal.cell.li_uas)
 
 
@@ -216,8 +216,8 @@ def test_power_cut_never_counts_charge_twice():
     hal.relay = False
     ctrl2 = Controller(hal, small_config(), "test-0001")
     # restored from the record: never more than the cell really has
-    assert ctrl2.ledger.inventory_uas <= true_li
-    assert true_li - ctrl2.ledger.inventory_uas <= small_config().save_interval_uas + 100 * 1000
+    assert ctrl2.ledger.uas("inventory") <= true_li
+    assert true_li - ctrl2.ledger.uas("inventory") <= small_config().save_interval_uas + 100 * 1000
 
 
 def test_event_seq_continues_after_a_power_cut():

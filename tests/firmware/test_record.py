@@ -143,8 +143,18 @@ def test_wrong_type_is_refused():
 def test_the_parts_named_fields_are_record_fields_they_hold():
     ctrl = Controller(FakeHal(), small_config(), "test-0001")
     owned = []
-    for part in (ctrl.ledger, ctrl.outputs):
-        for name in part.RECORD_FIELDS:
-            assert name in _names() and hasattr(part, name), name
-            owned.append(name)
+    for name in ctrl.outputs.RECORD_FIELDS:
+        assert name in _names() and hasattr(ctrl.outputs, name), name
+        owned.append(name)
+    # the ledger converts its charge pairs: save_to writes exactly its RECORD_FIELDS
+    led = ctrl.ledger
+    led.add(1234, 1000)
+    rec = Record()
+    led.save_to(rec)
+    written = [name for name in _names() if getattr(rec, name) != getattr(Record(), name)]
+    assert set(written) <= set(led.RECORD_FIELDS) and "inventory_uas" in written
+    assert rec.inventory_uas == led.uas("inventory") == 1234000
+    for name in led.RECORD_FIELDS:
+        assert name in _names(), name
+        owned.append(name)
     assert len(set(owned)) == len(owned)

@@ -88,7 +88,7 @@ def test_boot_to_forming_when_record_says_forming():
     rec = record_bytes("FORMING", "PLATE", plated_uas=5 * UAH, inventory_uas=5 * UAH, flags=1)
     ctrl, hal, events = _boot(cell_mv=2300, record=rec)
     assert (ctrl.state, ctrl.substate) == ("FORMING", "PLATE")
-    assert ctrl.ledger.plated_uas >= 5 * UAH
+    assert ctrl.ledger.uas("plated") >= 5 * UAH
     assert hal.relay and hal.setpoint_ua > 0
 
 
@@ -173,7 +173,7 @@ def test_forming_nucleate_to_plate_when_nucleated():
     run(ctrl, hal, 3600, until=lambda c: c.substate == "PLATE")
     assert ctrl.substate == "PLATE"
     # the nucleation charge was counted and the plateau seen first
-    assert ctrl.ledger.plated_uas >= ctrl.config.nucleation_uas
+    assert ctrl.ledger.uas("plated") >= ctrl.config.nucleation_uas
     assert ctrl.formation.plateau_seen
     run(ctrl, hal, 2)
     assert hal.setpoint_ua == 100
@@ -185,7 +185,7 @@ def test_forming_plate_to_verify_when_target_reached():
     ctrl = Controller(hal, small_config(), "test-0001")
     run(ctrl, hal, 3600, until=lambda c: c.substate == "VERIFY")
     assert ctrl.substate == "VERIFY"
-    assert ctrl.ledger.plated_uas >= ctrl.target_uas
+    assert ctrl.ledger.uas("plated") >= ctrl.target_uas
 
 
 def test_forming_verify_to_ready_when_formation_done():

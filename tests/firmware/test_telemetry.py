@@ -42,7 +42,7 @@ def test_refresh_writes_every_key_the_constructor_does_not_fix():
         assert frame[key] is not unset, key
     # and it copies the controller's own figures
     assert frame["state"] == "READY" and frame["substate"] == "RESTING"
-    assert frame["t_ms"] == hal.t_ms and frame["inventory_uas"] == ctrl.ledger.inventory_uas
+    assert frame["t_ms"] == hal.t_ms and frame["inventory_uas"] == ctrl.ledger.uas("inventory")
 
 
 def test_event_frames_have_the_event_keys_then_the_kind_s_own():

@@ -211,7 +211,7 @@ while _ticks < _cap and not _done:
 _led = ctrl.ledger
 _call("twin_finish", json.dumps({"args": [{
     "events": _events, "state": ctrl.state, "substate": ctrl.substate,
-    "plated_uas": _led.plated_uas, "inventory_uas": _led.inventory_uas,
+    "plated_uas": _led.uas("plated"), "inventory_uas": _led.uas("inventory"),
     "event_seq": ctrl.event_seq, "writes": ctrl.writes, "ticks": _ticks,
     "feeds": hal.feeds, "saves": hal.saves, "heap": _heap, "heap_peak": _peak,
     "loop_us": _loop_us, "step_us": _step_us, "tick_us": _tick_us, "out_us": _out_us,

@@ -42,7 +42,7 @@ def test_defaults_follow_the_cells_design_and_say_how():
 def test_the_product_cell_gets_a_channel_of_its_size():
     c = Cycler.for_cell(PRODUCT)
     assert c["current_range_A"] == pytest.approx(25.0)                  # 250 cm2
-    assert c["hold_current_limit_A"] == pytest.approx(25e-3)
+    assert c["hold_current_limit_A"] == pytest.approx(0.25)               # 1000 µA/cm² formation
 
 
 def test_a_file_gives_what_it_says_and_the_cell_the_rest(tmp_path):

@@ -71,10 +71,38 @@ def test_config_for_takes_the_front_end_from_the_board_and_the_design_from_the_c
 
 
 @pytest.mark.parametrize("name", available_parameter_sets())
-def test_every_cell_on_the_reference_board_keeps_the_firmware_front_end(name):
-    config = config_for(load_parameter_set(name))
-    for field, value in front_end_config("bench_ua").items():
-        assert getattr(config, field) == getattr(Config, field) == value, field
+def test_every_cell_gets_the_front_end_of_the_board_it_names(name):
+    params = load_parameter_set(name)
+    config = config_for(params)
+    for field, value in front_end_config(params.board).items():
+        assert getattr(config, field) == value, field
+    if params.board == "bench_ua":
+        # the reference board: the firmware's own defaults
+        for field, value in front_end_config("bench_ua").items():
+            assert getattr(Config, field) == value, field
+
+
+def test_the_seed_cells_name_the_reference_board_and_the_product_cell_the_a_range_one():
+    assert load_parameter_set("d111").board == "bench_ua"
+    assert load_parameter_set("no_wetting_layer").board == "bench_ua"        # inherited
+    assert load_parameter_set("product_1ah").board == "bench_a"
+    product = config_for(load_parameter_set("product_1ah"))
+    # 250 mA of formation on 250 cm2 fits the source; thresholds above the shunt's noise
+    assert product.density_to_ua(product.formation_ua_cm2) == 250000 <= product.current_max_ua
+    assert product.rest_ua > 8 * 62.5 and product.oc_margin_ua == product.rest_ua
+    assert dict(product.plating_derating)[25] == 1000
+
+
+def test_formation_timeouts_follow_from_the_cell():
+    from twin.firmware_config import formation_timeouts_s, planned_formation_s
+    d111 = planned_formation_s(config_for(load_parameter_set("d111")))
+    product = planned_formation_s(config_for(load_parameter_set("product_1ah")))
+    # d111: 1.67 µAh at 10 µA then the rest of 200 µAh at 100 µA; product: 1 Ah at 250 mA
+    nucleation_uas = 1.67 * 3600000
+    assert d111["charge"] == pytest.approx(8 + (nucleation_uas / 10 + (200 * 3600000 - nucleation_uas) / 100) / 1000)
+    assert product["charge"] == pytest.approx(4.17 * 3600, rel=0.01)
+    t = formation_timeouts_s(config_for(load_parameter_set("product_1ah")))
+    assert t["charge"] == pytest.approx(1.5 * product["charge"] + 3600)
 
 
 @pytest.mark.parametrize("changes, field, why", [

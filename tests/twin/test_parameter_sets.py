@@ -104,7 +104,8 @@ EXPECTED_DIFFERENCES = {
                     "copper_potential_V": 1.9},
 }
 EXPECTED_DESIGN_DIFFERENCES = {
-    "product_1ah": {"target_inventory_uAh": 1.0e6, "lithium_reserve_uAh": 1250.0},
+    "product_1ah": {"target_inventory_uAh": 1.0e6, "lithium_reserve_uAh": 1250.0,
+                    "formation_current_density_uA_cm2": 1000.0},
 }
 
 BENCH_UA = {
@@ -342,7 +343,10 @@ def test_product_1ah_scaling():
     assert 1.15 <= li_Ah <= 1.25
     assert params["lithium_mol_L"] / params["sulfur_mol_L"] == 0.5     # Li2S4
     assert params["wetting_capacity_uAh_cm2"] == 26.8
-    assert params.design["formation_current_density_uA_cm2"] == 100.0
+    # two thirds of the wetted glass's 1.5 mA/cm2 critical density: the fastest it tolerates
+    assert params.design["formation_current_density_uA_cm2"] == 1000.0
+    assert params.design["formation_current_density_uA_cm2"] < 1e6 * params["critical_current_A_cm2"]
+    assert params.board == "bench_a"
     assert params["area_cm2"] == 250.0
 
 
@@ -634,7 +638,7 @@ def test_bench_ua_every_value_pinned():
     assert isinstance(board["adc_bits"], int)
     assert board.citations == ("hal_md",)
     assert set(board.sources) == set(BOARD_UNITS)
-    assert available_boards() == ["bench_ua"]
+    assert available_boards() == ["bench_a", "bench_ma", "bench_ua"]
 
 
 def test_bench_ua_matches_the_hal_doc_transfer():
@@ -688,5 +692,24 @@ def test_board_errors(tmp_path):
 
 
 def test_unknown_board_lists_the_valid_ones():
-    with pytest.raises(ParameterError, match=r"unknown board 'bench_ma'; valid boards: bench_ua"):
-        load_board("bench_ma")
+    with pytest.raises(ParameterError, match=r"unknown board 'bench_kA'; valid boards: bench_a, bench_ma, bench_ua"):
+        load_board("bench_kA")
+
+
+@pytest.mark.parametrize("name, range_ua, lsb_ua", [("bench_ma", 20480, 0.625), ("bench_a", 2048000, 62.5)])
+def test_the_ma_and_a_boards_span_their_source_with_the_shunt(name, range_ua, lsb_ua):
+    from twin.firmware_config import current_resolution, ishunt_rail_ua
+    board = load_board(name)
+    assert board["source_range_uA"] == range_ua == pytest.approx(ishunt_rail_ua(board))
+    assert current_resolution(board)[0] == pytest.approx(lsb_ua)
+    assert board["source_resolution_uA"] == pytest.approx(2 * range_ua / 65536)
+    # the same ADC and thermistor chain as the reference board
+    for field in ("adc_bits", "adc_vref_mV", "adc_gain_error", "ntc_r25_ohm", "ntc_beta_K", "ntc_pullup_ohm"):
+        assert board[field] == BENCH_UA[field]
+
+
+def test_a_parameter_set_naming_an_unknown_board_is_refused(tmp_path):
+    path = tmp_path / "odd.toml"
+    path.write_text('based_on = "d111"\nboard = "bench_kA"\n')
+    with pytest.raises(ParameterError, match=r"board.*bench_a, bench_ma, bench_ua.*'bench_kA'"):
+        load_parameter_set(str(path))

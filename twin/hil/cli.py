@@ -130,7 +130,7 @@ def _with_firmware(params, args, sinks):
 def main(args, sinks: Iterable = ()) -> int:
     from twin.images import BuildFailed
     from twin.parameters import load_parameter_set
-    from twin.run_files import add_delivery, write_run_outputs
+    from twin.run_files import add_delivery, judge_closed_loop, write_run_outputs
 
     for name in ("image", "device_id"):
         if getattr(args, name) is not None and args.firmware is None:
@@ -156,8 +156,12 @@ def main(args, sinks: Iterable = ()) -> int:
             sink.close()
     add_delivery(result.summary, [sink.delivery for sink in sinks if getattr(sink, "delivery", None)])
     out = Path(args.out)
-    write_run_outputs(result, out, title=f"{params.name}: HIL ({args.mode})")
     s = result.summary
+    # asked to form the cell unless given a duration: the same judgement as `bms-twin run`
+    # (a protocol that states expectations is judged by them, as there)
+    if not s.get("expectations", {}).get("passed") or s.get("expectations", {}).get("failed"):
+        judge_closed_loop(s, formation_asked=args.duration_s is None and getattr(args, "protocol_steps", None) is None)
+    write_run_outputs(result, out, title=f"{params.name}: HIL ({args.mode})")
     print(f"{params.name} over HIL ({args.mode}): final state {s['final_state']}, faults {s['faults'] or 'none'}, "
           f"link {'LOST' if s['link_lost'] else 'ok'}; {s['hil']['ticks_sent']} ticks, "
           f"{s['sim_seconds'] / 3600:.2f} h simulated in {s['wall_seconds']:.1f} s")

@@ -49,7 +49,7 @@ class HilServer:
     cell on this board."""
 
     def __init__(self, parameters, stream, mode: str = "lockstep", ambient_c: float = 25.0, seed: int = 0,
-                 board="bench_ua", tick_ms: int | None = None, config: Config | None = None,
+                 board=None, tick_ms: int | None = None, config: Config | None = None,
                  sinks: Iterable = (), record_every: int = 1, reply_timeout_s: float = 5.0,
                  retry_s: float = 0.5, link_timeout_ms: int | None = None, boot_timeout_s: float = 60.0,
                  retry_min_s: float = 0.005, frame_gap_s: float = FRAME_GAP_S, end_timeout_s: float = 1.0):

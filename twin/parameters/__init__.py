@@ -132,7 +132,7 @@ _DESIGN_RANGES = {name: rule for name, _, rule in _DESIGN}
 
 _OCV_KEY = "ocv"
 _OCV_UNIT = "V"
-_TOP_LEVEL_KEYS = frozenset(FIELD_UNITS) | {_OCV_KEY, "design", "based_on"}
+_TOP_LEVEL_KEYS = frozenset(FIELD_UNITS) | {_OCV_KEY, "design", "based_on", "board"}
 
 
 class ParameterSet:
@@ -145,11 +145,14 @@ class ParameterSet:
     citations: sorted keys of citations.bib named by any source.
     based_on: the chain of sets this one is built on, nearest first.
     overrides: fields changed by with_overrides(), in the order given.
+    board: the name of the board the cell runs on unless told otherwise
+        (twin/parameters/boards/<board>.toml; top-level `board = "..."`, inherited).
     """
 
     def __init__(self, name, path, values, units, sources, design, design_units, design_sources,
-                 based_on=(), overrides=()):
+                 based_on=(), overrides=(), board="bench_ua"):
         self.name = name
+        self.board = board
         self.path = path
         # Kept private and handed out as copies: a caller editing what it got (or
         # json-dumping it) never changes the set. with_overrides() makes a new one.
@@ -228,7 +231,7 @@ class ParameterSet:
         _check_physics(values, origin)
         return ParameterSet(self.name, self.path, values, self._units, sources, self._design,
                             self._design_units, self._design_sources, self.based_on,
-                            self.overrides + tuple(f for f in fields if f not in self.overrides))
+                            self.overrides + tuple(f for f in fields if f not in self.overrides), self.board)
 
 
 def _check_ocv(x, voltages, origin):
@@ -361,7 +364,20 @@ def _load(path: Path, chain: tuple) -> ParameterSet:
     _check_physics(values, path)
     _check_design(design, path)
     based_on = ((parent.name,) + parent.based_on) if parent else ()
-    return ParameterSet(path.stem, path, values, units, sources, design, design_units, design_sources, based_on)
+    return ParameterSet(path.stem, path, values, units, sources, design, design_units, design_sources, based_on,
+                        board=_default_board(data, parent, path))
+
+
+def _default_board(data: dict, parent, path: Path) -> str:
+    """The set's `board` (a board file's name), else its base's, else the reference
+    board bench_ua (the firmware's defaults)."""
+    if "board" not in data:
+        return parent.board if parent is not None else "bench_ua"
+    name = data["board"]
+    if not isinstance(name, str) or name not in available_boards():
+        raise ParameterError("must name a board (one of %s), found %r" % (", ".join(available_boards()), name),
+                             "board", path)
+    return name
 
 
 def _read_ocv(entry, path, values, units, sources):
