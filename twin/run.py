@@ -150,8 +150,8 @@ def run_closed_loop(parameters, duty: Protocol | None = None, ambient_c: float =
     formation_timeouts_s) in powered time allowed to charge (neither a power cut
     nor the cold inhibit counts), and all powered time has a backstop (48 h + 3 x
     the charge's limit); `formation_timeout_s` replaces the first two with one
-    limit on all powered time. A protocol that states expectations is judged by
-    them; any other run is incomplete when its formation did not finish or its
+    limit on all powered time. A protocol with bench steps (a scenario) is
+    judged by its expectations; any other run is incomplete when its formation did not finish or its
     duty did not run every step (run_files.judge_closed_loop)."""
     bench = bench or Bench.build(parameters, ambient_c=ambient_c, seed=seed, board=board)
     config, device_id = controller_settings(bench, config, device_id)
@@ -177,8 +177,8 @@ def run_closed_loop(parameters, duty: Protocol | None = None, ambient_c: float =
                         loop.boots, steps=player.steps, **player.report())
     if player.failed is not None:
         mark_incomplete(summary, player.why)
-    elif player.passed:
-        summary["complete"] = True      # the protocol said what it expects, and all of it came
+    elif player.bench_steps:
+        summary["complete"] = True      # a scenario: its own steps say what it expects, and all of it came
     else:
         judge_closed_loop(summary)
     return RunResult(loop.recorder.rows, loop.recorder.events, summary, loop.recorder.cycles, bench)

@@ -26,7 +26,7 @@ import json
 import struct
 
 from . import link_codec as lc
-from .compat import const, ticks_diff, ticks_ms
+from .compat import const, ticks_add, ticks_diff, ticks_ms
 from .hal import ISHUNT, TCELL, VCELL, Hal
 from .states import FAULTS, STATES, SUBSTATES
 
@@ -86,7 +86,7 @@ class LinkHal(Hal):
         self.link_lost = 0
         self.tx_dropped = 0             # frames that did not fit a transmit buffer (never raised)
         self.naks = 0
-        self._nak_ms = self.last_tick_ms - NAK_MIN_MS
+        self._nak_ms = ticks_add(self.last_tick_ms, -NAK_MIN_MS)    # ticks wrap: never plain arithmetic
         self._damaged = 0               # parser bad_crc + truncated when we last looked
         self.retries_answered = 0
         self.lost_flag = False

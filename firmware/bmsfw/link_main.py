@@ -108,17 +108,18 @@ class FdStream:
         import time
 
         view = memoryview(data)
-        deadline = time.monotonic() + self.write_timeout_s
+        # CPython only (this stream is the host side of a process link): time.monotonic
+        deadline = time.monotonic() + self.write_timeout_s  # type: ignore[attr-defined]
         while len(view):
             try:
                 n = os.write(self.fd_out, view)
             except BlockingIOError:
-                left = deadline - time.monotonic()
+                left = deadline - time.monotonic()  # type: ignore[attr-defined]
                 if left <= 0:
                     self.dropped_bytes += len(view)
                     return len(data) - len(view)
                 # the MicroPython stubs type the timeout as int; CPython takes s
-                select.select([], [self.fd_out], [], min(left, 0.05))  # type: ignore[arg-type]
+                select.select([], [self.fd_out], [], min(left, 0.05))
                 continue
             except OSError:
                 self.eof = True     # the other side is gone: nothing more to say

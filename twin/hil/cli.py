@@ -158,8 +158,8 @@ def main(args, sinks: Iterable = ()) -> int:
     out = Path(args.out)
     s = result.summary
     # asked to form the cell unless given a duration: the same judgement as `bms-twin run`
-    # (a protocol that states expectations is judged by them, as there)
-    if not s.get("expectations", {}).get("passed") or s.get("expectations", {}).get("failed"):
+    # (a protocol with bench steps is a scenario, judged by its expectations, as there)
+    if not s.get("bench_steps"):
         judge_closed_loop(s, formation_asked=args.duration_s is None and getattr(args, "protocol_steps", None) is None)
     write_run_outputs(result, out, title=f"{params.name}: HIL ({args.mode})")
     print(f"{params.name} over HIL ({args.mode}): final state {s['final_state']}, faults {s['faults'] or 'none'}, "
