@@ -90,10 +90,13 @@ def _play(server, protocol):
     from twin.scenario import Player
     from twin.scenario_hil import FirmwareGone, HilLoop
 
+    from twin.run import player_limits
+
     loop = HilLoop(server)
-    player = Player(loop)
+    player = Player(loop, player_limits(server.config, server.bench.ambient_c))
     try:
         player.play(protocol)
+        player.finish()         # as bms-twin run: a minute at rest after the duty
     except FirmwareGone:
         pass                    # the summary says so: hil.firmware_dead, link_lost
     result = loop.result(end_session=True)
