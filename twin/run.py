@@ -128,6 +128,17 @@ class InProcessLoop:
         return frame
 
 
+def player_limits(config: Config, ambient_c: float, formation_timeout_s: float | None = None) -> dict:
+    """The Player's formation limits for a run (run_closed_loop; bms-twin hil --protocol
+    the same): the cell's charge and verify limits in powered time (one limit on all
+    powered time with `formation_timeout_s`), and the powered-time backstop."""
+    limits = dict(formation_timeouts_s(config, ambient_c))
+    if formation_timeout_s is not None:
+        limits = {"charge": formation_timeout_s, "verify": formation_timeout_s, "all": True}
+    limits["powered"] = FORMATION_TIMEOUT_S + 3 * limits["charge"]
+    return limits
+
+
 def run_closed_loop(parameters, duty: Protocol | None = None, ambient_c: float = 25.0, seed: int = 0,
                     power_cuts_s: Sequence[float] = (), off_s: float = 60.0,
                     on_tick: Callable | None = None, sinks: Iterable = (), record_every: int = 1,
@@ -159,11 +170,7 @@ def run_closed_loop(parameters, duty: Protocol | None = None, ambient_c: float =
         check_bench(duty, bench.board)
     loop = InProcessLoop(bench, config, device_id, sinks, record_every, on_tick, power_cuts_s, off_s,
                          ambient_profile)
-    limits = dict(formation_timeouts_s(config, bench.ambient_c))
-    if formation_timeout_s is not None:
-        limits = {"charge": formation_timeout_s, "verify": formation_timeout_s, "all": True}
-    limits["powered"] = FORMATION_TIMEOUT_S + 3 * limits["charge"]
-    player = Player(loop, limits)
+    player = Player(loop, player_limits(config, bench.ambient_c, formation_timeout_s))
     t_wall = time.perf_counter()
     if duty is None or stop_after_formation:
         player.await_formation()

@@ -33,7 +33,13 @@ def check_run(args):
         options.positive("--speed", args.speed, unit="times real time")
     options.device_id(args.device_id)
     out = options.out_dir(args.out)
-    params = load_cell(args.cell or (saved["cell"] if saved else "d111"))
+    if args.cell is None and saved:
+        try:
+            params = load_cell(saved["cell"])
+        except ValueError as error:     # a refusal of the saved name (ParameterError, OptionError), said as --from
+            raise SavedBenchError(args.from_dir, "%s: its cell %r: %s" % ("bench.json", saved["cell"], error)) from None
+    else:
+        params = load_cell(args.cell or "d111")
     bench = resume_bench(args.from_dir, params) if saved else None
     seed = bench.seed if bench else args.seed
     if args.device_id is None:

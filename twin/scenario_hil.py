@@ -1,12 +1,12 @@
 """The player's loop over HIL: a firmware at the other end of a link (twin/hil/),
 driven one lockstep tick at a time through the HilServer's own run().
 
-What the link carries today: the ADC scan (so injected faults, ambient and cell
+What the link carries: the ADC scan (so injected faults, ambient and cell
 faults reach the firmware as they would on a board), the firmware's frames and
-events, and operator commands (COMMAND / COMMAND_RESULT). It carries no duty
-request and no power switch, so a cycler step (Charge, Discharge, Rest, Hold) and
-`Cut power` are refused here (StepRefused, before anything runs: check_hil_protocol);
-`Command charge current_ua=... duration_s=...` drives current over the link instead.
+events, operator commands (COMMAND / COMMAND_RESULT) and the cycler's duty
+request (REQUEST, before the TICK it is for: Charge, Discharge, Rest, Hold play
+as in-process). It carries no power switch, so `Cut power` is refused here
+(StepRefused, before anything runs: check_hil_protocol).
 """
 from __future__ import annotations
 
@@ -20,14 +20,12 @@ from twin.scenario import StepRefused
 _REFUSED = {
     "power_cut": "the link has no power switch (a board's power is cut by its bench supply)",
 }
-_DUTY = ("cycler steps (Charge, Discharge, Rest, Hold) are duty requests the link does not carry yet; "
-         "'Command charge current_ua=<uA> duration_s=<s>' drives current over it")
 
 
 def refusal(step) -> str | None:
     """Why a HIL loop cannot play `step`, or None."""
     if not isinstance(step, BenchStep):
-        return _DUTY
+        return None             # a cycler step: its requests go over the link (REQUEST)
     return _REFUSED.get(step.kind)
 
 
@@ -55,6 +53,7 @@ class HilLoop:
         self.formation = server.formation
         self.tick_s = server.tick_ms / 1000.0
         self._start = time.perf_counter()
+        self.powered_s = 0.0    # powered time the player counts (no power cut over the link: all of it)
 
     @property
     def frame(self):
@@ -74,6 +73,7 @@ class HilLoop:
         server.run(duration_s=self.bench.t_s + self.tick_s, stop_after_formation=False)
         if server.firmware_dead or server.last_frame is None:
             raise FirmwareGone("the firmware stopped answering on the link at %.0f s" % self.bench.t_s)
+        self.powered_s += self.tick_s
         return server.last_frame
 
     def command(self, name: str, args=None):
@@ -82,9 +82,9 @@ class HilLoop:
         return self.server.command(name, args)
 
     def request(self, current_ua: int) -> bool:
-        if current_ua == 0:
-            return False        # nothing asked: the player's closing rest
-        raise StepRefused(_DUTY)
+        if self.server.device_id is None:       # not connected yet: the first tick connects
+            self.tick()
+        return self.server.request(current_ua)
 
     def power_cut(self, off_s: float) -> None:
         raise StepRefused(_REFUSED["power_cut"])

@@ -53,6 +53,7 @@ MESSAGES = (
     ("COMMAND_RESULT", FW),     # {"id", "ok", "code"} as JSON
     ("NAK", FW),                # a frame from the twin came damaged: send again now
     ("END", TWIN),              # the session is over (twin), acknowledged by the same (firmware)
+    ("REQUEST", TWIN),          # the duty request current_ua (the cycler's), before the TICK it is for
 )
 T_HELLO = const(1)
 T_TICK = const(2)
@@ -63,6 +64,7 @@ T_COMMAND = const(6)
 T_COMMAND_RESULT = const(7)
 T_NAK = const(8)
 T_END = const(9)
+T_REQUEST = const(10)
 MAX_TYPE = len(MESSAGES)
 TYPE_NAMES = ("",) + tuple(row[0] for row in MESSAGES)
 # what each end takes: the other end's messages, and END both ways (the firmware acks it)
@@ -88,6 +90,8 @@ HELLO_SIZE = struct.calcsize(HELLO_FMT)
 MAX_DEVICE_ID = const(64)       # bytes of device id a HELLO carries
 RECORD_SEQ_SIZE = const(2)      # SAVE_RECORD: record_seq u16, then the record
 NAK_FMT = "<H"                  # NAK: the seq of the last frame taken from the twin
+REQUEST_FMT = "<i"              # REQUEST: current_ua (+ charge, - discharge, 0 rest)
+REQUEST_SIZE = const(4)
 REPLY_TICKED = const(1)         # the controller ticked on this TICK (telemetry is a tick's frame)
 REPLY_LINK_LOST = const(2)      # the firmware declared the link lost since the last REPLY
 # The firmware's link counters, in the REPLY as u32 (saturating at COUNT_MAX).

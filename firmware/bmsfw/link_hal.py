@@ -35,6 +35,7 @@ NOTHING = const(0)
 TICK = const(1)
 COMMAND = const(2)
 END = const(3)
+REQUEST = const(4)
 
 HELLO_MS = 500                  # HELLO repeat while waiting for the twin (boot, lost link)
 NAK_MIN_MS = 10                 # at most one NAK per this long: garbage cannot make us flood
@@ -95,6 +96,7 @@ class LinkHal(Hal):
         self.cmd_id = 0
         self.cmd_name = ""
         self.cmd_args = None
+        self.request_ua = 0             # the last REQUEST received (poll() returned REQUEST)
 
     # ------------------------------------------------------------------ HAL
     def adc_read(self, channel):
@@ -271,8 +273,9 @@ class LinkHal(Hal):
         return ticks_diff(self._clock_ms(), self.last_tick_ms)
 
     def poll(self, timeout_ms):
-        """Read until a new TICK, a COMMAND or the END arrives, or `timeout_ms` of
-        the board's own clock pass. Returns TICK, COMMAND, END or NOTHING."""
+        """Read until a new TICK, a COMMAND, a REQUEST or the END arrives, or
+        `timeout_ms` of the board's own clock pass. Returns TICK, COMMAND,
+        REQUEST, END or NOTHING."""
         start = self._clock_ms()
         p = self.parser
         while True:
@@ -374,6 +377,23 @@ class LinkHal(Hal):
             self.cmd_name = name
             self.cmd_args = args
             return COMMAND
+        if p.ftype == lc.T_REQUEST:
+            if not self._in_order():
+                return NOTHING
+            if p.n != lc.REQUEST_SIZE:
+                return self._bad()
+            # <i read byte by byte with small ints only (a board's small int is 31
+            # bits): a value beyond +-2**29 uA (537 A) is no bench's request.
+            q = p.pos
+            low = buf[q] | buf[q + 1] << 8 | buf[q + 2] << 16
+            hi = buf[q + 3]
+            if hi < 0x20:
+                self.request_ua = low | hi << 24
+            elif hi >= 0xE0:
+                self.request_ua = (low | (hi - 0xE0) << 24) - (1 << 29)
+            else:
+                return self._bad()
+            return REQUEST
         if p.ftype == lc.T_END:
             if not self._in_order():
                 return NOTHING

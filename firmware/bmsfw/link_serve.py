@@ -2,7 +2,9 @@
 # (bmsfw/link_hal.py, docs/hil.md). The composition roots call them:
 # bmsfw/link_main.py on a PC, main.py on a board with HAL_KIND = "link".
 from .compat import ticks_diff, ticks_ms
-from .link_hal import COMMAND, END, HELLO_MS, TICK
+from . import link_codec as lc
+from .commands import request_error
+from .link_hal import COMMAND, END, HELLO_MS, REQUEST, TICK
 
 # No try blocks in the tick loop (see twin/images/wasm.py on the
 # WASI build's GC defect). The link timeout is the board's own wall clock: no
@@ -63,6 +65,14 @@ def serve(link, controller, device_id, link_timeout_ms, hello_ms=HELLO_MS, max_t
         elif got == COMMAND:
             ok, code = controller.command(link.cmd_name, link.cmd_args)
             link.send_command_result(link.cmd_id, ok, code)
+        elif got == REQUEST:
+            # the cycler's duty request, as Controller.request_current_ua takes it
+            # in-process (READY only, clamped to CCL/DCL); one beyond the source's
+            # limit is the twin's mistake: counted, never raised into the loop
+            if request_error(link.request_ua, controller.config.source_max_ua):
+                link.bad_payload = lc.sat(link.bad_payload + 1)
+            else:
+                controller.request_current_ua(link.request_ua)
         elif got == END:
             link.send_end()         # the twin ended the session: a clean end, not a lost link
             return n_ticks

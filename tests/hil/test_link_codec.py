@@ -151,7 +151,7 @@ def test_the_message_table_is_defined_once_and_the_constants_agree():
     for i, name in enumerate(names):
         assert getattr(lc, "T_" + name) == i + 1 == lc.TYPE_NAMES.index(name)
     # each end takes the other's messages (and the firmware's END, its ack)
-    assert set(lc.TO_FIRMWARE) == {lc.T_TICK, lc.T_COMMAND, lc.T_END}
+    assert set(lc.TO_FIRMWARE) == {lc.T_TICK, lc.T_COMMAND, lc.T_END, lc.T_REQUEST}
     assert set(lc.TO_TWIN) == {i + 1 for i, row in enumerate(lc.MESSAGES) if row[1] == lc.FW} | {lc.T_END}
     # docs/hil.md's table lists the same types, names and senders
     text = (Path(__file__).resolve().parents[2] / "docs" / "hil.md").read_text(encoding="utf-8")

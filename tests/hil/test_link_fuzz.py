@@ -12,7 +12,7 @@ import struct
 import pytest
 
 from bmsfw import link_codec as lc
-from bmsfw.link_hal import COMMAND, NOTHING, TICK, LinkHal
+from bmsfw.link_hal import COMMAND, NOTHING, REQUEST, TICK, LinkHal
 from twin.hil import HilServer
 from twin.parameters import load_board, load_parameter_set
 
@@ -361,3 +361,55 @@ def test_a_backlog_at_either_end_is_taken_in_full():
             break
     assert seen == [1000 * i for i in range(200)]
     assert link.parser.garbage_bytes == 0 and link.parser.frames == 200
+
+
+def _synced_link():
+    stream = ChunkStream()
+    link = LinkHal(stream, clock=FakeClock())
+    link.hello(True, "fuzz")
+    stream.chunks.append(frame(lc.T_TICK, 1, tick_payload(0, lc.TICK_BOOT, hello_seq=link._hello_seq)))
+    assert link.poll(10) == TICK
+    return stream, link
+
+
+def test_a_request_is_read_exactly_and_a_hostile_one_is_counted_bad_payload_never_raised():
+    stream, link = _synced_link()
+    seq = 2
+    for ua in (0, 100, -100, 2**29 - 1, -2**29, 5_000_000):         # what a board's small int holds
+        stream.chunks.append(frame(lc.T_REQUEST, seq, struct.pack(lc.REQUEST_FMT, ua)))
+        seq += 1
+        assert link.poll(10) == REQUEST and link.request_ua == ua
+    hostile = [b"", b"\x01", b"\x01\x02\x03", b"\x01\x02\x03\x04\x05", bytes(lc.MAX_PAYLOAD)]
+    hostile += [struct.pack(lc.REQUEST_FMT, ua) for ua in (2**29, -2**29 - 1, 2**31 - 1, -2**31)]
+    for i, payload in enumerate(hostile, 1):
+        stream.chunks.append(frame(lc.T_REQUEST, seq, payload))
+        seq += 1
+        assert link.poll(10) == NOTHING and link.bad_payload == i and link.request_ua == 5_000_000
+    # an old seq is a replay, not a request
+    stream.chunks.append(frame(lc.T_REQUEST, 3, struct.pack(lc.REQUEST_FMT, 7)))
+    assert link.poll(10) == NOTHING and link.replayed == 1 and link.request_ua == 5_000_000
+
+
+class RequestOnly:
+    """A controller as serve() meets it between ticks: it records the requests taken."""
+
+    def __init__(self, source_max_ua):
+        self.config = type("C", (), {"source_max_ua": source_max_ua})()
+        self.taken = []
+
+    def request_current_ua(self, current_ua):
+        self.taken.append(current_ua)
+        return True
+
+
+def test_serve_takes_a_request_within_the_source_and_counts_one_beyond_it():
+    from bmsfw.link_serve import serve
+
+    stream, link = _synced_link()
+    controller = RequestOnly(1000)
+    for seq, ua in enumerate((100, 1001, -1000, -1001, 1000, 2**29 - 1, 0), 2):
+        stream.chunks.append(frame(lc.T_REQUEST, seq, struct.pack(lc.REQUEST_FMT, ua)))
+    stream.chunks.append(frame(lc.T_END, 9, b"\x00\x00"))
+    assert serve(link, controller, "fuzz", link_timeout_ms=10**6) == 0 and link.ended
+    assert controller.taken == [100, -1000, 1000, 0]
+    assert link.bad_payload == 3

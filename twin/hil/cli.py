@@ -90,10 +90,13 @@ def _play(server, protocol):
     from twin.scenario import Player
     from twin.scenario_hil import FirmwareGone, HilLoop
 
+    from twin.run import player_limits
+
     loop = HilLoop(server)
-    player = Player(loop)
+    player = Player(loop, player_limits(server.config, server.bench.ambient_c))
     try:
         player.play(protocol)
+        player.finish()         # as bms-twin run: a minute at rest after the duty
     except FirmwareGone:
         pass                    # the summary says so: hil.firmware_dead, link_lost
     result = loop.result(end_session=True)
@@ -160,7 +163,7 @@ def main(args, sinks: Iterable = ()) -> int:
     # asked to form the cell unless given a duration: the same judgement as `bms-twin run`
     # (a protocol with bench steps is a scenario, judged by its expectations, as there)
     if not s.get("bench_steps"):
-        judge_closed_loop(s, formation_asked=args.duration_s is None and getattr(args, "protocol_steps", None) is None)
+        judge_closed_loop(s, formation_asked=args.duration_s is None)
     write_run_outputs(result, out, title=f"{params.name}: HIL ({args.mode})")
     print(f"{params.name} over HIL ({args.mode}): final state {s['final_state']}, faults {s['faults'] or 'none'}, "
           f"link {'LOST' if s['link_lost'] else 'ok'}; {s['hil']['ticks_sent']} ticks, "

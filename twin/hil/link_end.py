@@ -72,6 +72,11 @@ class TwinLinkEnd:
         self.send(lc.T_COMMAND, len(data))
         return True
 
+    def send_request(self, current_ua: int) -> int:
+        """REQUEST: the duty request the firmware takes before the next TICK."""
+        struct.pack_into(lc.REQUEST_FMT, self.tx, lc.HEADER_SIZE, current_ua)
+        return self.send(lc.T_REQUEST, lc.REQUEST_SIZE)
+
     def send_end(self, seq: int | None = None) -> int:
         """END: the session is over (payload: the seq of the last firmware frame taken)."""
         struct.pack_into(lc.NAK_FMT, self.tx, lc.HEADER_SIZE, (self.rx_seq or 0) & 0xFFFF)

@@ -58,6 +58,7 @@ class HilServer:
         self.bench = Bench.build(parameters, ambient_c=ambient_c, seed=seed, board=board)
         self.board = self.bench.board
         config = config if config is not None else config_for(parameters, self.board.description)
+        self.config = config    # the twin's copy (the firmware carries its own): tick, formation limits
         self.tick_ms = tick_ms if tick_ms is not None else config.tick_ms
         if not isinstance(self.tick_ms, int) or self.tick_ms <= 0:
             raise HilError("tick_ms", self.tick_ms, "must be a positive int")
@@ -263,6 +264,18 @@ class HilServer:
         while cmd_id not in self._cmd_results and time.perf_counter() < deadline:
             self._pump(0.01)
         return self._cmd_results.pop(cmd_id, (False, "LINK_TIMEOUT"))
+
+    def request(self, current_ua: int) -> bool:
+        """The cycler's duty request (+ charge, - discharge, 0 rest) in a REQUEST
+        frame: the firmware takes it before the next TICK, as Controller.request_current_ua
+        does in-process (READY only, clamped to CCL/DCL). Not answered: True if the
+        firmware was READY at its last REPLY (so it takes it, on an undamaged link).
+        Not an int of the wire's i32: an HilError, nothing sent; beyond the source's
+        limit: the firmware drops it and counts it bad_payload (its config judges)."""
+        if isinstance(current_ua, bool) or not isinstance(current_ua, int) or not -2**31 <= current_ua < 2**31:
+            raise HilError("current_ua", current_ua, "must be an int of 32 bits")
+        self.link.send_request(current_ua)
+        return self.last_frame is not None and self.last_frame["state"] == "READY"
 
     # ------------------------------------------------------------ the run
     def connect(self) -> bool:
