@@ -28,64 +28,64 @@ def test_charge_in_loses_the_prior_and_the_bound_grows_with_it():
     c = Config(offset_unc_na=0)
     est = Estimator(c)
     _charge(est, 100, 900)                          # 25 µAh in
-    assert est.cath_nah == 25000
-    assert est.li_nah == 25000 - 25000 * c.plating_loss_ppm // 1000000
-    assert est.bound_nah == 25000 * (c.plating_loss_unc_ppm + c.meas_unc_ppm) // 1000000
+    assert est.cath_eu == 25000
+    assert est.li_eu == 25000 - 25000 * c.plating_loss_ppm // 1000000
+    assert est.bound_eu == 25000 * (c.plating_loss_unc_ppm + c.meas_unc_ppm) // 1000000
     _charge(est, -100, 900)                         # and out again
-    assert est.cath_nah == 0
-    assert est.li_nah == 0                          # the loss is gone for good (floored at 0)
-    assert est.low_nah() == 0 and est.high_nah() == est.bound_nah
+    assert est.cath_eu == 0
+    assert est.li_eu == 0                          # the loss is gone for good (floored at 0)
+    assert est.low_eu() == 0 and est.high_eu() == est.bound_eu
 
 
 def test_the_shunt_zero_residual_grows_the_bound_with_time_alone():
     est = Estimator(Config(offset_unc_na=30))
     _charge(est, 0, 3600)
-    assert est.bound_nah == 30                      # 30 nA for an hour
-    assert est.li_nah == 0 and est.cath_nah == 0
+    assert est.bound_eu == 30                      # 30 nA for an hour
+    assert est.li_eu == 0 and est.cath_eu == 0
 
 
 def test_a_knee_within_the_bound_learns_the_loss_and_resets_li():
     c = Config()
     est = Estimator(c)
-    est.li_nah = 2000                               # 2 µAh believed when the voltage fell
-    est.bound_nah = 5000
-    est.qin_nah = 1000000                           # after 1 mAh in since the last knee
+    est.li_eu = 2000                               # 2 µAh believed when the voltage fell
+    est.bound_eu = 5000
+    est.qin_eu = 1000000                           # after 1 mAh in since the last knee
     assert est.at_knee() == 0
-    assert est.li_nah == 0 and est.bound_nah == c.knee_bound_nah and est.knees == 1
+    assert est.li_eu == 0 and est.bound_eu == c.knee_bound_nah and est.knees == 1
     assert est.loss_ppm == c.plating_loss_ppm + 2000          # 2 µAh over 1 mAh
     assert est.loss_unc_ppm == c.plating_loss_unc_ppm // 2
-    assert est.qin_nah == 0
+    assert est.qin_eu == 0
 
 
 def test_a_knee_beyond_the_bound_is_reported_not_faulted_and_still_learnt():
     est = Estimator(Config())
-    est.li_nah = 30000
-    est.bound_nah = 3000
-    est.qin_nah = 5000000
+    est.li_eu = 30000
+    est.bound_eu = 3000
+    est.qin_eu = 5000000
     excess = est.at_knee()
     assert excess == 30000 - 3000 - Config().knee_bound_nah
-    assert est.knee_excess_nah == excess and est.li_nah == 0 and est.knees == 1
+    assert est.knee_excess_eu == excess and est.li_eu == 0 and est.knees == 1
 
 
 def test_a_knee_near_li2s2_is_the_catholytes_and_leaves_the_lithium():
     c = Config()
     est = Estimator(c)
-    est.li_nah = 50000
-    est.cath_nah = c.lithium_supply_uah * 1000 - c.catholyte_s_uah * 1000 + 1000   # 1 µAh before Li2S2
+    est.li_eu = 50000
+    est.cath_eu = c.lithium_supply_uah * 1000 - c.catholyte_s_uah * 1000 + 1000   # 1 µAh before Li2S2
     assert est.at_knee() == 0
-    assert est.li_nah == 50000 and est.knees == 0
+    assert est.li_eu == 50000 and est.knees == 0
     assert est.x_pm() == c.catholyte_max_x_pm
 
 
 def test_soc_is_the_narrower_window_with_its_bound():
     c = Config()                                    # 200 µAh, reserve 5 µAh
     est = Estimator(c)
-    est.li_nah = 102500
-    est.bound_nah = 1950
+    est.li_eu = 102500
+    est.bound_eu = 1950
     assert est.soc_pm() == 500 and est.soc_bound_pm() == 10
     assert est.x_pm() == c.lithium_supply_uah * 1000 // ((c.catholyte_s_uah * 1000 + 999) // 1000)
     # a catholyte with only 20 µAh of room before Li2S2 is the narrower window
-    est.cath_nah = c.lithium_supply_uah * 1000 - (c.catholyte_s_uah - 20) * 1000
+    est.cath_eu = c.lithium_supply_uah * 1000 - (c.catholyte_s_uah - 20) * 1000
     assert est.soc_pm() == 20000 // 195 * 1000 // 1000
 
 
@@ -98,10 +98,10 @@ def test_the_ocv_table_slope_is_read_where_the_catholyte_is():
 
 class _Cath:
     # what the crack watch reads of the estimator
-    def __init__(self, cath_nah, x_pm=170):
-        self.cath_nah = cath_nah
-        self.s_nah = 2412000
-        self.li_nah = 100000
+    def __init__(self, cath_eu, x_pm=170):
+        self.cath_eu = cath_eu
+        self.s_eu = 2412000
+        self.li_eu = 100000
         self._x = x_pm
         self.corrected = 0
 
@@ -110,7 +110,7 @@ class _Cath:
 
     def correct(self, nah):
         self.corrected += nah
-        self.cath_nah -= nah
+        self.cath_eu -= nah
 
 
 def _segment(cw, est, counts, sp, seconds):
@@ -201,6 +201,6 @@ def test_cycling_ticks_allocate_nothing_but_the_record_saves():
                 micropython.heap_unlock()
         else:
             _ticks(ctrl, hal, 200)
-        assert ctrl.state == "READY" and ctrl.est.cath_nah != 0
+        assert ctrl.state == "READY" and ctrl.est.cath_eu != 0
     # the estimator moved with the charge: out then in, less the loss
-    assert ctrl.est.li_nah < 10000
+    assert ctrl.est.li_eu < 10000
