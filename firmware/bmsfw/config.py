@@ -180,6 +180,11 @@ class Config:
         if self.target_inventory_uah >= 134000000:
             # the tick counts in small ints (bmsfw.ledger): the target stays below 2**27 units of 1 µAh
             raise ConfigError("target_inventory_uah", self.target_inventory_uah, "must be below 134 Ah")
+        per = UAS_PER_UAH // self.est_unit_uas()
+        for name in ("lithium_supply_uah", "catholyte_s_uah"):
+            if getattr(self, name) * per >= 0x20000000:
+                # the estimator's figures are small ints (bmsfw.estimator): below 2**29 of its units
+                raise ConfigError(name, getattr(self, name), "must be below %d (estimator units)" % (0x20000000 // per))
         if self.current_max_ua > self.source_max_ua:
             raise ConfigError("current_max_ua", self.current_max_ua, "must be <= source_max_ua")
         if self.discharge_cutoff_mv >= self.charge_cutoff_mv:

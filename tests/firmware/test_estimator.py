@@ -204,3 +204,61 @@ def test_cycling_ticks_allocate_nothing_but_the_record_saves():
         assert ctrl.state == "READY" and ctrl.est.cath_eu != 0
     # the estimator moved with the charge: out then in, less the loss
     assert ctrl.est.li_eu < 10000
+
+
+def _big(target_uah):
+    return Config(target_inventory_uah=target_uah, lithium_supply_uah=target_uah * 6 // 5,
+                  lithium_reserve_uah=target_uah // 800, catholyte_s_uah=target_uah * 5,
+                  offset_unc_na=0)
+
+
+def test_config_takes_cells_to_100_ah_and_refuses_134():
+    assert _big(100000000).target_inventory_uah == 100000000
+    try:
+        _big(134000000)
+    except ValueError as e:
+        assert "target_inventory_uah" in str(e)
+    else:
+        raise AssertionError("a 134 Ah cell passes 2**27 units of 1 µAh")
+
+
+def test_big_cells_count_exactly_in_their_units_and_stay_small_ints():
+    # 1 Ah counts in 10 nAh, 100 Ah in 1 µAh (the ledger's unit), D111 in 1 nAh;
+    # amps for 1.5 s ticks pass 2**30 µA·ms: counted exactly all the same
+    for target_uah, unit, ua in ((200, NAH_UAS, 150), (1000000, 36000, 2000000), (100000000, UAH, 50000000)):
+        c = _big(target_uah)
+        est = Estimator(c)
+        assert est.unit_uas == unit and c.est_unit_uas() == unit
+        assert est.target_eu == target_uah * (UAH // unit) and est.target_eu < (1 << 27)
+        n = 0
+        total = 0
+        while total + ua * 1500 <= c.target_uas() // 2:
+            est.add(ua, 1500)
+            total += ua * 1500
+            n += 1
+        assert n > 10
+        assert est.cath_eu * unit + est._rem_uas == total       # exact: units and remainder
+        assert est.qin_eu == est.cath_eu
+        lost = est.cath_eu - est.li_eu
+        assert abs(lost - est.cath_eu * c.plating_loss_ppm // 1000000) <= 1
+        for _ in range(n):
+            est.add(-ua - 7, 1500)                               # out a little faster
+        assert est.cath_eu * unit + est._rem_uas == total - n * (ua + 7) * 1500
+        assert 0 <= est._rem_uas < unit
+        for v in (est.li_eu, est.bound_eu, est.cath_eu, est.cath0_eu, est.s_eu, est.cath_left_eu(),
+                  est.cath_room_eu(), est.high_eu()):
+            assert -(1 << 30) < v < (1 << 30)
+        assert 0 <= est.soc_pm() <= 1000 and 0 <= est.x_pm() <= 1000
+        # telemetry's µAh: an i32 on every size
+        assert est.uah(est.cath0_eu) == c.lithium_supply_uah
+
+
+def test_a_knee_on_a_100_ah_cell_learns_the_loss():
+    c = _big(100000000)
+    est = Estimator(c)
+    est.li_eu = 200000                  # 200 mAh believed when the voltage fell
+    est.bound_eu = 100000
+    est.qin_eu = 50000000               # after 50 Ah in
+    est.at_knee()
+    assert est.loss_ppm == c.plating_loss_ppm + 200000 * 1000 // (50000000 // 1000)
+    assert est.li_eu == 0 and est.bound_eu == est.knee_bound_eu == 1   # 300 nAh: 1 µAh, rounded up
