@@ -45,6 +45,9 @@ def test_peak_heap_of_a_whole_formation_fits_64_kb(capsys):
     res = heap_probe.peak(3000)
     with capsys.disabled():
         print("\n[micropython] " + res.report())
+        print("  less bmsfw + fakes bytecode (%.1f KB, in flash when frozen): live %.1f KB, incl. garbage %.1f KB"
+              % ((res.imports - res.base) / 1024, (res.peak_live - res.imports + res.base) / 1024,
+                 (res.peak_with_garbage - res.imports + res.base) / 1024))
     assert res.state == "READY", "the run should cover formation into READY: %s" % res.report()
     assert res.imports > res.base and res.init > res.imports
     bytecode = res.imports - res.base       # in flash on a board (frozen)
