@@ -200,9 +200,10 @@ class Life:
         r.cycles += 1
         est = self.c.est
         truth = self.cell.plated_uAh
-        err = est.li_nah / 1000.0 - truth
+        per_uah = est.eu_per_uah
+        err = est.li_eu / per_uah - truth
         r.inventory_errors_pct.append(100.0 * err / self._target_uAh)
-        if abs(err) * 1000.0 > est.bound_nah + 1000:
+        if abs(err) > (est.bound_eu + per_uah) / per_uah:
             r.outside_bound += 1
         span = self._target_uAh - self._reserve_uAh
         soc_true = min(max((truth - self._reserve_uAh) / span, 0.0), 1.0) * 100.0

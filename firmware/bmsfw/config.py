@@ -177,9 +177,14 @@ class Config:
         if self.lithium_reserve_uah < 0 or self.lithium_reserve_uah >= self.target_inventory_uah:
             raise ConfigError("lithium_reserve_uah", self.lithium_reserve_uah,
                               "must be >= 0 and below target_inventory_uah")
-        if self.target_inventory_uah > 1000000:
-            # the estimator counts nAh in small ints (bmsfw.estimator): 1 Ah is 1e9 < 2**30
-            raise ConfigError("target_inventory_uah", self.target_inventory_uah, "must be <= 1000000 (estimator nAh)")
+        if self.target_inventory_uah >= 134000000:
+            # the tick counts in small ints (bmsfw.ledger): the target stays below 2**27 units of 1 µAh
+            raise ConfigError("target_inventory_uah", self.target_inventory_uah, "must be below 134 Ah")
+        per = UAS_PER_UAH // self.est_unit_uas()
+        for name in ("lithium_supply_uah", "catholyte_s_uah"):
+            if getattr(self, name) * per >= 0x20000000:
+                # the estimator's figures are small ints (bmsfw.estimator): below 2**29 of its units
+                raise ConfigError(name, getattr(self, name), "must be below %d (estimator units)" % (0x20000000 // per))
         if self.current_max_ua > self.source_max_ua:
             raise ConfigError("current_max_ua", self.current_max_ua, "must be <= source_max_ua")
         if self.discharge_cutoff_mv >= self.charge_cutoff_mv:
@@ -213,6 +218,13 @@ class Config:
         """The unit the tick counts this cell's charge in (bmsfw.ledger: the
         finest that keeps the target below 2^27 units)."""
         return unit_for(self.target_uas())
+
+    def est_unit_uas(self):
+        """The unit of the estimator's figures (bmsfw.estimator): 1 nAh (3600
+        µA·ms), or the charge unit where that is coarser (10 nAh on a 1 Ah
+        cell, 1 µAh on 100 Ah): always k nAh, k in 1, 10, 100, 1000."""
+        unit = self.charge_unit_uas()
+        return unit if unit > 3600 else 3600
 
     def units(self, uas):
         """uas (µA·ms) in whole charge units, rounded up."""

@@ -22,7 +22,7 @@ from .crack_watch import CrackWatch
 from .errors import FieldError
 from .estimator import Estimator
 from .formation import Formation
-from .ledger import Ledger
+from .ledger import UAS_PER_UAH, Ledger
 from .outputs import Outputs
 from .protections import UT_BIT, Measurements, Protections
 from .record import Store
@@ -55,7 +55,7 @@ class Controller:
         self.device_id = device_id
         # the parts
         self.fe = FrontEnd(hal, c)
-        self.meas = Measurements(c.units(c.reserve_uas()), c.lithium_reserve_uah * 1000)
+        self.meas = Measurements(c.units(c.reserve_uas()), c.lithium_reserve_uah * (UAS_PER_UAH // c.est_unit_uas()))
         self.ledger = Ledger(c.cycle_deadband_ua, c.cycle_min_uas, c.charge_unit_uas())
         self.est = Estimator(c)
         self.crack = CrackWatch(c, self.fe.bits, self.fe.vref_mv)
@@ -139,7 +139,7 @@ class Controller:
             est.add(m.current_ua, dt_ms)
             if led.cycle_closed:
                 self._cycle_closed()
-        m.judged_in(self.state, self.formation.plateau_seen, led.inventory[0], out, est.low_nah())
+        m.judged_in(self.state, self.formation.plateau_seen, led.inventory[0], out, est.low_eu())
         prot = self.protections
         prot.check(m, now, dt_ms)
         if prot.tripped or prot.cleared:
@@ -293,7 +293,7 @@ class Controller:
         # A discharge that ended on DVL measured what the cell could give back;
         # a shortfall the estimator's loss explains (within its bound) is no crack.
         if self.protections.dis_hit_dvl and led.ce_ppm < self.config.crack_ce_ppm and self.state == READY \
-                and self.est.knee_excess_nah > 0:
+                and self.est.knee_excess_eu > 0:
             self._crack("cycle CE %d ppm" % led.ce_ppm)
 
     def _watch(self, m, dt_ms):

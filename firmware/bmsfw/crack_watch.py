@@ -26,7 +26,7 @@
 # is the ledger's own drift (the shunt zero left after learning it at boot,
 # ~0.03 µA, is 15 µAh over a 500 h life; the twin's side reactions take
 # ~0.05 % of a charge). Through the table's slope at the catholyte's Li:S it is
-# lithium (nAh) the ledger counted but did not move; the estimator takes all
+# lithium (estimator units) the ledger counted but did not move; the estimator takes all
 # of it at each anchor, and the anchor keeps the corrected count: each
 # correction is the change since the last anchor, so their noise telescopes
 # (the estimate carries one anchor's noise, never a sum of them).
@@ -44,6 +44,10 @@ class CrackWatch:
         # µV thresholds as averaged counts x 16 (the EMA's scale); counts/µV = 2**bits / (vref_mv * 1000)
         self._suspect = _uv_to_avg(c.crack_suspect_uv, bits, vref_mv)
         self._drift = _uv_to_avg(c.crack_drift_uv, bits, vref_mv)
+        # the catholyte tolerances in the estimator's units (k nAh each: bmsfw.estimator), rounded up
+        k = c.est_unit_uas() // 3600
+        self._cath_tol = -(-c.crack_cath_tol_nah // k)
+        self._suspect_tol = -(-c.crack_suspect_tol_nah // k)
         self._avg = -1              # EMA of VCELL counts x 16 (-1: none)
         self._sp = 0                # setpoint of the segment being averaged
         self._seg_ms = 0            # how long it has lasted
@@ -110,18 +114,18 @@ class CrackWatch:
 
     def _anchor(self, slot, est, temp_dc):
         c = self._c
-        cath_nah = est.cath_nah
+        cath_eu = est.cath_eu
         prev = self._a_avg[slot]
-        d_cath = cath_nah - self._a_cath[slot]
+        d_cath = cath_eu - self._a_cath[slot]
         if (prev >= 0 and self._a_sp[slot] == self._sp and
-                -c.crack_suspect_tol_nah <= d_cath <= c.crack_suspect_tol_nah and
+                -self._suspect_tol <= d_cath <= self._suspect_tol and
                 -3 <= temp_dc - self._a_temp[slot] <= 3):
             low = prev - self._avg
             if -1000000 < low < 1000000:
                 low_uv = low * 1000 // self._per_mv
                 # µV per x per mille where the catholyte is; x falls as cath rises
                 slope = ocv_slope_uv(c.ocv_table, est.x_pm())
-                s_pm = est.s_nah // 1000                      # nAh per x per mille
+                s_pm = est.s_eu // 1000                      # eu per x per mille
                 if slope >= c.ocv_min_slope_uv and s_pm > 0:
                     # the voltage the count moved it by: + cath (Li taken out) raises it
                     low_uv += d_cath * slope // s_pm if -1000000 < d_cath < 1000000 else 0
@@ -129,16 +133,16 @@ class CrackWatch:
                     if low_uv * 1000 >= c.crack_suspect_uv * 1000 and low >= self._suspect:
                         self.request_rest()
                     elif (-c.crack_suspect_uv < low_uv < c.crack_suspect_uv and
-                          -c.crack_cath_tol_nah <= d_cath <= c.crack_cath_tol_nah):
+                          -self._cath_tol <= d_cath <= self._cath_tol):
                         # lower by low_uv: the catholyte holds that much more than counted
                         # The other slot keeps its uncorrected count: its next
                         # comparison then takes only the drift since this one
                         # (each slot spans a whole cycle, so both together
                         # correct a cycle's drift once, not twice).
                         est.correct(low_uv * s_pm // slope)
-                        cath_nah = est.cath_nah
+                        cath_eu = est.cath_eu
         self._a_sp[slot] = self._sp
-        self._a_cath[slot] = cath_nah
+        self._a_cath[slot] = cath_eu
         self._a_avg[slot] = self._avg
         self._a_temp[slot] = temp_dc
 

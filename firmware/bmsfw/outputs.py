@@ -9,7 +9,7 @@
 from . import limits
 from .compat import ticks_add, ticks_diff
 from .formation import V_DISCHARGE
-from .ledger import per_mille
+from .ledger import UAS_PER_UAH, per_mille
 from .states import FORMING, NONE, READY, VERIFY
 
 
@@ -30,14 +30,16 @@ class Outputs:
         self._ceiling_q = ceiling if ceiling < supply else supply
         self._charge_taper_q = step * (c.charge_taper_pm + c.charge_margin_pm)
         self._reserve_taper_q = step * c.reserve_taper_pm
-        # the same in nAh, for the estimator's figures (bmsfw.estimator)
-        step_nah = c.target_inventory_uah
-        ceiling_nah = c.target_inventory_uah * 1000 + step_nah * c.charge_margin_pm
-        supply_nah = c.lithium_supply_uah * 1000
-        self._ceiling_nah = ceiling_nah if ceiling_nah < supply_nah else supply_nah
-        self._charge_taper_nah = step_nah * (c.charge_taper_pm + c.charge_margin_pm)
-        self._reserve_nah = c.lithium_reserve_uah * 1000
-        self._reserve_taper_nah = step_nah * c.reserve_taper_pm
+        # the same in the estimator's units, for its figures (bmsfw.estimator)
+        per = UAS_PER_UAH // c.est_unit_uas()
+        target = c.target_inventory_uah * per
+        step = target // 1000
+        ceiling = target + step * c.charge_margin_pm
+        supply = c.lithium_supply_uah * per
+        self._ceiling_eu = ceiling if ceiling < supply else supply
+        self._charge_taper_eu = step * (c.charge_taper_pm + c.charge_margin_pm)
+        self._reserve_eu = c.lithium_reserve_uah * per
+        self._reserve_taper_eu = step * c.reserve_taper_pm
         self._charge_floor_dc = limits.charge_floor_dc(c.charge_min_temp_dc, c.plating_derating,
                                                       c.temp_accuracy_dc)
         # published limits
@@ -115,13 +117,13 @@ class Outputs:
             # CCL on the estimate itself: the bound, mostly the loss's
             # uncertainty, would otherwise lower the top of charge by all of it
             # (65 µAh after 1,000 D111 cycles); the 1 % margin covers the count.
-            ccl = limits.ccl_ua(self.plate_base_ua(m, cold), est.li_nah, self._ceiling_nah,
-                                self._charge_taper_nah, v, self.cvl_mv, c.cv_taper_mv,
+            ccl = limits.ccl_ua(self.plate_base_ua(m, cold), est.li_eu, self._ceiling_eu,
+                                self._charge_taper_eu, v, self.cvl_mv, c.cv_taper_mv,
                                 self.user_ccl_ua)
             base = 0
             if not m.ntc_fault and not dis_hit_dvl:
                 base = c.density_to_ua(limits.interp_table(m.temp_dc, c.discharge_derating))
-            dcl = limits.dcl_ua(base, est.low_nah(), self._reserve_nah, self._reserve_taper_nah,
+            dcl = limits.dcl_ua(base, est.low_eu(), self._reserve_eu, self._reserve_taper_eu,
                                 v, self.dvl_mv, c.dv_taper_mv, self.user_dcl_ua)
         elif operating_limits:
             ccl = limits.ccl_ua(self.plate_base_ua(m, cold), inv, self._ceiling_q,

@@ -15,6 +15,7 @@
 # Debounces and details are indexed like FAULTS (bit i = FAULTS[i]); the
 # _<FAULT> names below are those indices.
 from .compat import const, ticks_diff
+from .ledger import UAS_PER_UAH
 from .limits import DVL_REACHED_MV, charge_floor_dc
 from .states import (CRACK_SUSPECTED, FAULTS, FORMING, LINK_LOST, NO_CELL, NO_PLATING, OVER_TEMPERATURE,
                      OVERCURRENT, OVERVOLTAGE, READY, SENSOR, SHORT, UNDER_TEMPERATURE,
@@ -63,7 +64,7 @@ _VOLTAGE_GROUP = (1 << _NO_CELL) | (1 << _SHORT) | (1 << _OVERVOLTAGE) | (1 << _
 # controller and filled in place every tick (no allocation): check() and
 # cause_present() read only this.
 class Measurements:
-    def __init__(self, reserve_q=0, reserve_nah=0):
+    def __init__(self, reserve_q=0, reserve_eu=0):
         # readings (read())
         self.cell_mv = 0
         self.current_ua = 0
@@ -81,18 +82,18 @@ class Measurements:
         self.dvl_mv = 0
         self.inventory_q = 0            # counted lithium (ledger), charge units
         self.reserve_q = reserve_q      # the lithium reserve (Config), charge units
-        self.li_low_nah = 0             # the estimator's pessimistic lithium (bmsfw.estimator)
-        self.reserve_nah = reserve_nah
+        self.li_low_eu = 0             # the estimator's pessimistic lithium (bmsfw.estimator)
+        self.reserve_eu = reserve_eu
         self._vcell_before_step = 0     # VCELL counts of the previous tick
         self._stuck_steps = 0           # consecutive current steps VCELL did not answer
 
-    def judged_in(self, state, plateau_seen, inventory_q, out, li_low_nah=0):
+    def judged_in(self, state, plateau_seen, inventory_q, out, li_low_eu=0):
         """The context of this tick's readings: the state, the counted
         inventory, the estimator's pessimistic lithium, and the last tick's
         setpoint and limits (out: Outputs)."""
         self.state = state
         self.inventory_q = inventory_q
-        self.li_low_nah = li_low_nah
+        self.li_low_eu = li_low_eu
         self.lithium_present = state == READY or (state == FORMING and plateau_seen)
         self.charging_li = self.lithium_present and out.prev_setpoint_ua > 0
         self.prev_setpoint_ua = out.prev_setpoint_ua
@@ -158,7 +159,9 @@ class Protections:
         # below this reading it is too cold to charge (limits.charge_floor_dc)
         self._cold_dc = charge_floor_dc(c.charge_min_temp_dc, c.plating_derating, c.temp_accuracy_dc)
         self._uv_mv = c.discharge_cutoff_mv - c.uv_margin_mv
-        self._missing_nah = c.target_inventory_uah * c.crack_missing_pm
+        # crack_missing_pm of the target, in the estimator's units (bmsfw.estimator)
+        self._eu_per_uah = UAS_PER_UAH // c.est_unit_uas()
+        self._missing_eu = c.target_inventory_uah * self._eu_per_uah // 1000 * c.crack_missing_pm
         self._debounce_ms = [0] * len(FAULTS)
         for row in PROTECTIONS:
             if row[1]:
@@ -267,13 +270,13 @@ class Protections:
             if m.charging_li and self.ref_mv - cell_mv > c.crack_drop_mv:
                 crack = True
                 self.detail = "plating voltage fell %d mV" % (self.ref_mv - cell_mv)
-            elif m.state == READY and m.li_low_nah > m.reserve_nah:
+            elif m.state == READY and m.li_low_eu > m.reserve_eu:
                 if rest and cell_mv < c.discharge_cutoff_mv:
                     crack = True
                     self.detail = "OCV collapsed to %d mV" % cell_mv
-                elif self.dis_hit_dvl and m.li_low_nah - m.reserve_nah > self._missing_nah:
+                elif self.dis_hit_dvl and m.li_low_eu - m.reserve_eu > self._missing_eu:
                     crack = True
-                    self.detail = "DVL reached with %d nAh estimated" % m.li_low_nah
+                    self.detail = "DVL reached with %d µAh estimated" % (m.li_low_eu // self._eu_per_uah)
         self._cond(_CRACK, crack, now_ms, None)
         # UNDERVOLTAGE: a formed cell pulled below the cutoff under discharge
         self._cond(_UNDERVOLTAGE, li and current_ua <= -c.rest_ua and cell_mv < self._uv_mv, now_ms,

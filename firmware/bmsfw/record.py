@@ -42,13 +42,13 @@ FIELDS = (
     ("user_ccl_ua", "i", -1),
     ("user_dcl_ua", "i", -1),
     # bmsfw.estimator (nAh, ppm)
-    ("li_nah", "i", 0),
-    ("bound_nah", "i", 0),
-    ("cath_nah", "i", 0),
+    ("li_eu", "i", 0),
+    ("bound_eu", "i", 0),
+    ("cath_eu", "i", 0),
     ("loss_ppm", "i", 0),
     ("loss_unc_ppm", "i", 0),
     ("knees", "I", 0),
-    ("qin_nah", "i", 0),
+    ("qin_eu", "i", 0),
 )
 
 

@@ -29,8 +29,8 @@ TELEMETRY_FIELDS = (
     ("target_uas", "q"),
     ("soc_pm", "i"),
     ("soc_bound_pm", "i"),       # bmsfw.estimator: SOC is soc_pm ± this
-    ("li_nah", "i"),             # estimated lithium on the electrode, nAh
-    ("li_bound_nah", "i"),       # ... ± this
+    ("li_uah", "i"),             # estimated lithium on the electrode, µAh (an i32 to 2000 Ah)
+    ("li_bound_uah", "i"),       # ... ± this (rounded up)
     ("catholyte_x_pm", "i"),     # estimated Li:S of the catholyte, per mille (1000 = Li2S2)
     ("loss_ppm", "i"),           # lithium lost per charge plated (learnt at knees)
     ("formation_pm", "i"),
@@ -92,8 +92,8 @@ class Telemetry:
         f["soc_pm"] = out.soc_pm
         est = c.est
         f["soc_bound_pm"] = est.soc_bound_pm()
-        f["li_nah"] = est.li_nah
-        f["li_bound_nah"] = est.bound_nah
+        f["li_uah"] = est.uah(est.li_eu)
+        f["li_bound_uah"] = est.uah(est.bound_eu + est.eu_per_uah - 1)
         f["catholyte_x_pm"] = est.x_pm()
         f["loss_ppm"] = est.loss_ppm
         f["formation_pm"] = out.formation_pm

@@ -197,10 +197,11 @@ class Measurements(protections.Measurements):
             if not hasattr(self, k):
                 raise AttributeError("Measurements has no field %s" % k)
             setattr(self, k, kw[k])
-        if "li_low_nah" not in kw:
+        if "li_low_eu" not in kw:
             # the estimator's pessimistic lithium: the count, unless a test says otherwise
             from bmsfw.config import Config
-            self.li_low_nah = self.inventory_q * Config().charge_unit_uas() // 3600
+            c = Config()
+            self.li_low_eu = self.inventory_q * c.charge_unit_uas() // c.est_unit_uas()
 
 
 def run(ctrl, hal, seconds, dt_ms=1000, until=None):

@@ -229,7 +229,7 @@ def test_discharge_that_reaches_dvl_is_closed_until_charged():
     # ... with half the target counted: not a fault by itself (an empty cell
     # whose loss was misjudged looks the same); the estimate learns from the
     # knee and the crack watch holds a rest whose voltage decides
-    assert ctrl.faults == () and ctrl.est.li_nah == 0 and ctrl.crack.rests == 1
+    assert ctrl.faults == () and ctrl.est.li_eu == 0 and ctrl.crack.rests == 1
     ctrl2, hal2 = ready(inventory_pm=60)                 # 1.2 µAh counted: near the reserve
     hal2.cell.voltage_fn = lambda cell, i: 2005 if i < 0 else 2300 + i // 2
     ctrl2.request_current_ua(-100)

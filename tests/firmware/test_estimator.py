@@ -28,64 +28,64 @@ def test_charge_in_loses_the_prior_and_the_bound_grows_with_it():
     c = Config(offset_unc_na=0)
     est = Estimator(c)
     _charge(est, 100, 900)                          # 25 µAh in
-    assert est.cath_nah == 25000
-    assert est.li_nah == 25000 - 25000 * c.plating_loss_ppm // 1000000
-    assert est.bound_nah == 25000 * (c.plating_loss_unc_ppm + c.meas_unc_ppm) // 1000000
+    assert est.cath_eu == 25000
+    assert est.li_eu == 25000 - 25000 * c.plating_loss_ppm // 1000000
+    assert est.bound_eu == 25000 * (c.plating_loss_unc_ppm + c.meas_unc_ppm) // 1000000
     _charge(est, -100, 900)                         # and out again
-    assert est.cath_nah == 0
-    assert est.li_nah == 0                          # the loss is gone for good (floored at 0)
-    assert est.low_nah() == 0 and est.high_nah() == est.bound_nah
+    assert est.cath_eu == 0
+    assert est.li_eu == 0                          # the loss is gone for good (floored at 0)
+    assert est.low_eu() == 0 and est.high_eu() == est.bound_eu
 
 
 def test_the_shunt_zero_residual_grows_the_bound_with_time_alone():
     est = Estimator(Config(offset_unc_na=30))
     _charge(est, 0, 3600)
-    assert est.bound_nah == 30                      # 30 nA for an hour
-    assert est.li_nah == 0 and est.cath_nah == 0
+    assert est.bound_eu == 30                      # 30 nA for an hour
+    assert est.li_eu == 0 and est.cath_eu == 0
 
 
 def test_a_knee_within_the_bound_learns_the_loss_and_resets_li():
     c = Config()
     est = Estimator(c)
-    est.li_nah = 2000                               # 2 µAh believed when the voltage fell
-    est.bound_nah = 5000
-    est.qin_nah = 1000000                           # after 1 mAh in since the last knee
+    est.li_eu = 2000                               # 2 µAh believed when the voltage fell
+    est.bound_eu = 5000
+    est.qin_eu = 1000000                           # after 1 mAh in since the last knee
     assert est.at_knee() == 0
-    assert est.li_nah == 0 and est.bound_nah == c.knee_bound_nah and est.knees == 1
+    assert est.li_eu == 0 and est.bound_eu == c.knee_bound_nah and est.knees == 1
     assert est.loss_ppm == c.plating_loss_ppm + 2000          # 2 µAh over 1 mAh
     assert est.loss_unc_ppm == c.plating_loss_unc_ppm // 2
-    assert est.qin_nah == 0
+    assert est.qin_eu == 0
 
 
 def test_a_knee_beyond_the_bound_is_reported_not_faulted_and_still_learnt():
     est = Estimator(Config())
-    est.li_nah = 30000
-    est.bound_nah = 3000
-    est.qin_nah = 5000000
+    est.li_eu = 30000
+    est.bound_eu = 3000
+    est.qin_eu = 5000000
     excess = est.at_knee()
     assert excess == 30000 - 3000 - Config().knee_bound_nah
-    assert est.knee_excess_nah == excess and est.li_nah == 0 and est.knees == 1
+    assert est.knee_excess_eu == excess and est.li_eu == 0 and est.knees == 1
 
 
 def test_a_knee_near_li2s2_is_the_catholytes_and_leaves_the_lithium():
     c = Config()
     est = Estimator(c)
-    est.li_nah = 50000
-    est.cath_nah = c.lithium_supply_uah * 1000 - c.catholyte_s_uah * 1000 + 1000   # 1 µAh before Li2S2
+    est.li_eu = 50000
+    est.cath_eu = c.lithium_supply_uah * 1000 - c.catholyte_s_uah * 1000 + 1000   # 1 µAh before Li2S2
     assert est.at_knee() == 0
-    assert est.li_nah == 50000 and est.knees == 0
+    assert est.li_eu == 50000 and est.knees == 0
     assert est.x_pm() == c.catholyte_max_x_pm
 
 
 def test_soc_is_the_narrower_window_with_its_bound():
     c = Config()                                    # 200 µAh, reserve 5 µAh
     est = Estimator(c)
-    est.li_nah = 102500
-    est.bound_nah = 1950
+    est.li_eu = 102500
+    est.bound_eu = 1950
     assert est.soc_pm() == 500 and est.soc_bound_pm() == 10
     assert est.x_pm() == c.lithium_supply_uah * 1000 // ((c.catholyte_s_uah * 1000 + 999) // 1000)
     # a catholyte with only 20 µAh of room before Li2S2 is the narrower window
-    est.cath_nah = c.lithium_supply_uah * 1000 - (c.catholyte_s_uah - 20) * 1000
+    est.cath_eu = c.lithium_supply_uah * 1000 - (c.catholyte_s_uah - 20) * 1000
     assert est.soc_pm() == 20000 // 195 * 1000 // 1000
 
 
@@ -98,10 +98,10 @@ def test_the_ocv_table_slope_is_read_where_the_catholyte_is():
 
 class _Cath:
     # what the crack watch reads of the estimator
-    def __init__(self, cath_nah, x_pm=170):
-        self.cath_nah = cath_nah
-        self.s_nah = 2412000
-        self.li_nah = 100000
+    def __init__(self, cath_eu, x_pm=170):
+        self.cath_eu = cath_eu
+        self.s_eu = 2412000
+        self.li_eu = 100000
         self._x = x_pm
         self.corrected = 0
 
@@ -110,7 +110,7 @@ class _Cath:
 
     def correct(self, nah):
         self.corrected += nah
-        self.cath_nah -= nah
+        self.cath_eu -= nah
 
 
 def _segment(cw, est, counts, sp, seconds):
@@ -201,6 +201,64 @@ def test_cycling_ticks_allocate_nothing_but_the_record_saves():
                 micropython.heap_unlock()
         else:
             _ticks(ctrl, hal, 200)
-        assert ctrl.state == "READY" and ctrl.est.cath_nah != 0
+        assert ctrl.state == "READY" and ctrl.est.cath_eu != 0
     # the estimator moved with the charge: out then in, less the loss
-    assert ctrl.est.li_nah < 10000
+    assert ctrl.est.li_eu < 10000
+
+
+def _big(target_uah):
+    return Config(target_inventory_uah=target_uah, lithium_supply_uah=target_uah * 6 // 5,
+                  lithium_reserve_uah=target_uah // 800, catholyte_s_uah=target_uah * 5,
+                  offset_unc_na=0)
+
+
+def test_config_takes_cells_to_100_ah_and_refuses_134():
+    assert _big(100000000).target_inventory_uah == 100000000
+    try:
+        _big(134000000)
+    except ValueError as e:
+        assert "target_inventory_uah" in str(e)
+    else:
+        raise AssertionError("a 134 Ah cell passes 2**27 units of 1 µAh")
+
+
+def test_big_cells_count_exactly_in_their_units_and_stay_small_ints():
+    # 1 Ah counts in 10 nAh, 100 Ah in 1 µAh (the ledger's unit), D111 in 1 nAh;
+    # amps for 1.5 s ticks pass 2**30 µA·ms: counted exactly all the same
+    for target_uah, unit, ua in ((200, NAH_UAS, 150), (1000000, 36000, 2000000), (100000000, UAH, 50000000)):
+        c = _big(target_uah)
+        est = Estimator(c)
+        assert est.unit_uas == unit and c.est_unit_uas() == unit
+        assert est.target_eu == target_uah * (UAH // unit) and est.target_eu < (1 << 27)
+        n = 0
+        total = 0
+        while total + ua * 1500 <= c.target_uas() // 2:
+            est.add(ua, 1500)
+            total += ua * 1500
+            n += 1
+        assert n > 10
+        assert est.cath_eu * unit + est._rem_uas == total       # exact: units and remainder
+        assert est.qin_eu == est.cath_eu
+        lost = est.cath_eu - est.li_eu
+        assert abs(lost - est.cath_eu * c.plating_loss_ppm // 1000000) <= 1
+        for _ in range(n):
+            est.add(-ua - 7, 1500)                               # out a little faster
+        assert est.cath_eu * unit + est._rem_uas == total - n * (ua + 7) * 1500
+        assert 0 <= est._rem_uas < unit
+        for v in (est.li_eu, est.bound_eu, est.cath_eu, est.cath0_eu, est.s_eu, est.cath_left_eu(),
+                  est.cath_room_eu(), est.high_eu()):
+            assert -(1 << 30) < v < (1 << 30)
+        assert 0 <= est.soc_pm() <= 1000 and 0 <= est.x_pm() <= 1000
+        # telemetry's µAh: an i32 on every size
+        assert est.uah(est.cath0_eu) == c.lithium_supply_uah
+
+
+def test_a_knee_on_a_100_ah_cell_learns_the_loss():
+    c = _big(100000000)
+    est = Estimator(c)
+    est.li_eu = 200000                  # 200 mAh believed when the voltage fell
+    est.bound_eu = 100000
+    est.qin_eu = 50000000               # after 50 Ah in
+    est.at_knee()
+    assert est.loss_ppm == c.plating_loss_ppm + 200000 * 1000 // (50000000 // 1000)
+    assert est.li_eu == 0 and est.bound_eu == est.knee_bound_eu == 1   # 300 nAh: 1 µAh, rounded up

@@ -148,7 +148,7 @@ def test_crack_when_discharge_hits_dvl_with_inventory_left():
     # near the reserve, reaching DVL is the normal end of discharge
     p = Protections(Config())
     m.inventory_q = d111_units(6 * 3600000)
-    m.li_low_nah = 6000
+    m.li_low_eu = 6000
     for i in range(50):
         p.check(m, i * 100, 100)
     assert p.mask == 0 and p.dis_hit_dvl

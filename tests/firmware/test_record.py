@@ -55,8 +55,8 @@ def test_round_trip_keeps_every_field():
     for name in ("state", "substate", "resume_state", "resume_substate", "flags", "fault_mask",
                  "plated_uas", "inventory_uas", "cycle_in_uas", "cycle_out_uas", "plated_uah",
                  "stripped_uah", "event_seq", "writes", "cycles", "ce_ppm", "user_cvl_mv",
-                 "user_dvl_mv", "user_ccl_ua", "user_dcl_ua", "li_nah", "bound_nah", "cath_nah",
-                 "loss_ppm", "loss_unc_ppm", "knees", "qin_nah"):
+                 "user_dvl_mv", "user_ccl_ua", "user_dcl_ua", "li_eu", "bound_eu", "cath_eu",
+                 "loss_ppm", "loss_unc_ppm", "knees", "qin_eu"):
         assert getattr(back, name) == getattr(r, name), name
 
 

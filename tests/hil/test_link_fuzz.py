@@ -160,7 +160,7 @@ def test_the_firmware_end_answers_a_retry_with_the_same_bytes_and_takes_commands
     frame_dict = {"t_ms": 0, "state": "BOOT", "substate": "", "cell_mv": 100, "current_ua": 0,
                   "temp_dc": 250, "setpoint_ua": 0, "cvl_mv": 2600, "dvl_mv": 2000, "ccl_ua": 0,
                   "dcl_ua": 0, "plated_uas": 0, "inventory_uas": 0, "target_uas": 1, "soc_pm": 0,
-                  "soc_bound_pm": 0, "li_nah": 0, "li_bound_nah": 0, "catholyte_x_pm": 0, "loss_ppm": 0,
+                  "soc_bound_pm": 0, "li_uah": 0, "li_bound_uah": 0, "catholyte_x_pm": 0, "loss_ppm": 0,
                   "formation_pm": 0, "ce_ppm": 0, "faults": ["LINK_LOST"], "event_seq": 3}
     link.begin_answer()
     link.save_record(b"R" * 64)

@@ -246,8 +246,8 @@ def telemetry_frame(device: str, t_ms: int, **over) -> dict:
              "cell_mv": 2105, "current_ua": 100, "temp_dc": 251, "setpoint_ua": 100,
              "cvl_mv": 2800, "dvl_mv": 1800, "ccl_ua": 500, "dcl_ua": 400,
              "plated_uas": 100 * t_ms, "inventory_uas": 100 * t_ms, "target_uas": 720_000_000,
-             "soc_pm": min(1000, t_ms // 7200), "soc_bound_pm": 2, "li_nah": 100 * t_ms // 3600,
-             "li_bound_nah": 300, "catholyte_x_pm": 200, "loss_ppm": 5000,
+             "soc_pm": min(1000, t_ms // 7200), "soc_bound_pm": 2, "li_uah": 100 * t_ms // 3600,
+             "li_bound_uah": 300, "catholyte_x_pm": 200, "loss_ppm": 5000,
              "formation_pm": min(1000, t_ms // 7200), "ce_ppm": 0,
              "faults": [], "event_seq": 0}
     frame.update(over)
