@@ -15,6 +15,8 @@ threads. One job per part:
 - ``delivery.py``: what was delivered, for the run's summary;
 - ``sink.py``: the run loop's sink that makes the bridge at the first frame.
 
+This module (~410 lines) is the routing and the thread start/stop between them.
+
 Threads (none of them the controller's), and what each owns:
 - paho's network thread (``loop_start``) runs the callbacks: ``_on_connect`` and
   ``_on_disconnect`` here set and clear ``_connected`` (an Event the parts read),

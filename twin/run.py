@@ -30,7 +30,7 @@ D111_AREA_CM2 = 1.0
 _CURRENT = re.compile(r"\b(\d+(?:\.\d+)?) uA\b")
 
 
-def duty_for(parameters) -> Protocol:
+def duty_text_for(parameters) -> str:
     """The D111 duty (twin/protocols/d111_duty.txt) scaled to a cell: every
     current multiplied by the cell's area over D111's, so each step runs at the
     seed's current density (100 µA/cm² cycles, then the strip to 2.0 V and the
@@ -39,7 +39,12 @@ def duty_for(parameters) -> Protocol:
     scale = parameters.values["area_cm2"] / D111_AREA_CM2
     if scale != 1.0:
         text = _CURRENT.sub(lambda m: "%.6g mA" % (float(m.group(1)) * scale / 1000.0), text)
-    return Protocol.parse(text, name="d111_duty scaled to %s" % parameters.name)
+    return text
+
+
+def duty_for(parameters) -> Protocol:
+    """duty_text_for(parameters), parsed: `bms-twin run`'s default duty."""
+    return Protocol.parse(duty_text_for(parameters), name="d111_duty scaled to %s" % parameters.name)
 
 
 def controller_settings(bench: Bench, config: Config | None = None,

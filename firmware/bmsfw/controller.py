@@ -11,6 +11,9 @@
 # (Outputs), feed the watchdog, save the record when needed. A latched fault
 # sets current 0 and opens the relay in the same tick. This module joins the
 # parts: the tick, the transitions and their actions, commands, the record.
+# Its size (~440 lines) is that one job: the work itself lives in the parts
+# (ledger, estimator, protections, outputs, formation, boot_detect, commands);
+# what stays here is their order within a tick and the transition actions.
 # Time comes only from hal.ticks_ms(), compared with ticks_diff: the tick
 # length is measured, never assumed. See docs/firmware.md.
 from .boot_detect import detect

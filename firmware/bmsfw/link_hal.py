@@ -22,6 +22,9 @@
 # preallocated buffer and written with one write(); the buffer is kept, so a
 # TICK retransmitted by the twin (flag TICK_RETRY, same seq) is answered with
 # the very same bytes without ticking the controller again.
+# Its size (~450 lines) is that one job, the HAL over the link: each HAL call,
+# each message it takes (TICK, COMMAND, REQUEST, END) and the answer's framing
+# share one preallocated buffer and its counters; the serve loop is link_serve.py.
 import json
 import struct
 
