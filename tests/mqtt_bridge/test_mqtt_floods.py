@@ -105,7 +105,7 @@ def test_a_flood_of_valid_commands_loses_no_event(mosquitto_factory, device_id, 
             return sum(stats.get(k, 0) for k in ("commands_ok", "commands_rejected", "commands_refused",
                                                  "commands_duplicate", "commands_unanswerable"))
 
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 600     # ~10 s alone; inside the full suite it has taken 2 min
         while answered() < FLOOD or bridge.pending_commands():
             assert time.monotonic() < deadline, "flood not answered: %s, %d pending" % (
                 bridge.stats(), bridge.pending_commands())
