@@ -178,14 +178,26 @@ class Collector:
         self.client.loop_stop()
 
     def wait_for(self, predicate, timeout: float = WAIT_S) -> bool:
+        """True once ``predicate(messages)`` holds, False after ``timeout`` s.
+
+        The predicate runs under the lock that ``_on_message`` needs, and a flood's
+        predicate costs O(messages): run on every arrival it is quadratic and holds
+        off the network thread, so the messages it waits for arrive too late. Between
+        two failed tries the messages get at least 50 ms to come in.
+        """
         deadline = time.monotonic() + timeout
-        with self.cond:
-            while not predicate(self.messages):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self.cond.wait(left)
-            return True
+        while True:
+            with self.cond:
+                if predicate(self.messages):
+                    return True
+                seen = len(self.messages)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(0.05, left))
+            with self.cond:
+                if len(self.messages) == seen:
+                    self.cond.wait(max(0.0, deadline - time.monotonic()))
 
     def on(self, topic: str) -> list:
         with self.cond:
