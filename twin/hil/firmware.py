@@ -15,8 +15,8 @@ process dies (PR_SET_PDEATHSIG), so even a killed twin leaves no emulator spinni
 
 Power: FirmwareSupply is the switch of a firmware the twin starts. Off stops the
 process (its RAM is gone); on starts it again, and it boots from the record the
-twin's board holds (the link carries no flash: the firmware's record is stored on
-the twin's side for every kind, QEMU's included), as a board powered up again.
+twin's board holds (for every kind, QEMU's included, the firmware's record is
+stored on the twin's side of the link), as a board powered up again.
 """
 from __future__ import annotations
 
@@ -280,7 +280,6 @@ class FirmwareSupply:
         self._start = (kind, config, device_id, link_timeout_ms, image, first_frame_timeout_s)
         self._stack: contextlib.ExitStack | None = None
         self.firmware: StartedFirmware | None = None
-        self.starts = 0
 
     def on(self) -> StartedFirmware:
         """Start the firmware (FirmwareFailed if it sends no first frame)."""
@@ -289,7 +288,6 @@ class FirmwareSupply:
         stack = contextlib.ExitStack()
         self.firmware = stack.enter_context(start_firmware(*self._start))
         self._stack = stack
-        self.starts += 1
         return self.firmware
 
     def off(self) -> None:

@@ -5,8 +5,8 @@ and applies the REPLY's setpoint and relay; frames and events go to the run's
 recorder and to the sinks as in `bms-twin run` (twin/hil/__init__.py has the
 whole story and the two pacings). One job, the run of a session, in one class:
 its frame handlers, commands, pacing loops and the new session after a power cut
-share the session's state, which is why it is ~480 lines (the transport, the link end and the REPLY decoder are
-their own modules).
+share the session's state, which is why it is ~480 lines (the transport, the link
+end and the REPLY decoder are their own modules).
 """
 from __future__ import annotations
 
