@@ -212,7 +212,7 @@ def check_hil(args) -> None:
                 raise options.OptionError(name, getattr(args, "duration_s") if name == "--duration-s" else None,
                                           "not with --protocol: the protocol says how long, in lockstep")
         args.protocol_steps = load_protocol(args.protocol)
-        check_hil_protocol(args.protocol_steps)
+        check_hil_protocol(args.protocol_steps, power_switch=args.firmware is not None)
     options.out_dir(args.out)
 
 

@@ -56,6 +56,29 @@ def test_a_failed_expectation_is_a_test_failure_with_its_line(tmp_path):
            "OVER_TEMPERATURE event within 10 minutes" in done.stdout
 
 
+def test_the_bench_waits_for_formation_as_long_as_bms_twin_run_does(tmp_path):
+    # too little lithium for the target: the charge stalls, and the bench stops
+    # waiting at the cell's charge limit (run.player_limits), not at 48 h
+    cell = tmp_path / "starved.toml"
+    cell.write_text('based_on = "d111"\n[lithium_mol_L]\nvalue = 0.1\nunit = "mol/L"\n'
+                    'source = "assumed: a catholyte with too little lithium for the target"\n')
+    (tmp_path / "test_starved.py").write_text(
+        "import pytest\n"
+        "from twin.firmware_config import config_for, formation_timeouts_s\n"
+        "from twin.parameters import load_parameter_set\n"
+        "def test_starved(bench):\n"
+        "    bench.run('Rest for 1 minute')\n"
+        "    s = bench.summary()\n"
+        "    limit = formation_timeouts_s(config_for(load_parameter_set(%r)))['charge']\n"
+        "    assert s['formation_timed_out']['phase'] == 'charge'\n"
+        "    assert s['formation_timed_out']['limit_s'] == pytest.approx(limit)\n"
+        "    assert limit < bench.t_s < limit + 3600 and bench.state == 'FORMING'\n"
+        "    assert s['steps_skipped'] == 1\n" % str(cell))
+    done = run_pytest(tmp_path, "-k", "starved", "--bench-cell", str(cell))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout
+
+
 def test_a_bad_step_is_refused_with_its_line_before_anything_runs(tmp_path):
     (tmp_path / "test_bad.py").write_text(
         "import pytest\n"

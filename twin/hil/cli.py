@@ -72,7 +72,7 @@ def _frame_gap_ms(args) -> float:
     return QEMU_FRAME_GAP_MS if getattr(args, "firmware", None) == "qemu" else FRAME_GAP_S * 1000.0
 
 
-def _session(params, stream, args, sinks, config=None):
+def _session(params, stream, args, sinks, config=None, supply=None):
     stream.write_timeout_s = args.write_timeout_s
     server = HilServer(params, stream, mode=args.mode, ambient_c=args.ambient_c, seed=args.seed,
                        tick_ms=args.tick_ms, config=config, sinks=sinks, reply_timeout_s=args.reply_timeout_s,
@@ -82,17 +82,17 @@ def _session(params, stream, args, sinks, config=None):
     protocol = getattr(args, "protocol_steps", None)
     if protocol is None:
         return server.run(duration_s=args.duration_s, end_session=True)
-    return _play(server, protocol)
+    return _play(server, protocol, supply)
 
 
-def _play(server, protocol):
+def _play(server, protocol, supply=None):
     """The protocol played on the session (twin/scenario_hil.py), its report in the summary."""
     from twin.scenario import Player
     from twin.scenario_hil import FirmwareGone, HilLoop
 
     from twin.run import player_limits
 
-    loop = HilLoop(server)
+    loop = HilLoop(server, supply)
     player = Player(loop, player_limits(server.config, server.bench.ambient_c))
     try:
         player.play(protocol)
@@ -118,9 +118,12 @@ def _with_firmware(params, args, sinks):
     config, device_id = controller_settings(Bench.build(params, ambient_c=args.ambient_c, seed=args.seed),
                                             None, args.device_id)
     image = firmware.image_path(kind, args.image)       # may build it: before anything starts
-    with firmware.start_firmware(kind, config, device_id, image=image,
-                                 first_frame_timeout_s=args.boot_timeout_s) as fw:
-        result = _session(params, fw.stream, args, sinks, config)
+    with firmware.FirmwareSupply(kind, config, device_id, image=image,
+                                 first_frame_timeout_s=args.boot_timeout_s) as supply:
+        result = _session(params, supply.on().stream, args, sinks, config, supply)
+        fw = supply.firmware    # the one running at the end (a power cut starts another)
+        if fw is None:
+            return result       # it did not start again after a power cut: the summary says so
         hil = result.summary["hil"]
         if hil["end_acked"]:
             hil["firmware_exit_code"] = fw.wait_exit()

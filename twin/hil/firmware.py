@@ -12,6 +12,11 @@ Shutdown: start_firmware() and firmware_process() are context managers that end 
 process on the way out (SIGTERM, then SIGKILL after STOP_WAIT_S), whether the run
 ended, failed or raised; on Linux each child also gets SIGTERM when the twin's
 process dies (PR_SET_PDEATHSIG), so even a killed twin leaves no emulator spinning.
+
+Power: FirmwareSupply is the switch of a firmware the twin starts. Off stops the
+process (its RAM is gone); on starts it again, and it boots from the record the
+twin's board holds (for every kind, QEMU's included, the firmware's record is
+stored on the twin's side of the link), as a board powered up again.
 """
 from __future__ import annotations
 
@@ -261,3 +266,39 @@ def start_firmware(kind: str, config: Config, device_id: str, link_timeout_ms: i
             finally:
                 stop(proc)
                 stream.close()
+
+
+class FirmwareSupply:
+    """The power of a firmware start_firmware() starts: on() starts it (a
+    StartedFirmware, `firmware`), off() stops it; a context manager that leaves
+    nothing running. A power cut over HIL (twin/scenario_hil.py) is off(), the
+    board's rest, on()."""
+
+    def __init__(self, kind: str, config: Config, device_id: str, link_timeout_ms: int | None = None,
+                 image=None, first_frame_timeout_s: float = 60.0):
+        self.kind = kind
+        self._start = (kind, config, device_id, link_timeout_ms, image, first_frame_timeout_s)
+        self._stack: contextlib.ExitStack | None = None
+        self.firmware: StartedFirmware | None = None
+
+    def on(self) -> StartedFirmware:
+        """Start the firmware (FirmwareFailed if it sends no first frame)."""
+        if self._stack is not None:
+            raise RuntimeError("FirmwareSupply.on: the firmware runs already")
+        stack = contextlib.ExitStack()
+        self.firmware = stack.enter_context(start_firmware(*self._start))
+        self._stack = stack
+        return self.firmware
+
+    def off(self) -> None:
+        """Stop the firmware, if it runs (what it wrote goes with it: last_words() before)."""
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            self.firmware = None
+            stack.close()
+
+    def __enter__(self) -> "FirmwareSupply":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.off()

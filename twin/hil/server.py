@@ -4,9 +4,9 @@ Per tick it lets simulated time pass on its board, sends the ADC scan in a TICK
 and applies the REPLY's setpoint and relay; frames and events go to the run's
 recorder and to the sinks as in `bms-twin run` (twin/hil/__init__.py has the
 whole story and the two pacings). One job, the run of a session, in one class:
-its frame handlers, commands and pacing loops share the session's state, which
-is why it is ~450 lines (the transport, the link end and the REPLY decoder are
-their own modules).
+its frame handlers, commands, pacing loops and the new session after a power cut
+share the session's state, which is why it is ~480 lines (the transport, the link
+end and the REPLY decoder are their own modules).
 """
 from __future__ import annotations
 
@@ -109,6 +109,8 @@ class HilServer:
         self._remote = RemoteController(self)
         self._pollers = [s for s in self.sinks if hasattr(s, "poll")]
         self.formation = FormationWatch(self.bench)
+        self._links_before: dict = {}   # the counters of both ends' links before a power cut
+        self._fw_before: dict = {}
 
     # ------------------------------------------------------------ frames in
     def _scan(self):
@@ -303,6 +305,34 @@ class HilServer:
                 next_retry = now + self.timer.rto()
         return False
 
+    def power_up(self, stream) -> bool:
+        """The firmware powered up again at the end of `stream`, a new process after
+        a power cut (twin/scenario_hil.py): a new link end (both ends' counters so
+        far carried on into the summary), and the connect of a new session, whose HELLO
+        wants the record the board holds (a boot, as in-process). False, with the
+        firmware dead and the board safe, if it does not connect."""
+        self._links_before = _sum_counters(self._links_before, self.link.counters)
+        self._fw_before = _sum_counters(self._fw_before, self.fw_counters)
+        self.fw_counters = {}
+        stream.write_timeout_s = self.link.stream.write_timeout_s
+        self.link = TwinLinkEnd(stream, self.link.frame_gap_s)
+        self._await_seq = None
+        self._pending_events = []
+        self.fw_record_seq = self.record_seq    # the firmware starts from what the board holds
+        if self.device_id is None:
+            self.boots += 1     # cut before it spoke: it was powered all the same (a boot in-process)
+        if self.connect():
+            return True
+        self.firmware_dead = True
+        self._safe(self._lost_why(f"the firmware did not boot again within {self.boot_timeout_s:g} s "
+                                  "after a power cut"))
+        return False
+
+    def power_failed(self, why: str) -> None:
+        """The firmware did not start again after a power cut: dead, the board safe."""
+        self.firmware_dead = True
+        self._safe(why)
+
     def _lost_why(self, what: str) -> str:
         end = self.link.stream.end_reason if self.link.stream.eof else None
         return end or what
@@ -442,8 +472,13 @@ class HilServer:
                  "retry_timeout_s": self.timer.rto(), "srtt_s": self.timer.srtt,
                  "board_setpoint_ua": self.board.setpoint_ua, "board_relay_closed": self.board.relay_closed},
             link_lost=self.link_lost,
-            link={"twin": dict(self.link.counters), "firmware": dict(self.fw_counters)})
+            link={"twin": _sum_counters(self._links_before, self.link.counters),
+                  "firmware": _sum_counters(self._fw_before, self.fw_counters)})
         summary["complete"] = True
         if self.link_lost:
             mark_incomplete(summary, "link lost: " + (self.why or "the firmware declared it (no TICK in its timeout)"))
         return RunResult(rec.rows, rec.events, summary, rec.cycles)
+
+
+def _sum_counters(a: dict, b: dict) -> dict:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in {**a, **b}}

@@ -49,12 +49,13 @@ class _Tap:
 class BenchSession:
     """The API a test talks to: `backend` names where the firmware runs."""
 
-    def __init__(self, loop, backend: str, summarize):
+    def __init__(self, loop, backend: str, summarize, formation_limits: dict | None = None):
+        """formation_limits: the Player's (open_bench gives `bms-twin run`'s: run.player_limits)."""
         self.backend = backend
         self.frames: collections.deque = collections.deque(maxlen=FRAMES_KEPT)
         self._loop = _Tap(loop, self.frames)
         self._summarize = summarize
-        self.player = Player(self._loop)
+        self.player = Player(self._loop, formation_limits)
 
     # ------------------------------------------------------------ playing
     def run(self, protocol) -> "BenchSession":
@@ -152,42 +153,42 @@ class BenchSession:
 @contextlib.contextmanager
 def open_bench(backend: str = "inprocess", cell: str = "d111", seed: int = 0, ambient_c: float = 25.0,
                image: str | None = None, reply_timeout_s: float = 20.0, boot_timeout_s: float = 120.0):
-    """A BenchSession with the firmware on `backend` (BACKENDS), ended on the way out."""
+    """A BenchSession with the firmware on `backend` (BACKENDS), ended on the way out;
+    its formation limits are `bms-twin run`'s for the cell (run.player_limits)."""
     from twin.bench import Bench
     from twin.parameters import load_parameter_set
-    from twin.run import controller_settings
+    from twin.run import controller_settings, player_limits
 
     params = load_parameter_set(cell)
+    bench = Bench.build(params, ambient_c=ambient_c, seed=seed)
+    config, device_id = controller_settings(bench)
+    limits = player_limits(config, ambient_c)
     if backend == "inprocess":
         import time
 
         from twin.recorder import summarize
         from twin.run import InProcessLoop
 
-        bench = Bench.build(params, ambient_c=ambient_c, seed=seed)
-        config, device_id = controller_settings(bench)
         loop = InProcessLoop(bench, config, device_id)
         start = time.perf_counter()
         yield BenchSession(loop, backend, lambda: summarize(
             bench, loop.recorder, loop.formation, bench.controller.telemetry(), time.perf_counter() - start,
-            device_id, loop.boots))
+            device_id, loop.boots), limits)
         return
-    yield from _hil_bench(backend, params, seed, ambient_c, image, reply_timeout_s, boot_timeout_s)
+    yield from _hil_bench(backend, params, seed, ambient_c, image, reply_timeout_s, boot_timeout_s,
+                          config, device_id, limits)
 
 
-def _hil_bench(backend, params, seed, ambient_c, image, reply_timeout_s, boot_timeout_s):
-    from twin.bench import Bench
+def _hil_bench(backend, params, seed, ambient_c, image, reply_timeout_s, boot_timeout_s, config, device_id,
+               limits):
     from twin.hil import HilServer, firmware, open_port
-    from twin.run import controller_settings
     from twin.scenario_hil import HilLoop
 
-    config, device_id = controller_settings(Bench.build(params, ambient_c=ambient_c, seed=seed))
-
-    def session(stream):
+    def session(stream, supply=None):
         server = HilServer(params, stream, mode="lockstep", ambient_c=ambient_c, seed=seed, config=config,
                            reply_timeout_s=reply_timeout_s, boot_timeout_s=boot_timeout_s)
-        loop = HilLoop(server)
-        return BenchSession(loop, backend, lambda: loop.result().summary)
+        loop = HilLoop(server, supply)
+        return BenchSession(loop, backend, lambda: loop.result().summary, limits)
 
     if backend.startswith("serial:"):
         stream, _ = open_port(backend[len("serial:"):])
@@ -197,6 +198,6 @@ def _hil_bench(backend, params, seed, ambient_c, image, reply_timeout_s, boot_ti
             stream.close()
         return
     firmware.check_kind(backend, image)
-    with firmware.start_firmware(backend, config, device_id, image=firmware.image_path(backend, image),
-                                 first_frame_timeout_s=boot_timeout_s) as fw:
-        yield session(fw.stream)
+    with firmware.FirmwareSupply(backend, config, device_id, image=firmware.image_path(backend, image),
+                                 first_frame_timeout_s=boot_timeout_s) as supply:
+        yield session(supply.on().stream, supply)
