@@ -21,6 +21,8 @@
 
 void core_derive(const cell_params_t *p, core_derived_t *d)
 {
+    d->checked = 1;
+    d->params_code = CELL_OK;
     d->inv_area = 1.0 / p->area_cm2;
     d->n_cover_mol = uah_cm2_to_mol(p, p->metal_coverage_uAh_cm2);
     d->n_alloy_cap_mol = uah_cm2_to_mol(p, p->wetting_capacity_uAh_cm2);

@@ -1,7 +1,8 @@
 /*
  * fleet.c - many cells in one call, each at its own current: cells of one
  * design (cell_fleet_step) or each with its own parameters (cell_fleet_step_each,
- * a Monte Carlo lot). The states are a caller-owned array (a numpy structured
+ * a Monte Carlo lot; cell_fleet_step_derived when they were checked and derived
+ * once beforehand by cell_derive). The states are a caller-owned array (a numpy structured
  * array on the Python side). Neither call keeps state between calls, so a
  * caller may step disjoint slices of one fleet from several threads at once.
  */
@@ -80,6 +81,55 @@ int cell_fleet_step_each(const cell_params_t *params, cell_state_t *states,
             core_derive(&params[i], &d);
             code = step_cell(&params[i], &d, &states[i], current_A[i], dt_s);
         }
+        if (status)
+            status[i] = code;
+        if (code && !first)
+            first = code;
+    }
+    return first;
+}
+
+int cell_derive(const cell_params_t *params, cell_derived_t *derived, int64_t n, int32_t *status)
+{
+    if (!params || !derived)
+        return CELL_ERR_NULL;
+    if (n < 0)
+        return CELL_ERR_LENGTH;
+    int first = CELL_OK;
+    for (int64_t i = 0; i < n; i++) {
+        int code = cell_params_check(&params[i], NULL);
+        if (code == CELL_OK) {
+            core_derive(&params[i], &derived[i]);
+        } else {
+            /* nothing derived from bad parameters: the step refuses the cell */
+            cell_derived_t refused = {0};
+            refused.params_code = code;
+            derived[i] = refused;
+        }
+        if (status)
+            status[i] = code;
+        if (code && !first)
+            first = code;
+    }
+    return first;
+}
+
+int cell_fleet_step_derived(const cell_params_t *params, const cell_derived_t *derived,
+                            cell_state_t *states, const double *current_A, int64_t n,
+                            double dt_s, int32_t *status)
+{
+    if (!derived)
+        return CELL_ERR_NULL;
+    int rc = fleet_args_ok(params, states, current_A, n, dt_s);
+    if (rc)
+        return rc;
+    int first = CELL_OK;
+    for (int64_t i = 0; i < n; i++) {
+        /* a zeroed entry, never derived, is refused like bad parameters */
+        int code = derived[i].checked ? CELL_OK
+                   : derived[i].params_code ? derived[i].params_code : CELL_ERR_PARAM;
+        if (code == CELL_OK)
+            code = step_cell(&params[i], &derived[i], &states[i], current_A[i], dt_s);
         if (status)
             status[i] = code;
         if (code && !first)
