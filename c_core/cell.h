@@ -299,6 +299,30 @@ int cell_fleet_step_derived(const cell_params_t *params, const cell_derived_t *d
                             cell_state_t *states, const double *current_A, int64_t n,
                             double dt_s, int32_t *status);
 
+/* Which parameters a fleet call steps with (cell_fleet_step_shared's kind). */
+#define CELL_FLEET_ONE_DESIGN 0         /* params[0] for every cell, as cell_fleet_step */
+#define CELL_FLEET_EACH 1               /* params[i], checked every step: cell_fleet_step_each */
+#define CELL_FLEET_DERIVED 2            /* params[i] and derived[i]: cell_fleet_step_derived */
+
+/* The cells of one fleet step, handed out to the threads that share it. */
+typedef struct {
+    int64_t next;                       /* first cell no thread has taken: 0 before the step */
+    int64_t chunk;                      /* cells a thread takes at a time, 1 .. 2^32 */
+} cell_share_t;
+
+/* One fleet step shared by several threads: each calls this with the same
+   arguments and the same share, and takes chunks of cells from it until none
+   is left, so a thread the machine holds up delays only the chunk it holds. No
+   lock, no system call; each cell is stepped once, by whichever thread took it,
+   exactly as the unshared call would. derived is used (and may be NULL
+   otherwise) with CELL_FLEET_DERIVED. Returns the first non-zero code among
+   this thread's cells (status has every cell's), or a whole-call error before
+   taking any cell. */
+int cell_fleet_step_shared(int32_t kind, const cell_params_t *params,
+                           const cell_derived_t *derived, cell_state_t *states,
+                           const double *current_A, int64_t n, double dt_s, int32_t *status,
+                           cell_share_t *share);
+
 /* Total lithium, mol: catholyte + alloy + metal + dead + precipitated. */
 int cell_lithium_total_mol(const cell_state_t *s, double *total_mol);
 

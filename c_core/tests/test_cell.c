@@ -748,6 +748,82 @@ static void test_fleet_derived(void)
     CHECK(cell_derive(params, derived, 0, NULL) == CELL_OK);
 }
 
+/* A shared step (the threads' call) steps each cell once, as the plain calls
+   do, whichever caller took its chunk; cells taken already are left alone. */
+static void test_fleet_shared(void)
+{
+    enum { N = 10 };
+    cell_params_t p = d111(), params[N];
+    cell_derived_t derived[N];
+    cell_state_t plain[N], shared[N];
+    double current[N];
+    int32_t status[N];
+    for (int i = 0; i < N; i++) {
+        params[i] = p;
+        params[i].area_cm2 = 0.8 + 0.05 * i;
+        current[i] = (10.0 + 20.0 * i) * UA;
+    }
+    CHECK(cell_derive(params, derived, N, NULL) == CELL_OK);
+    const int32_t kinds[3] = {CELL_FLEET_ONE_DESIGN, CELL_FLEET_EACH, CELL_FLEET_DERIVED};
+    for (int k = 0; k < 3; k++) {
+        for (int i = 0; i < N; i++)
+            plain[i] = shared[i] = formed_cell(kinds[k] == CELL_FLEET_ONE_DESIGN ? &p : &params[i]);
+        const cell_params_t *use = kinds[k] == CELL_FLEET_ONE_DESIGN ? &p : params;
+        for (int step = 0; step < 3; step++) {
+            if (kinds[k] == CELL_FLEET_ONE_DESIGN)
+                CHECK(cell_fleet_step(&p, plain, current, N, 20.0, NULL) == CELL_OK);
+            else if (kinds[k] == CELL_FLEET_EACH)
+                CHECK(cell_fleet_step_each(params, plain, current, N, 20.0, NULL) == CELL_OK);
+            else
+                CHECK(cell_fleet_step_derived(params, derived, plain, current, N, 20.0, NULL) == CELL_OK);
+            cell_share_t share = {0, 3};            /* chunks of 3, the last one short */
+            CHECK(cell_fleet_step_shared(kinds[k], use, derived, shared, current, N, 20.0, status,
+                                         &share) == CELL_OK);
+            CHECK(share.next >= N);
+            /* a second caller on a spent share finds nothing left */
+            CHECK(cell_fleet_step_shared(kinds[k], use, derived, shared, current, N, 20.0, status,
+                                         &share) == CELL_OK);
+        }
+        CHECK_MSG(memcmp(plain, shared, sizeof plain) == 0, "kind %d", kinds[k]);
+    }
+
+    /* chunks another thread took already are left to it */
+    cell_state_t snap[N];
+    memcpy(snap, shared, sizeof shared);
+    cell_share_t later = {6, 4};
+    CHECK(cell_fleet_step_shared(CELL_FLEET_DERIVED, params, derived, shared, current, N, 1.0,
+                                 status, &later) == CELL_OK);
+    CHECK(memcmp(shared, snap, 6 * sizeof shared[0]) == 0);
+    for (int i = 6; i < N; i++)
+        CHECK(shared[i].t_s == snap[i].t_s + 1.0);
+
+    /* a bad cell is named in status and returned by the thread that stepped it */
+    current[4] = NAN;
+    cell_share_t share = {0, 4};
+    CHECK(cell_fleet_step_shared(CELL_FLEET_ONE_DESIGN, &p, NULL, plain, current, N, 1.0, status,
+                                 &share) == CELL_ERR_NOT_FINITE);
+    CHECK(status[4] == CELL_ERR_NOT_FINITE && status[3] == CELL_OK && status[5] == CELL_OK);
+
+    /* whole-call errors take no cell */
+    cell_share_t fresh = {0, 4};
+    CHECK(cell_fleet_step_shared(CELL_FLEET_DERIVED, params, NULL, plain, current, N, 1.0, status,
+                                 &fresh) == CELL_ERR_NULL);
+    CHECK(cell_fleet_step_shared(7, params, derived, plain, current, N, 1.0, status, &fresh) ==
+          CELL_ERR_PARAM);
+    CHECK(cell_fleet_step_shared(CELL_FLEET_EACH, params, NULL, plain, current, N, 0.0, status,
+                                 &fresh) == CELL_ERR_DT);
+    CHECK(cell_fleet_step_shared(CELL_FLEET_EACH, params, NULL, plain, current, N, 1.0, status,
+                                 NULL) == CELL_ERR_NULL);
+    CHECK(fresh.next == 0);
+    fresh.chunk = 0;
+    CHECK(cell_fleet_step_shared(CELL_FLEET_EACH, params, NULL, plain, current, N, 1.0, status,
+                                 &fresh) == CELL_ERR_LENGTH);
+    fresh.chunk = ((int64_t)1 << 32) + 1;
+    CHECK(cell_fleet_step_shared(CELL_FLEET_EACH, params, NULL, plain, current, N, 1.0, status,
+                                 &fresh) == CELL_ERR_LENGTH);
+    CHECK(fresh.next == 0);
+}
+
 /* ---- conservation --------------------------------------------------------- */
 
 typedef struct {
@@ -1089,6 +1165,7 @@ int main(void)
     test_fleet();
     test_fleet_each();
     test_fleet_derived();
+    test_fleet_shared();
     test_conservation();
     test_damage_and_short();
     test_compliance();
