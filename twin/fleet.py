@@ -70,8 +70,11 @@ class _Helper:
         self._job = job
         self._go.release()
 
-    def join(self):
+    def wait(self) -> None:
         self._done.acquire()
+
+    def result(self):
+        """The last job's result (or its exception, raised here); after wait()."""
         ok, value = self._outcome
         if not ok:
             raise value
@@ -85,6 +88,7 @@ class _Crew:
     def __init__(self, n_helpers: int):
         self._helpers = [_Helper() for _ in range(n_helpers)]
         self._turn = threading.Lock()
+        self.broken = False
 
     def run(self, jobs: list) -> list:
         """jobs[0] on the calling thread (instead of waiting idle), the rest on
@@ -96,7 +100,15 @@ class _Crew:
             try:
                 first = jobs[0]()
             finally:
-                rest = [helper.join() for helper in started]
+                try:
+                    for helper in started:
+                        helper.wait()
+                except BaseException:
+                    # a wait cut short (Ctrl-C) leaves a helper's job running: its
+                    # late "done" must not end a later run, so this crew retires
+                    self.broken = True
+                    raise
+            rest = [helper.result() for helper in started]
         return [first] + rest
 
 
@@ -109,7 +121,7 @@ def _crew(n_helpers: int) -> _Crew:
     threads of its parent's)."""
     key = (os.getpid(), n_helpers)
     with _crews_lock:
-        if key not in _crews:
+        if key not in _crews or _crews[key].broken:
             _crews[key] = _Crew(n_helpers)
         return _crews[key]
 

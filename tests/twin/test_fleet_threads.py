@@ -8,7 +8,7 @@ import pytest
 
 from twin import core
 from twin.cell import Cell
-from twin.fleet import CHUNK_CELLS, MIN_CELLS_PER_THREAD, PARAMS_DTYPE, Fleet
+from twin.fleet import CHUNK_CELLS, MIN_CELLS_PER_THREAD, PARAMS_DTYPE, Fleet, _crew
 from twin.parameters import load_parameter_set
 
 N_THREADED = 10 * MIN_CELLS_PER_THREAD + 17     # three threads, the last chunk short
@@ -128,3 +128,19 @@ def test_bad_fleet_shapes_are_refused(d111):
         Fleet(d111, 3, ambient_c=[10.0, 20.0])
     with pytest.raises(core.CoreParameterError, match="ambient_c"):
         Fleet(d111, 2, ambient_c=[10.0, 500.0])
+
+
+def test_the_crew_runs_jobs_on_their_own_threads_and_hands_back_a_helpers_exception():
+    import threading
+    crew = _crew(2)
+    assert crew.run([threading.get_ident] * 3)[0] == threading.get_ident()
+    assert len(set(crew.run([threading.get_ident] * 3))) == 3
+
+    def fails():
+        raise ValueError("in a helper")
+    with pytest.raises(ValueError, match="in a helper"):
+        crew.run([lambda: 1, fails, lambda: 3])
+    assert crew.run([lambda: 1, lambda: 2, lambda: 3]) == [1, 2, 3]
+    assert not crew.broken and _crew(2) is crew
+    crew.broken = True                  # as after a wait cut short: replaced
+    assert _crew(2) is not crew
