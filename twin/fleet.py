@@ -26,7 +26,7 @@ from twin._core import ffi, lib
 from twin.cell import Cell, UAH_PER_MOL, _ambient_K
 
 # Below this many cells per thread, waking one costs more than the C time it
-# saves (a wake-up is ~10-50 µs; a cell-step ~35-40 ns).
+# saves (a wake-up is ~10-50 µs; a cell-step ~30-40 ns).
 MIN_CELLS_PER_THREAD = 1024
 # Cells a thread takes from the shared counter at a time: ~10 µs of work, so a
 # held-up thread delays the step by little, and the counter is touched rarely.
