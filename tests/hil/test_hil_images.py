@@ -94,9 +94,12 @@ def test_the_d111_formation_on_an_image_writes_the_in_process_run_files(kind, fi
     assert s["formation"]["counted_uAh"] == ref["formation"]["counted_uAh"]
     assert s["hil"]["ticks_sent"] == round(ref["sim_seconds"]) and s["hil"]["firmware_dead"] is False
     assert s["link_lost"] is False
-    # nothing lost on either end (a timer retry on a busy machine only repeats an answer)
+    # nothing lost on either end (the files above are the in-process ones): a timer retry on a
+    # busy machine only repeats an answer, and a frame the emulated UART paused in for longer
+    # than the frame gap is cut short (truncated, its tail garbage) and asked for again
+    paused = ("truncated", "garbage_bytes") if kind == "qemu" else ()
     assert {k: v for k, v in s["link"]["twin"].items()
-            if v and k not in ("frames", "rx_bytes", "frame_bytes", "retries", "replayed")} == {}
+            if v and k not in ("frames", "rx_bytes", "frame_bytes", "retries", "replayed", *paused)} == {}
     fw = s["link"]["firmware"]
     assert fw["rx_bytes"] == fw["rx_frame_bytes"] > 0
     assert {k: v for k, v in fw.items() if v and k not in ("rx_bytes", "rx_frames", "rx_frame_bytes")} == {}

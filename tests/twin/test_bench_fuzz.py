@@ -5,6 +5,7 @@ ProtocolError with its line; and any protocol of bench steps a firmware plays th
 nothing written), never a traceback; and so does a damaged bench.json under --from.
 """
 import shutil
+import uuid
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -122,7 +123,7 @@ def test_a_damaged_saved_bench_resumes_or_is_refused_in_one_line(tmp_path, capsy
     folder.mkdir(exist_ok=True)
     (folder / "bench.json").write_text(json.dumps(bench))
     (tmp_path / "p.txt").write_text("Wait for 1 minute\n")
-    out = tmp_path / "out"
+    out = tmp_path / ("out-%s" % uuid.uuid4().hex)     # its own per example: none is left by another
     code, captured = run_main(["run", "--no-mqtt", "--from", str(folder), "--protocol", str(tmp_path / "p.txt"),
                                "--out", str(out)], capsys, "run")
     if code == 2:
