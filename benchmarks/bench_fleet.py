@@ -9,8 +9,9 @@ one C call per thread, cffi releases the GIL, the threads share the cells in
 chunks). For comparison, the lot whose parameters were handed out for editing,
 so checked and derived on every step (cell_fleet_step_each, the only per-cell
 path before cell_derive). The machine is shared and noisy, so each figure is the
-best, the median and the worst of several repeats, with the load average before
-and after. Goal: >= 40 M cell-steps/s on two cores.
+best, the median and the worst of several repeats, with the load average and
+the parallelism a plain CPU loop gets (bench_sweep's machine_scaling) before and
+after. Goal: >= 40 M cell-steps/s on two cores.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import time
 
 import numpy as np
 
+from bench_sweep import machine_scaling
 from twin.fleet import Fleet, available_cores
 from twin.parameters import load_parameter_set
 
@@ -72,6 +74,7 @@ def main(argv=None):
     print(f"bms-twin fleet benchmark ({platform.machine()}, Python {platform.python_version()}, "
           f"{cores} cores, load average {_load():.2f}; N = {args.cells:,} cells, {n_calls} steps of 1 s, "
           f"{repeats} repeats)")
+    print(f"  the machine now: {cores} processes run a CPU loop {machine_scaling(cores):.2f}x as fast as one")
     cases = {"one design": (False, False), "per-cell, derived once": (True, False),
              "per-cell, checked each step": (True, True)}
     results = {}
@@ -95,7 +98,7 @@ def main(argv=None):
           f"best {best / 1e6:.1f} M = {best / GOAL_CELL_STEPS_S:.2f}x the goal "
           f"({'met' if best >= GOAL_CELL_STEPS_S else 'NOT met'}), median {median / 1e6:.1f} M = "
           f"{median / GOAL_CELL_STEPS_S:.2f}x, worst {min(runs) / 1e6:.1f} M = {min(runs) / GOAL_CELL_STEPS_S:.2f}x "
-          f"(load average now {_load():.2f})")
+          f"(load average now {_load():.2f}; a CPU loop on {cores} processes now {machine_scaling(cores):.2f}x one)")
 
 
 def _load() -> float:
