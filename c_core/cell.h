@@ -25,7 +25,7 @@
 
 /* CDEF-BEGIN */
 
-#define CELL_API_VERSION 2
+#define CELL_API_VERSION 3
 #define CELL_OCV_MAX_POINTS 24
 
 /* Error codes (negative) */
@@ -228,6 +228,25 @@ typedef struct {
     double charge_out_C;
 } cell_sample_t;
 
+/* What the step path derives from one set of parameters (so its inner loop
+   multiplies instead of dividing), made by cell_derive. A fleet with per-cell
+   parameters keeps one per cell next to them and so checks and derives them
+   once, not on every step. The fields are the core's business: fill it only
+   with cell_derive. */
+typedef struct {
+    int32_t checked;                    /* 1: made from parameters that passed the check */
+    int32_t params_code;                /* else cell_params_check's code for them */
+    double inv_area;                    /* 1/cm2 */
+    double n_cover_mol;                 /* Li that covers the substrate */
+    double n_alloy_cap_mol;             /* wetting-layer capacity */
+    double n_nucleation_mol;            /* Li over which nucleation overpotential fades */
+    double i_nucleation_ref_A;          /* current scale smoothing nucleation through 0 A */
+    double dendrite_C;                  /* plated after a crack until a short */
+    double layer_bulk_asr;              /* ohm cm2 at reference T; 0 without a layer */
+    double corrosion_mol_s;             /* Li metal corroded when fully exposed */
+    double hA_over_C;                   /* 1/s */
+} cell_derived_t;
+
 /* Parameters: 0 if every field is finite and in range; else CELL_ERR_PARAM and
    *bad_field (may be NULL) names the first field found wrong. */
 int cell_params_check(const cell_params_t *p, const char **bad_field);
@@ -265,6 +284,44 @@ int cell_fleet_step(const cell_params_t *p, cell_state_t *states, const double *
    slices of one fleet may be stepped from several threads at once. */
 int cell_fleet_step_each(const cell_params_t *params, cell_state_t *states,
                          const double *current_A, int64_t n, double dt_s, int32_t *status);
+
+/* Check and derive n parameter sets: derived[i] from params[i]. status (may be
+   NULL) receives each cell_params_check code, also kept in derived[i]; the call
+   returns the first non-zero one, after deriving every set. */
+int cell_derive(const cell_params_t *params, cell_derived_t *derived, int64_t n, int32_t *status);
+
+/* As cell_fleet_step_each, with each cell's parameters checked and derived
+   beforehand: derived[i] made by cell_derive from params[i] as they are now
+   (derive again after changing them). Nothing is checked per cell but the
+   code cell_derive kept: a cell whose parameters failed gets it and keeps its
+   state. Steps exactly as cell_fleet_step_each. */
+int cell_fleet_step_derived(const cell_params_t *params, const cell_derived_t *derived,
+                            cell_state_t *states, const double *current_A, int64_t n,
+                            double dt_s, int32_t *status);
+
+/* Which parameters a fleet call steps with (cell_fleet_step_shared's kind). */
+#define CELL_FLEET_ONE_DESIGN 0         /* params[0] for every cell, as cell_fleet_step */
+#define CELL_FLEET_EACH 1               /* params[i], checked every step: cell_fleet_step_each */
+#define CELL_FLEET_DERIVED 2            /* params[i] and derived[i]: cell_fleet_step_derived */
+
+/* The cells of one fleet step, handed out to the threads that share it. */
+typedef struct {
+    int64_t next;                       /* first cell no thread has taken: 0 before the step */
+    int64_t chunk;                      /* cells a thread takes at a time, 1 .. 2^32 */
+} cell_share_t;
+
+/* One fleet step shared by several threads: each calls this with the same
+   arguments and the same share, and takes chunks of cells from it until none
+   is left, so a thread the machine holds up delays only the chunk it holds. No
+   lock, no system call; each cell is stepped once, by whichever thread took it,
+   exactly as the unshared call would. derived is used (and may be NULL
+   otherwise) with CELL_FLEET_DERIVED. Returns the first non-zero code among
+   this thread's cells (status has every cell's), or a whole-call error before
+   taking any cell. */
+int cell_fleet_step_shared(int32_t kind, const cell_params_t *params,
+                           const cell_derived_t *derived, cell_state_t *states,
+                           const double *current_A, int64_t n, double dt_s, int32_t *status,
+                           cell_share_t *share);
 
 /* Total lithium, mol: catholyte + alloy + metal + dead + precipitated. */
 int cell_lithium_total_mol(const cell_state_t *s, double *total_mol);

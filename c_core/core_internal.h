@@ -11,19 +11,9 @@
    the voltage is quasi-steady, so there is nothing left to resolve. */
 #define CORE_ADAPTIVE_FLOOR_S 0.5
 
-/* Parameter-derived constants of the step path, computed once per call so the
-   inner loop multiplies instead of dividing. */
-typedef struct {
-    double inv_area;            /* 1/cm2 */
-    double n_cover_mol;         /* Li that covers the substrate */
-    double n_alloy_cap_mol;     /* wetting-layer capacity */
-    double n_nucleation_mol;    /* Li over which nucleation overpotential fades */
-    double i_nucleation_ref_A;  /* current scale smoothing nucleation through 0 A */
-    double dendrite_C;          /* plated after a crack until a short */
-    double layer_bulk_asr;      /* ohm cm2 at reference T; 0 without a layer */
-    double corrosion_mol_s;     /* Li metal corroded when fully exposed */
-    double hA_over_C;           /* 1/s */
-} core_derived_t;
+/* Parameter-derived constants of the step path (cell_derived_t, in the
+   contract so that fleets can keep them per cell). */
+typedef cell_derived_t core_derived_t;
 
 /* What the terminal voltage depends on: a view of a state, so the step can
    evaluate its end point on new values without copying the whole state. */

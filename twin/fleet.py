@@ -6,18 +6,18 @@ numpy column (fleet.states["voltage_V"]).
 
 Cells share one design, or each has its own parameters (`per_cell`: a Monte
 Carlo lot of areas, layer thicknesses, ...): then the parameters are a second
-structured array, laid out as cell_params_t, and cell_fleet_step_each checks and
-uses each cell's own. `step` splits the fleet into contiguous slices stepped by
-threads: cffi's API mode releases the GIL for the length of each C call, and
-the C calls keep no state, so slices run truly in parallel.
+structured array, laid out as cell_params_t, checked and derived once by
+cell_derive (or, once handed out for editing, checked on every step as
+cell_fleet_step_each does). `step` runs one C call per thread,
+cell_fleet_step_shared: cffi's API mode releases the GIL for its length, and the
+threads take the cells in contiguous chunks from a counter they share, so they
+run truly in parallel and one the machine holds up delays only its chunk.
 """
 from __future__ import annotations
 
-import functools
-import itertools
 import os
-from concurrent.futures import ThreadPoolExecutor
-from typing import Mapping
+import threading
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -25,12 +25,15 @@ from twin import core
 from twin._core import ffi, lib
 from twin.cell import Cell, UAH_PER_MOL, _ambient_K
 
-# Below this many cells, handing a slice to a thread costs more than the C time
-# it saves (a submit and a wake-up are ~20 µs; a cell-step ~50-100 ns).
-MIN_CELLS_PER_SLICE = 1024
-# Threads take slices from a shared counter, several each: on a shared machine a
-# thread that is descheduled then holds up one small slice, not half the fleet.
-SLICES_PER_THREAD = 4
+# Below this many cells per thread, waking one costs more than the C time it
+# saves (a wake-up is ~10-50 µs; a cell-step ~30-40 ns).
+MIN_CELLS_PER_THREAD = 1024
+# Cells a thread takes from the shared counter at a time: ~10 µs of work, so a
+# held-up thread delays the step by little, and the counter is touched rarely.
+CHUNK_CELLS = 256
+# Which parameters the C call steps with, and its name in error messages.
+_KIND_CALL = {lib.CELL_FLEET_ONE_DESIGN: "cell_fleet_step", lib.CELL_FLEET_EACH: "cell_fleet_step_each",
+              lib.CELL_FLEET_DERIVED: "cell_fleet_step_derived"}
 
 
 def available_cores() -> int:
@@ -41,10 +44,86 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-@functools.lru_cache(maxsize=None)
-def _pool(n_threads: int) -> ThreadPoolExecutor:
-    """One pool per size for the whole process: fleets are often many and short-lived."""
-    return ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="fleet")
+class _Helper:
+    """One thread that runs a job each time it is started: two locks and no
+    queue or future, so a job costs one wake-up."""
+
+    def __init__(self):
+        self._go = threading.Lock()
+        self._go.acquire()
+        self._done = threading.Lock()
+        self._done.acquire()
+        self._job: Callable | None = None
+        self._outcome: tuple = (True, None)
+        threading.Thread(target=self._loop, name="fleet", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            self._go.acquire()
+            try:
+                self._outcome = (True, self._job())
+            except BaseException as error:        # handed to the caller by join
+                self._outcome = (False, error)
+            self._done.release()
+
+    def start(self, job: Callable) -> None:
+        self._job = job
+        self._go.release()
+
+    def wait(self) -> None:
+        self._done.acquire()
+
+    def result(self):
+        """The last job's result (or its exception, raised here); after wait()."""
+        ok, value = self._outcome
+        if not ok:
+            raise value
+        return value
+
+
+class _Crew:
+    """Helper threads shared by every fleet of the process; one step uses them at
+    a time (a second waits), so their jobs never mix."""
+
+    def __init__(self, n_helpers: int):
+        self._helpers = [_Helper() for _ in range(n_helpers)]
+        self._turn = threading.Lock()
+        self.broken = False
+
+    def run(self, jobs: list) -> list:
+        """jobs[0] on the calling thread (instead of waiting idle), the rest on
+        helpers; their results in order."""
+        with self._turn:
+            started = self._helpers[:len(jobs) - 1]
+            for helper, job in zip(started, jobs[1:]):
+                helper.start(job)
+            try:
+                first = jobs[0]()
+            finally:
+                try:
+                    for helper in started:
+                        helper.wait()
+                except BaseException:
+                    # a wait cut short (Ctrl-C) leaves a helper's job running: its
+                    # late "done" must not end a later run, so this crew retires
+                    self.broken = True
+                    raise
+            rest = [helper.result() for helper in started]
+        return [first] + rest
+
+
+_crews: dict = {}
+_crews_lock = threading.Lock()
+
+
+def _crew(n_helpers: int) -> _Crew:
+    """The process's crew of n_helpers (a forked child makes its own: it has no
+    threads of its parent's)."""
+    key = (os.getpid(), n_helpers)
+    with _crews_lock:
+        if key not in _crews or _crews[key].broken:
+            _crews[key] = _Crew(n_helpers)
+        return _crews[key]
 
 
 def _params_dtype() -> np.dtype:
@@ -63,6 +142,8 @@ def _params_dtype() -> np.dtype:
 
 # A numpy structured dtype laid out exactly as cell_params_t (per-cell parameters).
 PARAMS_DTYPE = _params_dtype()
+# cell_derived_t is the core's business: held as opaque bytes, one per cell.
+DERIVED_DTYPE = np.dtype((np.void, ffi.sizeof("cell_derived_t")))
 
 
 class Fleet:
@@ -88,6 +169,7 @@ class Fleet:
         self.states = np.zeros(n_cells, dtype=core.STATE_DTYPE)
         self._status = np.zeros(n_cells, dtype=np.int32)
         self._cell_params = None
+        self._derived = None            # cell_derive's, while the parameters are ours alone
         if per_cell:
             self._cell_params = np.zeros(n_cells, dtype=PARAMS_DTYPE)
             self._cell_params[:] = np.frombuffer(ffi.buffer(self.params, ffi.sizeof("cell_params_t")),
@@ -113,14 +195,18 @@ class Fleet:
                 bad = int(np.flatnonzero(~np.isfinite(column))[0])
                 raise core.NotFiniteError(f"per_cell[{field!r}][{bad}] = {column[bad]!r} is not finite")
             self._cell_params[field] = column
+        self._derived = np.zeros(n, dtype=DERIVED_DTYPE)
         c_params = ffi.from_buffer("cell_params_t[]", self._cell_params)
-        bad_field = ffi.new("char **")
-        for i in range(n):
-            if lib.cell_params_check(c_params + i, bad_field):
-                field = ffi.string(bad_field[0]).decode()
-                raise core.CoreParameterError(
-                    f"per_cell: cell {i}: {field} = {float(self._cell_params[field][i])!r} is outside its "
-                    f"physical range (cell_params_check)")
+        status = np.zeros(n, dtype=np.int32)
+        if lib.cell_derive(c_params, ffi.from_buffer("cell_derived_t[]", self._derived), n,
+                           ffi.from_buffer("int32_t[]", status)):
+            i = int(np.flatnonzero(status)[0])
+            bad_field = ffi.new("char **")
+            lib.cell_params_check(c_params + i, bad_field)
+            field = ffi.string(bad_field[0]).decode()
+            raise core.CoreParameterError(
+                f"per_cell: cell {i}: {field} = {float(self._cell_params[field][i])!r} is outside its "
+                f"physical range (cell_params_check)")
 
     def _init_each(self, ambients: np.ndarray) -> None:
         kelvin = [_ambient_K(float(v)) for v in ambients]
@@ -138,62 +224,52 @@ class Fleet:
 
     @property
     def cell_params(self) -> np.ndarray | None:
-        """Each cell's parameters (a PARAMS_DTYPE array, editable between steps; the
-        core checks them on every step), or None when the cells share the design."""
+        """Each cell's parameters (a PARAMS_DTYPE array), or None when the cells
+        share the design. Until first read here they are checked and derived once;
+        the array handed out may be edited between steps at any time, so from then
+        on every step checks every cell's parameters again (cell_fleet_step_each,
+        at about half the speed)."""
+        self._derived = None
         return self._cell_params
 
-    def _slices(self) -> list:
-        n = len(self)
-        k = 1 if self.threads == 1 else max(1, min(self.threads * SLICES_PER_THREAD, n // MIN_CELLS_PER_SLICE))
-        bounds = [n * i // k for i in range(k + 1)]
-        return list(zip(bounds[:-1], bounds[1:]))
+    def _threads_used(self) -> int:
+        """Threads a step uses: at most self.threads, none with fewer than
+        MIN_CELLS_PER_THREAD cells but the only one."""
+        return max(1, min(self.threads, len(self) // MIN_CELLS_PER_THREAD))
+
+    def _params_kind(self) -> tuple:
+        """(CELL_FLEET_* kind, params pointer, derived pointer or NULL)."""
+        if self._cell_params is None:
+            return lib.CELL_FLEET_ONE_DESIGN, self.params, ffi.NULL
+        c_params = ffi.from_buffer("cell_params_t[]", self._cell_params)
+        if self._derived is None:
+            return lib.CELL_FLEET_EACH, c_params, ffi.NULL
+        return lib.CELL_FLEET_DERIVED, c_params, ffi.from_buffer("cell_derived_t[]", self._derived)
 
     def step(self, current_A, dt_s: float) -> None:
         """Step every cell by dt_s; current_A is a scalar or one value per cell.
         A cell whose input is bad keeps its state; the first error is raised
         after every other cell has been stepped (see .last_status)."""
-        currents = np.ascontiguousarray(np.broadcast_to(np.asarray(current_A, dtype=np.float64),
-                                                        (len(self),)))
-        dt_s = float(dt_s)
-        c_states = ffi.from_buffer("cell_state_t[]", self.states)
+        n = len(self)
+        currents = np.ascontiguousarray(np.broadcast_to(np.asarray(current_A, dtype=np.float64), (n,)))
+        kind, params, derived = self._params_kind()
+        states = ffi.from_buffer("cell_state_t[]", self.states)
         c_currents = ffi.from_buffer("double[]", currents)
-        c_status = ffi.from_buffer("int32_t[]", self._status)
-        if self._cell_params is None:
-            params = self.params
+        status = ffi.from_buffer("int32_t[]", self._status)
+        dt_s = float(dt_s)
+        threads = self._threads_used()
+        share = ffi.new("cell_share_t *", {"next": 0, "chunk": CHUNK_CELLS if threads > 1 else max(1, n)})
 
-            def run(lo, hi):
-                return lib.cell_fleet_step(params, c_states + lo, c_currents + lo, hi - lo, dt_s,
-                                           c_status + lo)
-            call = "cell_fleet_step"
-        else:
-            c_params = ffi.from_buffer("cell_params_t[]", self._cell_params)
-
-            def run(lo, hi):
-                return lib.cell_fleet_step_each(c_params + lo, c_states + lo, c_currents + lo,
-                                                hi - lo, dt_s, c_status + lo)
-            call = "cell_fleet_step_each"
+        def job() -> int:
+            return lib.cell_fleet_step_shared(kind, params, derived, states, c_currents, n, dt_s, status,
+                                              share)
         # a whole-call error (a bad dt) steps no cell and writes no status
         self._status.fill(0)
-        slices = self._slices()
-        taken = itertools.count()      # next() on it is atomic: each slice is taken once
-
-        def work() -> list:
-            codes = []
-            while True:
-                i = next(taken)
-                if i >= len(slices):
-                    return codes
-                codes.append(run(*slices[i]))
-        # the calling thread takes slices too instead of waiting idle
-        helpers = min(self.threads, len(slices)) - 1
-        others = [_pool(self.threads).submit(work) for _ in range(helpers)]
-        codes = work()
-        for future in others:
-            codes += future.result()
+        codes = _crew(threads - 1).run([job] * threads) if threads > 1 else [job()]
         if any(codes):
             bad = np.flatnonzero(self._status)
             code = int(self._status[bad[0]]) if len(bad) else next(c for c in codes if c)
-            core.check(code, f"{call} (cells {bad[:10].tolist()}{'...' if len(bad) > 10 else ''})")
+            core.check(code, f"{_KIND_CALL[kind]} (cells {bad[:10].tolist()}{'...' if len(bad) > 10 else ''})")
 
     @property
     def last_status(self) -> np.ndarray:

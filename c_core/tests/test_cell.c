@@ -691,6 +691,139 @@ static void test_fleet_each(void)
     CHECK(cell_fleet_step_each(params, fleet, current, 0, 1.0, status) == CELL_OK);
 }
 
+/* Parameters checked and derived once (cell_derive) step exactly as those
+   checked on every step; bad or never-derived entries are refused by code. */
+static void test_fleet_derived(void)
+{
+    enum { N = 4 };
+    cell_params_t params[N];
+    cell_derived_t derived[N];
+    cell_state_t fleet[N], each[N];
+    double current[N] = {100 * UA, 120 * UA, -10 * UA, 0.0};
+    int32_t status[N];
+    for (int i = 0; i < N; i++) {
+        params[i] = d111();
+        params[i].area_cm2 = 0.8 + 0.1 * i;
+        params[i].layer_thickness_A = 1000.0 + 250.0 * i;
+        fleet[i] = each[i] = formed_cell(&params[i]);
+    }
+    CHECK(cell_derive(params, derived, N, status) == CELL_OK);
+    for (int i = 0; i < N; i++)
+        CHECK(status[i] == CELL_OK && derived[i].checked == 1);
+    for (int k = 0; k < 20; k++) {
+        double dt = k % 2 ? 1.0 : 45.0;             /* one substep and several */
+        CHECK(cell_fleet_step_derived(params, derived, fleet, current, N, dt, status) == CELL_OK);
+        CHECK(cell_fleet_step_each(params, each, current, N, dt, NULL) == CELL_OK);
+    }
+    CHECK(memcmp(fleet, each, sizeof fleet) == 0);
+    CHECK(fleet[0].t_s > 400.0 && fleet[0].voltage_V != fleet[1].voltage_V);
+
+    /* bad parameters: named per cell by cell_derive, refused by the step */
+    cell_state_t snap[N];
+    memcpy(snap, fleet, sizeof fleet);
+    params[2].heat_capacity_J_K = -1.0;
+    for (int i = 0; i < N; i++)
+        status[i] = 99;
+    CHECK(cell_derive(params, derived, N, status) == CELL_ERR_PARAM);
+    CHECK(status[0] == CELL_OK && status[2] == CELL_ERR_PARAM && status[3] == CELL_OK);
+    CHECK(derived[2].checked == 0 && derived[2].params_code == CELL_ERR_PARAM);
+    CHECK(cell_fleet_step_derived(params, derived, fleet, current, N, 1.0, status) == CELL_ERR_PARAM);
+    CHECK(status[2] == CELL_ERR_PARAM && status[1] == CELL_OK);
+    CHECK(memcmp(&fleet[2], &snap[2], sizeof snap[2]) == 0 && fleet[1].t_s > snap[1].t_s);
+
+    /* an entry never derived (zeroed) is refused, not stepped on zeros */
+    memset(&derived[1], 0, sizeof derived[1]);
+    memcpy(snap, fleet, sizeof fleet);
+    CHECK(cell_fleet_step_derived(params, derived, fleet, current, N, 1.0, status) == CELL_ERR_PARAM);
+    CHECK(status[1] == CELL_ERR_PARAM && memcmp(&fleet[1], &snap[1], sizeof snap[1]) == 0);
+
+    /* whole-call errors touch no cell */
+    memcpy(snap, fleet, sizeof fleet);
+    CHECK(cell_fleet_step_derived(params, NULL, fleet, current, N, 1.0, status) == CELL_ERR_NULL);
+    CHECK(cell_fleet_step_derived(params, derived, fleet, current, N, 0.0, status) == CELL_ERR_DT);
+    CHECK(cell_fleet_step_derived(params, derived, fleet, current, -1, 1.0, status) == CELL_ERR_LENGTH);
+    CHECK(cell_derive(NULL, derived, N, status) == CELL_ERR_NULL);
+    CHECK(cell_derive(params, derived, -1, status) == CELL_ERR_LENGTH);
+    CHECK(memcmp(fleet, snap, sizeof fleet) == 0);
+    CHECK(cell_derive(params, derived, 0, NULL) == CELL_OK);
+}
+
+/* A shared step (the threads' call) steps each cell once, as the plain calls
+   do, whichever caller took its chunk; cells taken already are left alone. */
+static void test_fleet_shared(void)
+{
+    enum { N = 10 };
+    cell_params_t p = d111(), params[N];
+    cell_derived_t derived[N];
+    cell_state_t plain[N], shared[N];
+    double current[N];
+    int32_t status[N];
+    for (int i = 0; i < N; i++) {
+        params[i] = p;
+        params[i].area_cm2 = 0.8 + 0.05 * i;
+        current[i] = (10.0 + 20.0 * i) * UA;
+    }
+    CHECK(cell_derive(params, derived, N, NULL) == CELL_OK);
+    const int32_t kinds[3] = {CELL_FLEET_ONE_DESIGN, CELL_FLEET_EACH, CELL_FLEET_DERIVED};
+    for (int k = 0; k < 3; k++) {
+        for (int i = 0; i < N; i++)
+            plain[i] = shared[i] = formed_cell(kinds[k] == CELL_FLEET_ONE_DESIGN ? &p : &params[i]);
+        const cell_params_t *use = kinds[k] == CELL_FLEET_ONE_DESIGN ? &p : params;
+        for (int step = 0; step < 3; step++) {
+            if (kinds[k] == CELL_FLEET_ONE_DESIGN)
+                CHECK(cell_fleet_step(&p, plain, current, N, 20.0, NULL) == CELL_OK);
+            else if (kinds[k] == CELL_FLEET_EACH)
+                CHECK(cell_fleet_step_each(params, plain, current, N, 20.0, NULL) == CELL_OK);
+            else
+                CHECK(cell_fleet_step_derived(params, derived, plain, current, N, 20.0, NULL) == CELL_OK);
+            cell_share_t share = {0, 3};            /* chunks of 3, the last one short */
+            CHECK(cell_fleet_step_shared(kinds[k], use, derived, shared, current, N, 20.0, status,
+                                         &share) == CELL_OK);
+            CHECK(share.next >= N);
+            /* a second caller on a spent share finds nothing left */
+            CHECK(cell_fleet_step_shared(kinds[k], use, derived, shared, current, N, 20.0, status,
+                                         &share) == CELL_OK);
+        }
+        CHECK_MSG(memcmp(plain, shared, sizeof plain) == 0, "kind %d", kinds[k]);
+    }
+
+    /* chunks another thread took already are left to it */
+    cell_state_t snap[N];
+    memcpy(snap, shared, sizeof shared);
+    cell_share_t later = {6, 4};
+    CHECK(cell_fleet_step_shared(CELL_FLEET_DERIVED, params, derived, shared, current, N, 1.0,
+                                 status, &later) == CELL_OK);
+    CHECK(memcmp(shared, snap, 6 * sizeof shared[0]) == 0);
+    for (int i = 6; i < N; i++)
+        CHECK(shared[i].t_s == snap[i].t_s + 1.0);
+
+    /* a bad cell is named in status and returned by the thread that stepped it */
+    current[4] = NAN;
+    cell_share_t share = {0, 4};
+    CHECK(cell_fleet_step_shared(CELL_FLEET_ONE_DESIGN, &p, NULL, plain, current, N, 1.0, status,
+                                 &share) == CELL_ERR_NOT_FINITE);
+    CHECK(status[4] == CELL_ERR_NOT_FINITE && status[3] == CELL_OK && status[5] == CELL_OK);
+
+    /* whole-call errors take no cell */
+    cell_share_t fresh = {0, 4};
+    CHECK(cell_fleet_step_shared(CELL_FLEET_DERIVED, params, NULL, plain, current, N, 1.0, status,
+                                 &fresh) == CELL_ERR_NULL);
+    CHECK(cell_fleet_step_shared(7, params, derived, plain, current, N, 1.0, status, &fresh) ==
+          CELL_ERR_PARAM);
+    CHECK(cell_fleet_step_shared(CELL_FLEET_EACH, params, NULL, plain, current, N, 0.0, status,
+                                 &fresh) == CELL_ERR_DT);
+    CHECK(cell_fleet_step_shared(CELL_FLEET_EACH, params, NULL, plain, current, N, 1.0, status,
+                                 NULL) == CELL_ERR_NULL);
+    CHECK(fresh.next == 0);
+    fresh.chunk = 0;
+    CHECK(cell_fleet_step_shared(CELL_FLEET_EACH, params, NULL, plain, current, N, 1.0, status,
+                                 &fresh) == CELL_ERR_LENGTH);
+    fresh.chunk = ((int64_t)1 << 32) + 1;
+    CHECK(cell_fleet_step_shared(CELL_FLEET_EACH, params, NULL, plain, current, N, 1.0, status,
+                                 &fresh) == CELL_ERR_LENGTH);
+    CHECK(fresh.next == 0);
+}
+
 /* ---- conservation --------------------------------------------------------- */
 
 typedef struct {
@@ -1031,6 +1164,8 @@ int main(void)
     test_sampling_resume();
     test_fleet();
     test_fleet_each();
+    test_fleet_derived();
+    test_fleet_shared();
     test_conservation();
     test_damage_and_short();
     test_compliance();

@@ -365,7 +365,7 @@ def core_substep(p: dict, d: dict, s: dict, current_A: float, dt: float) -> int:
     T_inf = s["ambient_K"] + heat / p["heat_transfer_W_K"]
     T = T_inf + (s["temperature_K"] - T_inf) * thermal_decay
 
-    check = v + T + v_rc + cath + metal + alloy + dead + sulfur + damage
+    check = v_rc + cath + metal + alloy + dead + sulfur + damage + v + T   # as C: v, T last
     if not math.isfinite(check) or T <= 150.0 or T >= 500.0:
         return lib.CELL_ERR_DIVERGED
 

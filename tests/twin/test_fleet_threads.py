@@ -8,10 +8,10 @@ import pytest
 
 from twin import core
 from twin.cell import Cell
-from twin.fleet import MIN_CELLS_PER_SLICE, PARAMS_DTYPE, SLICES_PER_THREAD, Fleet
+from twin.fleet import CHUNK_CELLS, MIN_CELLS_PER_THREAD, PARAMS_DTYPE, Fleet, _crew
 from twin.parameters import load_parameter_set
 
-N_THREADED = 10 * MIN_CELLS_PER_SLICE + 17     # ten uneven slices for three threads
+N_THREADED = 10 * MIN_CELLS_PER_THREAD + 17     # three threads, the last chunk short
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def _spread_currents(n):
 def test_a_threaded_step_equals_a_single_threaded_one_bit_for_bit(d111):
     one = Fleet(d111, N_THREADED, threads=1)
     many = Fleet(d111, N_THREADED, threads=3)
-    assert len(one._slices()) == 1 and len(many._slices()) == 10
+    assert one._threads_used() == 1 and many._threads_used() == 3 and N_THREADED % CHUNK_CELLS
     currents = _spread_currents(N_THREADED)
     for _ in range(30):
         one.step(currents, 20.0)
@@ -35,10 +35,10 @@ def test_a_threaded_step_equals_a_single_threaded_one_bit_for_bit(d111):
     assert one.plated_uAh[-1] > one.plated_uAh[len(one) // 2] > 0.0
 
 
-def test_small_fleets_stay_in_one_slice_and_big_ones_in_a_few_per_thread(d111):
-    assert len(Fleet(d111, MIN_CELLS_PER_SLICE, threads=8)._slices()) == 1
-    assert len(Fleet(d111, 3 * MIN_CELLS_PER_SLICE, threads=8)._slices()) == 3
-    assert len(Fleet(d111, 100 * MIN_CELLS_PER_SLICE, threads=2)._slices()) == 2 * SLICES_PER_THREAD
+def test_small_fleets_stay_on_one_thread_and_big_ones_use_every_thread(d111):
+    assert Fleet(d111, MIN_CELLS_PER_THREAD, threads=8)._threads_used() == 1
+    assert Fleet(d111, 3 * MIN_CELLS_PER_THREAD, threads=8)._threads_used() == 3
+    assert Fleet(d111, 100 * MIN_CELLS_PER_THREAD, threads=2)._threads_used() == 2
 
 
 def test_a_bad_cell_in_the_last_slice_keeps_its_state_and_is_named(d111):
@@ -82,6 +82,22 @@ def test_each_cell_of_a_lot_steps_as_a_single_cell_of_its_own_design(d111):
     assert fleet.states["temperature_K"][0] < fleet.states["temperature_K"][2]
 
 
+def test_a_lot_derived_once_steps_as_one_checked_every_step_on_any_threads(d111):
+    n = 2 * MIN_CELLS_PER_THREAD + 3
+    rng = np.random.default_rng(7)
+    spread = {"area_cm2": rng.uniform(0.8, 1.2, n), "layer_thickness_A": rng.uniform(1000.0, 2000.0, n)}
+    derived = Fleet(d111, n, threads=2, per_cell=spread)     # parameters never handed out
+    checked = Fleet(d111, n, threads=1, per_cell=spread)
+    assert checked.cell_params["area_cm2"].tolist() == spread["area_cm2"].tolist()   # handed out
+    currents = _spread_currents(n)
+    for dt in [30.0, 1.0] * 10:
+        derived.step(currents, dt)
+        checked.step(currents, dt)
+    assert derived._derived is not None and checked._derived is None
+    assert derived.states.tobytes() == checked.states.tobytes()
+    assert len(set(derived.states["voltage_V"].tolist())) > n // 2
+
+
 def test_a_per_cell_parameter_edited_between_steps_is_checked_per_cell(d111):
     fleet = Fleet(d111, 3, per_cell={"area_cm2": [1.0, 1.0, 1.0]})
     fleet.step(100e-6, 10.0)
@@ -112,3 +128,19 @@ def test_bad_fleet_shapes_are_refused(d111):
         Fleet(d111, 3, ambient_c=[10.0, 20.0])
     with pytest.raises(core.CoreParameterError, match="ambient_c"):
         Fleet(d111, 2, ambient_c=[10.0, 500.0])
+
+
+def test_the_crew_runs_jobs_on_their_own_threads_and_hands_back_a_helpers_exception():
+    import threading
+    crew = _crew(2)
+    assert crew.run([threading.get_ident] * 3)[0] == threading.get_ident()
+    assert len(set(crew.run([threading.get_ident] * 3))) == 3
+
+    def fails():
+        raise ValueError("in a helper")
+    with pytest.raises(ValueError, match="in a helper"):
+        crew.run([lambda: 1, fails, lambda: 3])
+    assert crew.run([lambda: 1, lambda: 2, lambda: 3]) == [1, 2, 3]
+    assert not crew.broken and _crew(2) is crew
+    crew.broken = True                  # as after a wait cut short: replaced
+    assert _crew(2) is not crew
