@@ -112,7 +112,7 @@ typedef struct {
     double reference_temperature_K;
 
     /* numerics */
-    double max_substep_s;               /* longest internal step */
+    double max_substep_s;               /* longest internal step, 1e-4 .. 3600 s */
 } cell_params_t;
 
 typedef struct {

@@ -1,6 +1,7 @@
 /* params.c - parameter validation and error names. */
 #include <math.h>
 #include "cell.h"
+#include "core_internal.h"
 
 /* Each check names its field, so Python can say which number is wrong. */
 #define CHECK(cond, field)              \
@@ -74,7 +75,9 @@ int cell_params_check(const cell_params_t *p, const char **bad_field)
     CHECK(POS(p->heat_capacity_J_K, 1e7), "heat_capacity_J_K");
     CHECK(POS(p->heat_transfer_W_K, 1e5), "heat_transfer_W_K");
     CHECK(IN(p->reference_temperature_K, 200.0, 400.0), "reference_temperature_K");
-    CHECK(POS(p->max_substep_s, 3600.0), "max_substep_s");
+    /* no shorter than the core's least step: a remainder below it is taken whole,
+       so a segment always ends (a step of 1e-308 s would leave its time unmoved) */
+    CHECK(IN(p->max_substep_s, CORE_MIN_DT_S, 3600.0), "max_substep_s");
     return CELL_OK;
 }
 

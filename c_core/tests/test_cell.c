@@ -199,7 +199,7 @@ static const field_case_t FIELDS[] = {
     FIELD(heat_capacity_J_K, 0.0, 1.1e7),
     FIELD(heat_transfer_W_K, 0.0, 1.1e5),
     FIELD(reference_temperature_K, 199.0, 401.0),
-    FIELD(max_substep_s, 0.0, 3601.0),
+    FIELD(max_substep_s, 9e-5, 3601.0),
 };
 #define N_FIELDS ((int)(sizeof FIELDS / sizeof FIELDS[0]))
 

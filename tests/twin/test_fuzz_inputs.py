@@ -183,6 +183,7 @@ def mutate(text, entry, value, mode):
 @given(entry=st.sampled_from(ENTRY_NAMES), value=HOSTILE,
        mode=st.sampled_from(["value", "value", "value", "unit", "drop", "junk", "break"]))
 @example(entry="lithium_mol_L", value="0.0", mode="value")     # no dissolved lithium: the summary once divided by it
+@example(entry="max_substep_s", value="1e-308", mode="value")   # a step that left the time unmoved: a segment never ended
 def test_a_mutated_parameter_set_is_run_or_refused(tmp_path, capsys, entry, value, mode):
     path = tmp_path / "cell.toml"
     path.write_text(mutate(D111_TEXT, entry, value, mode), encoding="utf-8")
