@@ -3,8 +3,9 @@
  * design (cell_fleet_step) or each with its own parameters (cell_fleet_step_each,
  * a Monte Carlo lot; cell_fleet_step_derived when they were checked and derived
  * once beforehand by cell_derive). The states are a caller-owned array (a numpy structured
- * array on the Python side). Neither call keeps state between calls, so a
- * caller may step disjoint slices of one fleet from several threads at once.
+ * array on the Python side). No call keeps state between calls, so a caller
+ * may step disjoint slices of one fleet from several threads at once, or share
+ * one step among them (cell_fleet_step_shared).
  */
 #include <math.h>
 #include "cell.h"
@@ -91,7 +92,8 @@ static int step_range(const fleet_call_t *c, int64_t lo, int64_t hi)
                 code = step_cell(&c->params[i], d, &c->states[i], c->current_A[i], c->dt_s);
         } else {
             /* Checked and derived on every call: the caller may change them
-               between calls, and both cost less than a step. */
+               between calls (together they cost about a step: cell_derive once,
+               then CELL_FLEET_DERIVED, where they do not change). */
             code = cell_params_check(&c->params[i], NULL);
             if (code == CELL_OK) {
                 core_derived_t d;
