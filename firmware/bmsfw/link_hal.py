@@ -398,6 +398,8 @@ class LinkHal(Hal):
                 return self._bad()
             return REQUEST
         if p.ftype == lc.T_END:
+            if self.ended and self.synced and p.seq == self._rx_seq:
+                return END      # the END taken, sent again: our answer to it was lost
             if not self._in_order():
                 return NOTHING
             self.ended = True

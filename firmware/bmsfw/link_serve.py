@@ -1,10 +1,14 @@
 # The HIL loop: boot() and serve() run the controller over a LinkHal
 # (bmsfw/link_hal.py, docs/hil.md). The composition roots call them:
 # bmsfw/link_main.py on a PC, main.py on a board with HAL_KIND = "link".
-from .compat import ticks_diff, ticks_ms
+from .compat import const, ticks_diff, ticks_ms
 from . import link_codec as lc
 from .commands import request_error
 from .link_hal import COMMAND, END, HELLO_MS, REQUEST, TICK
+
+# how long the firmware answers a repeated END after the first (the twin sends
+# END again for up to its end_timeout_s, 1 s by default)
+END_LINGER_MS = const(1500)
 
 # No try blocks in the tick loop (see twin/images/wasm.py on the
 # WASI build's GC defect). The link timeout is the board's own wall clock: no
@@ -38,6 +42,18 @@ def boot(link, config, device_id, hello_ms=HELLO_MS, boot_timeout_ms=None, clock
     link.begin_answer()
     _answer(link, controller, False)
     return controller
+
+
+def _linger(link):
+    """After answering END: answer it again each time the twin sends it again
+    (our answer was lost on the line), until the twin closes the stream or
+    END_LINGER_MS pass without one. The last word of a session cannot be known
+    to have arrived; this keeps its loss from ending the session unacknowledged."""
+    since_ms = link.ms_since_tick()
+    while link.ms_since_tick() - since_ms < END_LINGER_MS and not getattr(link.stream, "eof", False):
+        if link.poll(END_LINGER_MS) == END:
+            link.send_end()
+            since_ms = link.ms_since_tick()
 
 
 def serve(link, controller, device_id, link_timeout_ms, hello_ms=HELLO_MS, max_ticks=None,
@@ -75,6 +91,7 @@ def serve(link, controller, device_id, link_timeout_ms, hello_ms=HELLO_MS, max_t
                 controller.request_current_ua(link.request_ua)
         elif got == END:
             link.send_end()         # the twin ended the session: a clean end, not a lost link
+            _linger(link)
             return n_ticks
         elif not lost:
             if link.ms_since_tick() >= link_timeout_ms:

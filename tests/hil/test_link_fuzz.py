@@ -413,3 +413,38 @@ def test_serve_takes_a_request_within_the_source_and_counts_one_beyond_it():
     assert serve(link, controller, "fuzz", link_timeout_ms=10**6) == 0 and link.ended
     assert controller.taken == [100, -1000, 1000, 0]
     assert link.bad_payload == 3
+
+
+def _written_types(stream):
+    p = lc.Parser(read_max=len(stream.written) or 1)
+    p.feed(bytes(stream.written))
+    types = []
+    while p.next():
+        types.append(p.ftype)
+    return types
+
+
+def test_serve_answers_an_end_sent_again_and_no_older_one():
+    """The twin sends END again while no answer came: the firmware's answer may be
+    the frame the line lost, so each repeat of the END taken gets one (an END of an
+    older seq is a replay and gets none), until the stream closes or the linger ends."""
+    from bmsfw.link_serve import serve
+
+    stream, link = _synced_link()
+    stream.chunks += [frame(lc.T_END, 2, b"\x00\x00"), frame(lc.T_END, 2, b"\x00\x00"),
+                      frame(lc.T_END, 1, b"\x00\x00"), frame(lc.T_END, 2, b"\x00\x00")]
+    stream.written.clear()
+    assert serve(link, RequestOnly(1000), "fuzz", link_timeout_ms=10**6) == 0 and link.ended
+    assert _written_types(stream).count(lc.T_END) == 3
+    assert link.replayed == 1 and not stream.chunks
+
+
+def test_serve_stops_lingering_when_the_twin_closes_the_stream():
+    from bmsfw.link_serve import serve
+
+    stream, link = _synced_link()
+    stream.chunks.append(frame(lc.T_END, 2, b"\x00\x00"))
+    stream.eof = True
+    clock_before = link._clock_ms()
+    assert serve(link, RequestOnly(1000), "fuzz", link_timeout_ms=10**6) == 0 and link.ended
+    assert link._clock_ms() - clock_before < 50       # no 1.5 s of polling a closed stream
